@@ -1,0 +1,134 @@
+/* internal.h - what the C files share and cffi does not see: fp16 conversion, the kernel table, pool jobs. */
+#ifndef WREN_INTERNAL_H
+#define WREN_INTERNAL_H
+#include <assert.h>
+#include <stdint.h>
+#include <string.h>
+#include "wren.h"
+
+/* ---- fp16 <-> f32, portable (the SIMD files use their own conversion instructions) ---- */
+static inline float wren_fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {                                    /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            man &= 0x3ff;
+            bits = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);    /* inf, nan */
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t wren_f32_to_fp16(float f) {  /* round to nearest even, as F16C and FCVT do */
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffff;
+    if (absx >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);           /* overflows to inf */
+    if (absx < 0x38800000u) {                                             /* result subnormal or zero */
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e;                                          /* 14 + (112 - e) + ... */
+        uint32_t half = 1u << (shift - 1);
+        uint32_t r = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((absx >> 13) - ((127 - 15) << 10));
+    uint32_t rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+/* ---- plain blocks (GGUF layout) ---- */
+typedef struct { uint16_t d; uint8_t qs[16]; } wren_block_q4_0;
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[16]; } wren_block_q4_1;
+typedef struct { uint16_t d; int8_t qs[32]; } wren_block_q8_0;
+static_assert(sizeof(wren_block_q4_0) == 18, "q4_0 block is 18 bytes");
+static_assert(sizeof(wren_block_q4_1) == 20, "q4_1 block is 20 bytes");
+static_assert(sizeof(wren_block_q8_0) == 34, "q8_0 block is 34 bytes");
+
+/* Per format: bytes of fp16 scale data per row (d, or d and m) and of quants per row, in one block. */
+static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 ? 4 : 2; }
+static inline int wren_quant_bytes(int format) { return format == WREN_Q8_0 ? 32 : 16; }
+
+/* A packed tile of R rows for one block column: fp16 d[R]; (Q4_1: fp16 m[R]); quants qs[R * quant_bytes], where
+ * byte j of row r's quants sits at qs[(j / I) * R * I + r * I + j % I]. */
+static inline size_t wren_tile_bytes(int format, int rows) {
+    return (size_t)rows * (size_t)(wren_scale_bytes(format) + wren_quant_bytes(format));
+}
+
+/* ---- kernels ----
+ * gemv: y[r] for rows r of tiles [t0, t1) (only r < n is written), activation row 0.
+ * gemm: y[i * ldy + r] for every activation row i and rows r of tiles [t0, t1).
+ * w points at the first tile of the matrix; tile (t, b) is at w + (t * k / 32 + b) * tile_bytes. */
+typedef void (*wren_gemv_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                             float *y);
+typedef void (*wren_gemm_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                             float *y, int64_t ldy);
+typedef void (*wren_quantize_act_fn)(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+
+typedef struct {
+    const char *name;       /* "avx2", ... */
+    int rows;               /* R */
+    int interleave;         /* I, bytes of one row per interleaved unit; 0 = the whole row block (plain) */
+    wren_quantize_act_fn quantize_act;
+    wren_gemv_fn gemv[WREN_N_FORMATS];
+    wren_gemm_fn gemm[WREN_N_FORMATS];
+} wren_kernel_set;
+
+/* Reference kernels (quant.c, ref.c), and the helpers SIMD tails may call. */
+extern const wren_kernel_set wren_kernels_ref;
+void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+/* one row r (0 <= r < R) of a packed tile column range, against activation row i: the scalar twin of the SIMD
+ * inner loop, for tails and tests */
+float wren_dot_tile_row_ref(int format, const uint8_t *w, int rows, int interleave, int64_t k, int r,
+                            const wren_act *a, int64_t i);
+
+#if defined(__x86_64__) || defined(_M_X64)
+extern const wren_kernel_set wren_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+extern const wren_kernel_set wren_kernels_neon;
+extern const wren_kernel_set wren_kernels_dotprod;
+extern const wren_kernel_set wren_kernels_i8mm;
+#endif
+
+const wren_kernel_set *wren_kernel_set_get(int variant);   /* NULL when unknown or not available */
+
+/* ---- pool jobs ----
+ * A job runs on every worker at once; inside it, wren_job_for splits [0, n) into chunks taken from an atomic counter
+ * and ends with a barrier, so a job can chain several parallel steps. */
+typedef struct wren_job {
+    wren_pool *pool;        /* NULL when the caller runs the job alone */
+    int ith, nth;
+    int64_t step;           /* how many wren_job_for/barrier steps this thread has passed */
+} wren_job;
+
+typedef void (*wren_job_fn)(wren_job *job, void *ctx);
+typedef void (*wren_range_fn)(void *ctx, int64_t begin, int64_t end, int ith);
+
+int wren_pool_run(wren_pool *pool, wren_job_fn fn, void *ctx);     /* pool NULL: run fn on this thread */
+void wren_job_barrier(wren_job *job);
+void wren_job_for(wren_job *job, int64_t n, int64_t chunk, wren_range_fn body, void *ctx);
+
+/* matmul inside a job (all threads call it; ends with a barrier) */
+void wren_job_matmul(wren_job *job, const wren_weights *w, const wren_act *act, float *y);
+int wren_check_matmul(const wren_weights *w, const wren_act *act, size_t y_len);
+
+#endif

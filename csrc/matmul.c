@@ -1,0 +1,142 @@
+/* matmul.c - matrix products on the pool, and the benchmarks that time them. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <time.h>
+#include "internal.h"
+
+int wren_check_matmul(const wren_weights *w, const wren_act *a, size_t y_len) {
+    if (!w || !a || !w->data || !a->q || !a->d || !a->sum) return WREN_E_NULL;
+    if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
+    if (!wren_kernel_set_get(w->variant)) return WREN_E_VARIANT;
+    if (w->n <= 0 || w->k <= 0 || w->k % WREN_QK || a->m <= 0 || a->k != w->k) return WREN_E_SHAPE;
+    const size_t need = wren_packed_bytes(w->variant, w->format, w->n, w->k);
+    if (need == 0) return WREN_E_SHAPE;
+    if (w->bytes < need) return WREN_E_BUFFER;
+    if ((uintptr_t)w->data % 16 || (uintptr_t)a->q % 32 || (uintptr_t)a->d % 4 || (uintptr_t)a->sum % 4)
+        return WREN_E_ALIGN;
+    if ((uint64_t)a->m > SIZE_MAX / (uint64_t)w->n || y_len < (size_t)a->m * (size_t)w->n) return WREN_E_BUFFER;
+    return WREN_OK;
+}
+
+typedef struct {
+    const wren_kernel_set *ks;
+    const wren_weights *w;
+    const wren_act *a;
+    float *y;
+} matmul_ctx;
+
+static void matmul_range(void *ctx, int64_t t0, int64_t t1, int ith) {
+    (void)ith;
+    const matmul_ctx *c = ctx;
+    const wren_weights *w = c->w;
+    if (c->a->m == 1)
+        c->ks->gemv[w->format](w->data, w->n, w->k, t0, t1, c->a, c->y);
+    else
+        c->ks->gemm[w->format](w->data, w->n, w->k, t0, t1, c->a, c->y, w->n);
+}
+
+void wren_job_matmul(wren_job *job, const wren_weights *w, const wren_act *act, float *y) {
+    matmul_ctx c = {wren_kernel_set_get(w->variant), w, act, y};
+    const int64_t rows = c.ks->rows, n_tiles = (w->n + rows - 1) / rows;
+    /* about eight chunks per thread: enough for a slow core to take fewer, few enough to keep the counter cold */
+    int64_t chunk = n_tiles / ((int64_t)job->nth * 8);
+    if (chunk < 1) chunk = 1;
+    wren_job_for(job, n_tiles, chunk, matmul_range, &c);
+}
+
+typedef struct {
+    const wren_weights *w;
+    int32_t n_w;
+    const wren_act *a;
+    float *y;
+    int32_t iters;
+} matmul_job_ctx;
+
+static void matmul_job(wren_job *job, void *ctx) {
+    const matmul_job_ctx *c = ctx;
+    for (int32_t i = 0; i < c->iters; i++) wren_job_matmul(job, &c->w[i % c->n_w], c->a, c->y);
+}
+
+int wren_matmul(wren_pool *pool, const wren_weights *w, const wren_act *act, float *y, size_t y_len) {
+    if (!y) return WREN_E_NULL;
+    const int st = wren_check_matmul(w, act, y_len);
+    if (st) return st;
+    matmul_job_ctx c = {w, 1, act, y, 1};
+    return wren_pool_run(pool, matmul_job, &c);
+}
+
+/* ---- benchmarks ---- */
+
+static double elapsed_ns(const struct timespec *a, const struct timespec *b) {
+    return (double)(b->tv_sec - a->tv_sec) * 1e9 + (double)(b->tv_nsec - a->tv_nsec);
+}
+
+int wren_bench_matmul(wren_pool *pool, const wren_weights *w, int32_t n_w, const wren_act *act, float *y,
+                      size_t y_len, int32_t iters, double *ns) {
+    if (!w || !y || !ns) return WREN_E_NULL;
+    if (n_w < 1 || iters < 1) return WREN_E_SHAPE;
+    for (int32_t i = 0; i < n_w; i++) {
+        const int st = wren_check_matmul(&w[i], act, y_len);
+        if (st) return st;
+        if (w[i].n != w[0].n || w[i].variant != w[0].variant || w[i].format != w[0].format) return WREN_E_SHAPE;
+    }
+    matmul_job_ctx c = {w, n_w, act, y, iters};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int st = wren_pool_run(pool, matmul_job, &c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *ns = elapsed_ns(&t0, &t1);
+    return st;
+}
+
+typedef struct {
+    const uint64_t *words;
+    int64_t n_words;
+    int32_t iters;
+    uint64_t partial[WREN_MAX_THREADS];
+} read_ctx;
+
+enum { READ_CHUNK_WORDS = 8192 };   /* 64 KiB per chunk */
+
+static void read_range(void *ctx, int64_t c0, int64_t c1, int ith) {
+    read_ctx *c = ctx;
+    const int64_t end = c1 * READ_CHUNK_WORDS < c->n_words ? c1 * READ_CHUNK_WORDS : c->n_words;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = c0 * READ_CHUNK_WORDS;
+    for (; i + 4 <= end; i += 4) {          /* four independent sums: the compiler widens this to SIMD loads */
+        s0 += c->words[i];
+        s1 += c->words[i + 1];
+        s2 += c->words[i + 2];
+        s3 += c->words[i + 3];
+    }
+    for (; i < end; i++) s0 += c->words[i];
+    c->partial[ith] += s0 + s1 + s2 + s3;
+}
+
+static void read_job(wren_job *job, void *ctx) {
+    read_ctx *c = ctx;
+    const int64_t n_chunks = (c->n_words + READ_CHUNK_WORDS - 1) / READ_CHUNK_WORDS;
+    int64_t chunk = n_chunks / ((int64_t)job->nth * 8);
+    for (int32_t i = 0; i < c->iters; i++) wren_job_for(job, n_chunks, chunk < 1 ? 1 : chunk, read_range, c);
+}
+
+int wren_bench_read(wren_pool *pool, const void *buf, size_t bytes, int32_t iters, double *ns, uint64_t *checksum) {
+    if (!buf || !ns || !checksum) return WREN_E_NULL;
+    if (bytes < 8 || iters < 1) return WREN_E_SHAPE;
+    if ((uintptr_t)buf % 8) return WREN_E_ALIGN;
+    read_ctx *c = calloc(1, sizeof *c);
+    if (!c) return WREN_E_NOMEM;
+    c->words = buf;
+    c->n_words = (int64_t)(bytes / 8);
+    c->iters = iters;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int st = wren_pool_run(pool, read_job, c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *ns = elapsed_ns(&t0, &t1);
+    uint64_t sum = 0;
+    for (int i = 0; i < WREN_MAX_THREADS; i++) sum += c->partial[i];
+    *checksum = sum;
+    free(c);
+    return st;
+}

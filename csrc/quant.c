@@ -1,0 +1,249 @@
+/* quant.c - the weight formats: reference quantization, packing into SIMD tiles, activation quantization. */
+#include <math.h>
+#include <stdlib.h>
+#include "internal.h"
+
+static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0"};
+static const size_t format_block_bytes[WREN_N_FORMATS] = {
+    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0)};
+
+static int format_ok(int format) { return format >= 0 && format < WREN_N_FORMATS; }
+
+const char *wren_format_name(int format) { return format_ok(format) ? format_names[format] : NULL; }
+size_t wren_format_block_bytes(int format) { return format_ok(format) ? format_block_bytes[format] : 0; }
+
+/* n_rows x k of a plain format, or 0 when the shape is invalid or the size overflows */
+static size_t plain_bytes(int format, int64_t n_rows, int64_t k) {
+    if (!format_ok(format) || n_rows <= 0 || k <= 0 || k % WREN_QK) return 0;
+    uint64_t blocks = (uint64_t)n_rows * (uint64_t)(k / WREN_QK);
+    if (blocks / (uint64_t)n_rows != (uint64_t)(k / WREN_QK) || blocks > SIZE_MAX / 64) return 0;
+    return (size_t)blocks * format_block_bytes[format];
+}
+
+static int check_shape(int format, int64_t n_rows, int64_t k) {
+    if (!format_ok(format)) return WREN_E_FORMAT;
+    if (n_rows <= 0 || k <= 0 || k % WREN_QK || plain_bytes(format, n_rows, k) == 0) return WREN_E_SHAPE;
+    return WREN_OK;
+}
+
+/* ---- reference quantization of one block ---- */
+
+static void quantize_block_q4_0(const float *x, wren_block_q4_0 *b) {
+    float amax = 0.0f, max = 0.0f;                  /* the value of largest magnitude, with its sign */
+    for (int j = 0; j < WREN_QK; j++) {
+        if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+    }
+    const float d = max / -8.0f;                    /* that value maps to q = 0, i.e. -8 d */
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = wren_f32_to_fp16(d);
+    for (int j = 0; j < 16; j++) {
+        int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
+        lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+        hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+        b->qs[j] = (uint8_t)(lo | (hi << 4));
+    }
+}
+
+static void quantize_block_q4_1(const float *x, wren_block_q4_1 *b) {
+    float min = x[0], max = x[0];
+    for (int j = 1; j < WREN_QK; j++) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = wren_f32_to_fp16(d);
+    b->m = wren_f32_to_fp16(min);
+    for (int j = 0; j < 16; j++) {
+        int lo = (int)((x[j] - min) * id + 0.5f), hi = (int)((x[j + 16] - min) * id + 0.5f);
+        lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+        hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+        b->qs[j] = (uint8_t)(lo | (hi << 4));
+    }
+}
+
+static void quantize_block_q8_0(const float *x, wren_block_q8_0 *b) {
+    float amax = 0.0f;
+    for (int j = 0; j < WREN_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = wren_f32_to_fp16(d);
+    for (int j = 0; j < WREN_QK; j++) b->qs[j] = (int8_t)lrintf(x[j] * id);
+}
+
+int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes) {
+    if (!x || !dst) return WREN_E_NULL;
+    int st = check_shape(format, n_rows, k);
+    if (st) return st;
+    if (dst_bytes < plain_bytes(format, n_rows, k)) return WREN_E_BUFFER;
+    const int64_t nb = n_rows * (k / WREN_QK);
+    uint8_t *out = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * WREN_QK;
+        switch (format) {
+        case WREN_Q4_0: quantize_block_q4_0(xb, (wren_block_q4_0 *)(out + b * 18)); break;
+        case WREN_Q4_1: quantize_block_q4_1(xb, (wren_block_q4_1 *)(out + b * 20)); break;
+        default: quantize_block_q8_0(xb, (wren_block_q8_0 *)(out + b * 34)); break;
+        }
+    }
+    return WREN_OK;
+}
+
+int wren_dequantize(int format, const void *src, size_t src_bytes, int64_t n_rows, int64_t k, float *dst,
+                    size_t dst_len) {
+    if (!src || !dst) return WREN_E_NULL;
+    int st = check_shape(format, n_rows, k);
+    if (st) return st;
+    if (src_bytes < plain_bytes(format, n_rows, k) || dst_len < (size_t)(n_rows * k)) return WREN_E_BUFFER;
+    const int64_t nb = n_rows * (k / WREN_QK);
+    const uint8_t *in = src;
+    for (int64_t b = 0; b < nb; b++) {
+        float *y = dst + b * WREN_QK;
+        if (format == WREN_Q4_0) {
+            const wren_block_q4_0 *blk = (const wren_block_q4_0 *)(in + b * 18);
+            const float d = wren_fp16_to_f32(blk->d);
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)((blk->qs[j] & 15) - 8) * d;
+                y[j + 16] = (float)((blk->qs[j] >> 4) - 8) * d;
+            }
+        } else if (format == WREN_Q4_1) {
+            const wren_block_q4_1 *blk = (const wren_block_q4_1 *)(in + b * 20);
+            const float d = wren_fp16_to_f32(blk->d), m = wren_fp16_to_f32(blk->m);
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)(blk->qs[j] & 15) * d + m;
+                y[j + 16] = (float)(blk->qs[j] >> 4) * d + m;
+            }
+        } else {
+            const wren_block_q8_0 *blk = (const wren_block_q8_0 *)(in + b * 34);
+            const float d = wren_fp16_to_f32(blk->d);
+            for (int j = 0; j < WREN_QK; j++) y[j] = (float)blk->qs[j] * d;
+        }
+    }
+    return WREN_OK;
+}
+
+/* ---- packing into tiles of R interleaved rows ---- */
+
+static int tile_geometry(int variant, int *rows, int *interleave) {
+    const wren_kernel_set *ks = wren_kernel_set_get(variant);
+    if (!ks) return WREN_E_VARIANT;
+    *rows = ks->rows;
+    *interleave = ks->interleave;
+    return WREN_OK;
+}
+
+size_t wren_packed_bytes(int variant, int format, int64_t n, int64_t k) {
+    int rows, il;
+    if (tile_geometry(variant, &rows, &il) || check_shape(format, n, k)) return 0;
+    const uint64_t tiles = (uint64_t)((n + rows - 1) / rows) * (uint64_t)(k / WREN_QK);
+    if (tiles > SIZE_MAX / 1024) return 0;
+    return (size_t)tiles * wren_tile_bytes(format, rows);
+}
+
+/* copies one plain block of row r into / out of tile `t` (pack = 1: block -> tile) */
+static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
+    const int sb = wren_scale_bytes(format), qb = wren_quant_bytes(format);
+    uint8_t *qs = t + (size_t)rows * sb;
+    /* scales: d at t[2 r], m (Q4_1) at t[2 R + 2 r]; the plain block has d then m */
+    for (int s = 0; s < sb / 2; s++) {
+        uint8_t *ts = t + (size_t)s * rows * 2 + (size_t)r * 2;
+        if (pack) memcpy(ts, blk + 2 * s, 2); else memcpy(blk + 2 * s, ts, 2);
+    }
+    if (il <= 0) il = qb;
+    for (int j = 0; j < qb; j++) {
+        uint8_t *tq = qs + (size_t)(j / il) * rows * il + (size_t)r * il + j % il;
+        if (pack) *tq = blk[sb + j]; else blk[sb + j] = *tq;
+    }
+}
+
+static int pack_unpack(int variant, int format, const void *src, size_t src_bytes, int64_t n, int64_t k, void *dst,
+                       size_t dst_bytes, int pack) {
+    if (!src || !dst) return WREN_E_NULL;
+    int rows, il;
+    int st = tile_geometry(variant, &rows, &il);
+    if (st) return st;
+    if ((st = check_shape(format, n, k))) return st;
+    const size_t plain = plain_bytes(format, n, k), packed = wren_packed_bytes(variant, format, n, k);
+    if (packed == 0) return WREN_E_SHAPE;
+    if ((pack ? src_bytes : dst_bytes) < plain || (pack ? dst_bytes : src_bytes) < packed) return WREN_E_BUFFER;
+    const int64_t nb = k / WREN_QK, n_tiles = (n + rows - 1) / rows;
+    const size_t bb = format_block_bytes[format], tb = wren_tile_bytes(format, rows);
+    if (pack) memset(dst, 0, packed);              /* rows past n stay zero: scale 0, quants 0 */
+    for (int64_t t = 0; t < n_tiles; t++) {
+        for (int r = 0; r < rows && t * rows + r < n; r++) {
+            const int64_t row = t * rows + r;
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *tile = (uint8_t *)(pack ? dst : src) + (size_t)(t * nb + b) * tb;
+                uint8_t *blk = (uint8_t *)(pack ? src : dst) + (size_t)(row * nb + b) * bb;
+                tile_io(format, rows, il, tile, r, blk, pack);
+            }
+        }
+    }
+    return WREN_OK;
+}
+
+int wren_repack(int variant, int format, const void *src, size_t src_bytes, int64_t n, int64_t k, void *dst,
+                size_t dst_bytes) {
+    return pack_unpack(variant, format, src, src_bytes, n, k, dst, dst_bytes, 1);
+}
+
+int wren_unpack(int variant, int format, const void *src, size_t src_bytes, int64_t n, int64_t k, void *dst,
+                size_t dst_bytes) {
+    return pack_unpack(variant, format, src, src_bytes, n, k, dst, dst_bytes, 0);
+}
+
+/* ---- activations ---- */
+
+static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+size_t wren_act_bytes(int64_t m, int64_t k) {
+    if (m <= 0 || k <= 0 || k % WREN_QK || m > (int64_t)1 << 24 || k > (int64_t)1 << 24) return 0;
+    const size_t nb = (size_t)m * (size_t)(k / WREN_QK);
+    return align64((size_t)m * (size_t)k) + align64(nb * sizeof(float)) + align64(nb * sizeof(int32_t));
+}
+
+int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k) {
+    if (!act || !buf) return WREN_E_NULL;
+    const size_t need = wren_act_bytes(m, k);
+    if (need == 0) return WREN_E_SHAPE;
+    if (bytes < need) return WREN_E_BUFFER;
+    if ((uintptr_t)buf % 64) return WREN_E_ALIGN;
+    const size_t nb = (size_t)m * (size_t)(k / WREN_QK);
+    uint8_t *p = buf;
+    act->q = (int8_t *)p;
+    act->d = (float *)(p + align64((size_t)m * (size_t)k));
+    act->sum = (int32_t *)(p + align64((size_t)m * (size_t)k) + align64(nb * sizeof(float)));
+    act->m = m;
+    act->k = k;
+    return WREN_OK;
+}
+
+void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    for (int64_t b = 0; b < k / WREN_QK; b++) {
+        const float *xb = x + b * WREN_QK;
+        float amax = 0.0f;
+        for (int j = 0; j < WREN_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float db = amax / 127.0f;
+        const float id = db != 0.0f ? 127.0f / amax : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < WREN_QK; j++) {
+            const int v = (int)lrintf(xb[j] * id);   /* round half to even, like cvtps2dq and FCVTNS */
+            q[b * WREN_QK + j] = (int8_t)v;
+            s += v;
+        }
+        d[b] = db;
+        sum[b] = s;
+    }
+}
+
+int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) {
+    if (!x || !act || !act->q || !act->d || !act->sum) return WREN_E_NULL;
+    const wren_kernel_set *ks = wren_kernel_set_get(variant);
+    if (!ks) return WREN_E_VARIANT;
+    if (act->m <= 0 || act->k <= 0 || act->k % WREN_QK) return WREN_E_SHAPE;
+    if (x_len < (size_t)(act->m * act->k)) return WREN_E_BUFFER;
+    const int64_t nb = act->k / WREN_QK;
+    for (int64_t i = 0; i < act->m; i++)
+        ks->quantize_act(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
+    return WREN_OK;
+}

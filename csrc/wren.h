@@ -1,0 +1,133 @@
+/* wren.h - the C interface of Wren's native core.
+ *
+ * The only header cffi sees: engine/_build.py hands this file to ffi.cdef with its '#' lines removed, so it holds
+ * nothing but enums, structs and prototypes. Every function that can fail returns WREN_OK or a negative WREN_E_*
+ * status; C never prints, exits or aborts on bad input.
+ *
+ * Shapes follow the maths of y = W x: a weight matrix has n rows (outputs) and k columns (inputs, a multiple of 32);
+ * an activation batch has m rows of k values; the result y is (m, n), row-major.
+ */
+#ifndef WREN_H
+#define WREN_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- status codes ---------------------------------------------------------------------------------------------- */
+enum {
+    WREN_OK = 0,
+    WREN_E_NULL = -1,       /* a required pointer is NULL */
+    WREN_E_SHAPE = -2,      /* a dimension is out of range, or k is not a multiple of 32 */
+    WREN_E_BUFFER = -3,     /* a buffer is smaller than the shape needs */
+    WREN_E_ALIGN = -4,      /* a buffer is not aligned as the call requires */
+    WREN_E_FORMAT = -5,     /* unknown weight format */
+    WREN_E_VARIANT = -6,    /* unknown kernel variant, or one this CPU or build cannot run */
+    WREN_E_THREADS = -7,    /* thread count out of range */
+    WREN_E_CPU = -8,        /* a CPU id that does not exist or that this process may not use */
+    WREN_E_NOMEM = -9,      /* an allocation failed */
+    WREN_E_SYSTEM = -10     /* a system call failed (pthread_create, affinity) */
+};
+const char *wren_strerror(int status);
+
+/* ---- formats ----------------------------------------------------------------------------------------------------
+ * Plain blocks are byte-identical to GGUF's, so Q4_0/Q4_1/Q8_0 tensors load bit-exactly:
+ *   Q4_0: fp16 d; uint8 qs[16]          w = (q - 8) * d            18 bytes / 32 weights
+ *   Q4_1: fp16 d; fp16 m; uint8 qs[16]  w = q * d + m              20 bytes / 32 weights
+ *   Q8_0: fp16 d; int8 qs[32]           w = q * d                  34 bytes / 32 weights
+ * In the 4-bit formats weight j of a block is the low nibble of qs[j] (j < 16) or the high nibble of qs[j - 16]. */
+enum { WREN_QK = 32 };
+typedef enum { WREN_Q4_0 = 0, WREN_Q4_1 = 1, WREN_Q8_0 = 2 } wren_format;
+enum { WREN_N_FORMATS = 3 };
+
+const char *wren_format_name(int format);          /* "q4_0", ...; NULL when unknown */
+size_t wren_format_block_bytes(int format);        /* 18, 20, 34; 0 when unknown */
+
+/* Reference quantization of n_rows x k floats into plain blocks, and back. */
+int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes);
+int wren_dequantize(int format, const void *src, size_t src_bytes, int64_t n_rows, int64_t k,
+                    float *dst, size_t dst_len);
+
+/* ---- kernel variants ------------------------------------------------------------------------------------------
+ * A variant is a set of kernels and the packed weight layout they read: tiles of R rows interleaved in units of
+ * I bytes (the reference reads plain rows: R = 1). One variant per format is chosen once at start from the CPU's
+ * features (WREN_KERNELS=reference in the environment forces the reference). */
+typedef enum { WREN_REF = 0, WREN_AVX2 = 1, WREN_NEON = 2, WREN_DOTPROD = 3, WREN_I8MM = 4 } wren_variant;
+enum { WREN_N_VARIANTS = 5 };
+
+/* CPU feature bits, as detected (cpuid + xgetbv on x86; getauxval HWCAP/HWCAP2 on Arm). */
+enum {
+    WREN_CPU_AVX2 = 1, WREN_CPU_FMA = 2, WREN_CPU_F16C = 4, WREN_CPU_AVX512F = 8, WREN_CPU_AVX512VNNI = 16,
+    WREN_CPU_AVXVNNI = 32, WREN_CPU_ASIMD = 256, WREN_CPU_ASIMDDP = 512, WREN_CPU_I8MM = 1024, WREN_CPU_SVE = 2048,
+    WREN_CPU_ASIMDHP = 4096
+};
+uint64_t wren_cpu_features(void);
+const char *wren_cpu_feature_name(uint64_t bit);   /* "avx2", "asimddp", ...; NULL for an unknown bit */
+
+const char *wren_variant_name(int variant);        /* "reference", "avx2", "neon", "dotprod", "i8mm"; NULL if unknown */
+int wren_variant_available(int variant);           /* 1 when compiled in and this CPU can run it, else 0 */
+int wren_variant_rows(int variant);                /* R, rows per packed tile; 0 when unknown */
+int wren_variant_chosen(int format);               /* the variant this process packs `format` for; < 0 if unknown */
+int wren_kernels_forced_reference(void);           /* 1 when WREN_KERNELS=reference chose the reference */
+
+/* ---- packed weights ---------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t format;         /* wren_format */
+    int32_t variant;        /* wren_variant whose layout `data` holds */
+    int64_t n;              /* rows (outputs) */
+    int64_t k;              /* columns (inputs), a multiple of 32 */
+    const void *data;       /* (ceil(n / R), k / 32) tiles; rows past n are zero */
+    size_t bytes;
+} wren_weights;
+
+size_t wren_packed_bytes(int variant, int format, int64_t n, int64_t k);   /* 0 when the arguments are invalid */
+int wren_repack(int variant, int format, const void *src, size_t src_bytes, int64_t n, int64_t k,
+                void *dst, size_t dst_bytes);
+int wren_unpack(int variant, int format, const void *src, size_t src_bytes, int64_t n, int64_t k,
+                void *dst, size_t dst_bytes);
+
+/* ---- activations ----------------------------------------------------------------------------------------------
+ * Activations are quantized on the fly, per row, to int8 blocks of 32: d = max|x| / 127, q = round_half_even(x / d),
+ * with the block sum of q kept for the 4-bit formats (sum q_w q_x - 8 sum q_x; q_w d_w d_x + m_w d_x sum q_x). */
+typedef struct {
+    int8_t *q;              /* (m, k)       |q| <= 127 */
+    float *d;               /* (m, k / 32)  scale of each block */
+    int32_t *sum;           /* (m, k / 32)  sum of the block's q */
+    int64_t m;
+    int64_t k;
+} wren_act;
+
+size_t wren_act_bytes(int64_t m, int64_t k);      /* 0 when the arguments are invalid */
+int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k);   /* buf: 64-byte aligned */
+int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act);
+
+/* ---- thread pool ------------------------------------------------------------------------------------------------
+ * Persistent workers; the caller hands out a job and sleeps until it is done. Workers take work in chunks from an
+ * atomic counter, so a slower core takes fewer chunks, and spin for spin_us between jobs before they sleep. */
+typedef struct wren_pool wren_pool;
+enum { WREN_MAX_THREADS = 512 };
+typedef struct {
+    int32_t n_threads;      /* 1 .. WREN_MAX_THREADS */
+    const int32_t *cpus;    /* CPU ids to run on; NULL: any CPU this process may use */
+    int32_t n_cpus;
+    int32_t strict;         /* 1: worker i pinned alone to cpus[i] (n_threads <= n_cpus); 0: workers share the set */
+    int32_t spin_us;        /* 0 .. 1000000 */
+} wren_pool_params;
+
+int wren_pool_create(const wren_pool_params *params, wren_pool **out);
+void wren_pool_destroy(wren_pool *pool);
+int wren_pool_n_threads(const wren_pool *pool);
+int wren_pool_thread_ids(const wren_pool *pool, int32_t *tids, int32_t n);  /* kernel ids of the workers */
+int wren_pool_probe_cpus(wren_pool *pool, int32_t *cpus, int32_t n);        /* sched_getcpu() seen by each worker */
+int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t spin_work, int64_t *taken, int32_t n);
+
+/* ---- matrix products ------------------------------------------------------------------------------------------
+ * y (act->m, w->n) = act . W^T with the kernels of w->variant; GEMV when act->m == 1, GEMM otherwise.
+ * pool NULL runs on the calling thread. */
+int wren_matmul(wren_pool *pool, const wren_weights *w, const wren_act *act, float *y, size_t y_len);
+
+/* ---- benchmarks -------------------------------------------------------------------------------------------------
+ * Each runs `iters` times inside one pool job (as a forward pass would) and reports the elapsed nanoseconds. */
+int wren_bench_read(wren_pool *pool, const void *buf, size_t bytes, int32_t iters, double *ns, uint64_t *checksum);
+int wren_bench_matmul(wren_pool *pool, const wren_weights *w, int32_t n_w, const wren_act *act, float *y,
+                      size_t y_len, int32_t iters, double *ns);
+
+#endif

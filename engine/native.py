@@ -1,0 +1,381 @@
+"""Python face of the native core (csrc/, built into wren.engine._native by cffi).
+
+Arrays cross into C without copies (``ffi.from_buffer``); every C status turns into an exception whose message says
+what was wrong. Long calls release the GIL, so a matmul on a worker thread does not freeze the window.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from wren.engine._native import ffi, lib
+
+QK = lib.WREN_QK  # weights per block, every format
+MAX_THREADS = lib.WREN_MAX_THREADS
+
+
+class Format(enum.IntEnum):
+    Q4_0 = lib.WREN_Q4_0
+    Q4_1 = lib.WREN_Q4_1
+    Q8_0 = lib.WREN_Q8_0
+
+    @property
+    def block_bytes(self) -> int:
+        return lib.wren_format_block_bytes(self)
+
+    @property
+    def label(self) -> str:
+        return ffi.string(lib.wren_format_name(self)).decode()
+
+
+class Variant(enum.IntEnum):
+    REFERENCE = lib.WREN_REF
+    AVX2 = lib.WREN_AVX2
+    NEON = lib.WREN_NEON
+    DOTPROD = lib.WREN_DOTPROD
+    I8MM = lib.WREN_I8MM
+
+    @property
+    def label(self) -> str:
+        return ffi.string(lib.wren_variant_name(self)).decode()
+
+    @property
+    def available(self) -> bool:
+        return bool(lib.wren_variant_available(self))
+
+    @property
+    def rows(self) -> int:
+        """Rows per packed tile."""
+        return lib.wren_variant_rows(self)
+
+
+# ---- errors ---------------------------------------------------------------------------------------------------
+
+
+class NativeError(Exception):
+    """A status code from the native core, with the call that returned it."""
+
+    def __init__(self, status: int, context: str):
+        self.status = status
+        self.reason = ffi.string(lib.wren_strerror(status)).decode()
+        super().__init__(f"{context}: {self.reason}")
+
+
+class InvalidArgumentError(NativeError, ValueError):
+    """A shape, buffer, alignment or format the kernels cannot take."""
+
+
+class UnsupportedVariantError(NativeError):
+    """A kernel variant this CPU (or this build) cannot run."""
+
+
+class ThreadSettingsError(NativeError, ValueError):
+    """Thread count or CPU list that cannot be honoured."""
+
+
+class NativeMemoryError(NativeError, MemoryError):
+    pass
+
+
+class NativeSystemError(NativeError, OSError):
+    pass
+
+
+_ERRORS = {
+    lib.WREN_E_NULL: InvalidArgumentError,
+    lib.WREN_E_SHAPE: InvalidArgumentError,
+    lib.WREN_E_BUFFER: InvalidArgumentError,
+    lib.WREN_E_ALIGN: InvalidArgumentError,
+    lib.WREN_E_FORMAT: InvalidArgumentError,
+    lib.WREN_E_VARIANT: UnsupportedVariantError,
+    lib.WREN_E_THREADS: ThreadSettingsError,
+    lib.WREN_E_CPU: ThreadSettingsError,
+    lib.WREN_E_NOMEM: NativeMemoryError,
+    lib.WREN_E_SYSTEM: NativeSystemError,
+}
+
+
+def check(status: int, context: str) -> None:
+    if status != lib.WREN_OK:
+        raise _ERRORS.get(status, NativeError)(status, context)
+
+
+# ---- CPU features and kernel choice ---------------------------------------------------------------------------
+
+
+def cpu_features() -> list[str]:
+    """Names of the SIMD features the core detected (cpuid + xgetbv, or HWCAP/HWCAP2)."""
+    bits = lib.wren_cpu_features()
+    names = []
+    bit = 1
+    while bit <= bits:
+        if bits & bit:
+            name = lib.wren_cpu_feature_name(bit)
+            if name != ffi.NULL:
+                names.append(ffi.string(name).decode())
+        bit <<= 1
+    return names
+
+
+def chosen_variant(fmt: Format) -> Variant:
+    """The variant weights of this format are packed for in this process."""
+    return Variant(lib.wren_variant_chosen(Format(fmt)))
+
+
+def forced_reference() -> bool:
+    """True when WREN_KERNELS=reference made every format use the scalar reference."""
+    return bool(lib.wren_kernels_forced_reference())
+
+
+def available_variants() -> list[Variant]:
+    return [v for v in Variant if v.available]
+
+
+# ---- buffers ---------------------------------------------------------------------------------------------------
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """An uninitialised uint8 array whose data starts on an `align`-byte boundary."""
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % align
+    return raw[offset : offset + nbytes]
+
+
+def _float_rows(x, k_multiple: bool = True) -> np.ndarray:
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected a non-empty 2-D array of floats, got shape {np.shape(x)}")
+    if k_multiple and arr.shape[1] % QK:
+        raise ValueError(f"the row length {arr.shape[1]} is not a multiple of {QK}")
+    return arr
+
+
+# ---- weight formats ---------------------------------------------------------------------------------------------
+
+
+def quantize(fmt: Format, x) -> np.ndarray:
+    """Reference quantization of (n, k) floats into plain (GGUF-identical) blocks: uint8 of shape (n, k/32*bytes)."""
+    fmt = Format(fmt)
+    rows = _float_rows(x)
+    n, k = rows.shape
+    out = np.empty((n, k // QK * fmt.block_bytes), dtype=np.uint8)
+    check(
+        lib.wren_quantize(fmt, ffi.from_buffer("float[]", rows), n, k, ffi.from_buffer(out), out.nbytes),
+        f"quantize {fmt.label} {n}x{k}",
+    )
+    return out
+
+
+def dequantize(fmt: Format, blocks, n: int, k: int) -> np.ndarray:
+    """Plain blocks back to (n, k) float32."""
+    fmt = Format(fmt)
+    src = np.ascontiguousarray(blocks, dtype=np.uint8)
+    out = np.empty((n, k), dtype=np.float32)
+    check(
+        lib.wren_dequantize(fmt, ffi.from_buffer(src), src.nbytes, n, k, ffi.from_buffer("float[]", out), out.size),
+        f"dequantize {fmt.label} {n}x{k}",
+    )
+    return out
+
+
+class PackedWeights:
+    """An (n, k) weight matrix in the tile layout of one kernel variant, ready for matmul."""
+
+    def __init__(self, fmt: Format, plain, n: int, k: int, variant: Variant | None = None):
+        self.format = Format(fmt)
+        self.variant = Variant(chosen_variant(self.format) if variant is None else variant)
+        self.n, self.k = int(n), int(k)
+        src = np.ascontiguousarray(plain, dtype=np.uint8)
+        nbytes = lib.wren_packed_bytes(self.variant, self.format, self.n, self.k)
+        if nbytes == 0:
+            status = lib.WREN_E_VARIANT if not self.variant.available else lib.WREN_E_SHAPE
+            raise _ERRORS[status](status, f"pack {self.format.label} {n}x{k} for {self.variant.label}")
+        self.data = aligned_empty(nbytes)
+        check(
+            lib.wren_repack(self.variant, self.format, ffi.from_buffer(src), src.nbytes, self.n, self.k,
+                            ffi.from_buffer(self.data), nbytes),
+            f"pack {self.format.label} {n}x{k} for {self.variant.label}",
+        )
+        self.struct = ffi.new("wren_weights *")
+        self.struct.format = self.format
+        self.struct.variant = self.variant
+        self.struct.n = self.n
+        self.struct.k = self.k
+        self._data_ptr = ffi.from_buffer(self.data)
+        self.struct.data = self._data_ptr
+        self.struct.bytes = nbytes
+
+    @classmethod
+    def from_floats(cls, fmt: Format, x, variant: Variant | None = None) -> "PackedWeights":
+        rows = _float_rows(x)
+        return cls(fmt, quantize(fmt, rows), rows.shape[0], rows.shape[1], variant)
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def unpack(self) -> np.ndarray:
+        """Back to plain blocks (n, k/32*bytes)."""
+        out = np.empty((self.n, self.k // QK * self.format.block_bytes), dtype=np.uint8)
+        check(
+            lib.wren_unpack(self.variant, self.format, self._data_ptr, self.nbytes, self.n, self.k,
+                            ffi.from_buffer(out), out.nbytes),
+            "unpack",
+        )
+        return out
+
+
+class Activations:
+    """Rows of activations quantized to int8 blocks of 32 (scale and block sum per block)."""
+
+    def __init__(self, x, variant: Variant = Variant.REFERENCE):
+        rows = _float_rows(x)
+        self.m, self.k = rows.shape
+        nbytes = lib.wren_act_bytes(self.m, self.k)
+        if nbytes == 0:
+            raise InvalidArgumentError(lib.WREN_E_SHAPE, f"activations {self.m}x{self.k}")
+        self._buf = aligned_empty(nbytes)
+        self.struct = ffi.new("wren_act *")
+        check(lib.wren_act_init(self.struct, ffi.from_buffer(self._buf), nbytes, self.m, self.k), "activations")
+        check(
+            lib.wren_quantize_act(Variant(variant), ffi.from_buffer("float[]", rows), rows.size, self.struct),
+            f"quantize activations with {Variant(variant).label}",
+        )
+
+    def _view(self, ptr, dtype, count) -> np.ndarray:
+        return np.frombuffer(ffi.buffer(ptr, count * np.dtype(dtype).itemsize), dtype=dtype)
+
+    @property
+    def q(self) -> np.ndarray:
+        return self._view(self.struct.q, np.int8, self.m * self.k).reshape(self.m, self.k)
+
+    @property
+    def d(self) -> np.ndarray:
+        return self._view(self.struct.d, np.float32, self.m * self.k // QK).reshape(self.m, -1)
+
+    @property
+    def sum(self) -> np.ndarray:
+        return self._view(self.struct.sum, np.int32, self.m * self.k // QK).reshape(self.m, -1)
+
+
+def matmul(w: PackedWeights, a: Activations, pool: "Pool | None" = None, out: np.ndarray | None = None) -> np.ndarray:
+    """y (m, n) = a . W^T, on the pool's threads (or the calling thread)."""
+    y = np.empty((a.m, w.n), dtype=np.float32) if out is None else out
+    if y.dtype != np.float32 or not y.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous float32 array")
+    check(
+        lib.wren_matmul(_pool_ptr(pool), w.struct, a.struct, ffi.from_buffer("float[]", y), y.size),
+        f"matmul {w.format.label} {w.n}x{w.k} by {a.m} rows",
+    )
+    return y
+
+
+# ---- thread pool -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    threads: int
+    cpus: tuple[int, ...] | None = None  # None: any CPU this process may use
+    strict: bool = False  # pin worker i alone to cpus[i]
+    spin_us: int = 200
+
+
+class Pool:
+    """Persistent worker threads, optionally pinned; close() (or `with`) tears them down."""
+
+    def __init__(self, threads: int, cpus: Iterable[int] | None = None, strict: bool = False, spin_us: int = 200):
+        cpu_list = None if cpus is None else tuple(int(c) for c in cpus)
+        self.settings = PoolSettings(int(threads), cpu_list, bool(strict), int(spin_us))
+        params = ffi.new("wren_pool_params *")
+        params.n_threads = self.settings.threads
+        keep = None
+        if cpu_list is not None:
+            if not cpu_list:
+                raise ThreadSettingsError(lib.WREN_E_CPU, "the CPU list is empty")
+            keep = ffi.new("int32_t[]", list(cpu_list))
+            params.cpus = keep
+            params.n_cpus = len(cpu_list)
+        params.strict = 1 if strict else 0
+        params.spin_us = self.settings.spin_us
+        out = ffi.new("wren_pool **")
+        status = lib.wren_pool_create(params, out)
+        if status != lib.WREN_OK:
+            detail = f"threads={threads}, cpus={list(cpu_list) if cpu_list else 'any'}, strict={bool(strict)}"
+            raise _ERRORS.get(status, NativeError)(status, f"cannot start the thread pool ({detail})")
+        self._ptr = ffi.gc(out[0], lib.wren_pool_destroy)
+
+    @property
+    def threads(self) -> int:
+        return self.settings.threads
+
+    def close(self) -> None:
+        """Stop and join the workers now (idempotent)."""
+        if self._ptr is not None:
+            ptr, self._ptr = self._ptr, None
+            ffi.release(ptr)
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def ptr(self):
+        if self._ptr is None:
+            raise ValueError("the thread pool is closed")
+        return self._ptr
+
+    def thread_ids(self) -> list[int]:
+        """Kernel thread ids of the workers (to read /proc/self/task/TID)."""
+        out = ffi.new("int32_t[]", self.threads)
+        check(lib.wren_pool_thread_ids(self.ptr, out, self.threads), "thread ids")
+        return list(out)
+
+    def probe_cpus(self) -> list[int]:
+        """The CPU each worker runs on right now (sched_getcpu inside a job)."""
+        out = ffi.new("int32_t[]", self.threads)
+        check(lib.wren_pool_probe_cpus(self.ptr, out, self.threads), "probe CPUs")
+        return list(out)
+
+    def chunk_counts(self, n_chunks: int, work_us: int) -> list[int]:
+        """Run n_chunks chunks of work_us busy work each; how many each worker took."""
+        out = ffi.new("int64_t[]", self.threads)
+        check(lib.wren_pool_chunk_counts(self.ptr, n_chunks, work_us, out, self.threads), "chunk counts")
+        return list(out)
+
+
+def _pool_ptr(pool: Pool | None):
+    return ffi.NULL if pool is None else pool.ptr
+
+
+# ---- benchmarks ------------------------------------------------------------------------------------------------
+
+
+def bench_read(buf: np.ndarray, iters: int, pool: Pool | None = None) -> float:
+    """Seconds to read every byte of buf `iters` times on the pool."""
+    ns = ffi.new("double *")
+    checksum = ffi.new("uint64_t *")
+    check(lib.wren_bench_read(_pool_ptr(pool), ffi.from_buffer(buf), buf.nbytes, iters, ns, checksum), "bench read")
+    return ns[0] * 1e-9
+
+
+def bench_matmul(weights: Sequence[PackedWeights], a: Activations, iters: int, pool: Pool | None = None) -> float:
+    """Seconds for `iters` products, cycling through `weights` (copies that together exceed the caches)."""
+    ws = ffi.new("wren_weights[]", len(weights))
+    for i, w in enumerate(weights):
+        ws[i] = w.struct[0]
+    y = np.empty((a.m, weights[0].n), dtype=np.float32)
+    ns = ffi.new("double *")
+    check(
+        lib.wren_bench_matmul(_pool_ptr(pool), ws, len(weights), a.struct, ffi.from_buffer("float[]", y), y.size,
+                              iters, ns),
+        "bench matmul",
+    )
+    return ns[0] * 1e-9

@@ -1,0 +1,1 @@
+"""Wren's user interface (PySide6 + qasync)."""

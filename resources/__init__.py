@@ -1,0 +1,1 @@
+"""Icons, desktop file, themes and prompt templates, shipped as package data."""

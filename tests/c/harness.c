@@ -1,0 +1,192 @@
+/* harness.c - the kernel checks in C, run natively and, cross-compiled for aarch64, under qemu-aarch64.
+ *
+ * For every variant this CPU runs and every format: packing round-trips, activation quantization equals the
+ * reference bit for bit, GEMV and GEMM equal the exact result (float64 over the exact integer block sums) within
+ * (nb + 2) * 2^-23 * sum_b |term_b| - the rounding of nb float additions and two products per block - and
+ * 1, 2 and 3 threads give identical bits. Prints what it exercised and "N passed, N failed".
+ *
+ * Build: cc -O2 -std=gnu11 -Icsrc csrc/[all .c] csrc/arch/x86/[.c] csrc/arch/arm/[.c] tests/c/harness.c -lm -lpthread */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../../csrc/internal.h"
+
+static int n_pass, n_fail;
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static float frand(void) { return (float)((rng() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+
+static void check(int ok, const char *what) {
+    if (ok) n_pass++;
+    else { n_fail++; printf("FAIL %s\n", what); }
+}
+
+/* kinds of block contents: 0 random, 1 all zero, 2 near the fp16 limit, 3 tiny (subnormal fp16 scales), 4 one spike */
+static void fill(float *x, int64_t n, int kind_mix) {
+    for (int64_t b = 0; b < n / WREN_QK; b++) {
+        const int kind = kind_mix ? (int)(rng() % 5) : 0;
+        const float scale = kind == 2 ? 6.0e4f : kind == 3 ? 2.0e-6f : 1.0f;
+        for (int j = 0; j < WREN_QK; j++) {
+            float v = frand() * scale;
+            if (kind == 1) v = 0.0f;
+            if (kind == 4) v = j == 5 ? 4.0f : 0.01f * frand();
+            x[b * WREN_QK + j] = v;
+        }
+    }
+}
+
+static void *xalloc(size_t n) {
+    void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+    if (!p) { printf("out of memory\n"); exit(2); }
+    memset(p, 0, (n + 63) & ~(size_t)63);
+    return p;
+}
+
+/* exact value and error budget of output (i, r) from the plain blocks */
+static void exact(int format, const uint8_t *plain, int64_t k, int64_t r, const wren_act *a, int64_t i,
+                  double *value, double *budget) {
+    const int64_t nb = k / WREN_QK;
+    const size_t bb = wren_format_block_bytes(format);
+    double sum = 0.0, abs_sum = 0.0;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = plain + (size_t)(r * nb + b) * bb;
+        uint16_t dh, mh = 0;
+        memcpy(&dh, blk, 2);
+        if (format == WREN_Q4_1) memcpy(&mh, blk + 2, 2);
+        const double dw = wren_fp16_to_f32(dh), mw = wren_fp16_to_f32(mh);
+        const int8_t *x = a->q + i * k + b * WREN_QK;
+        const double dx = a->d[i * nb + b];
+        int64_t isum = 0;
+        if (format == WREN_Q8_0) {
+            for (int j = 0; j < 32; j++) isum += (int8_t)blk[2 + j] * x[j];
+        } else {
+            const uint8_t *qs = blk + (format == WREN_Q4_1 ? 4 : 2);
+            for (int j = 0; j < 16; j++) isum += (qs[j] & 15) * x[j] + (qs[j] >> 4) * x[j + 16];
+        }
+        double t;
+        if (format == WREN_Q4_0) t = dw * dx * (double)(isum - 8 * a->sum[i * nb + b]);
+        else if (format == WREN_Q4_1) t = dw * dx * (double)isum + mw * dx * (double)a->sum[i * nb + b];
+        else t = dw * dx * (double)isum;
+        sum += t;
+        abs_sum += fabs(t) + (format == WREN_Q4_1 ? fabs(mw * dx * (double)a->sum[i * nb + b]) : 0.0);
+    }
+    *value = sum;
+    *budget = (double)(nb + 2) * ldexp(1.0, -23) * abs_sum + 1e-35;
+}
+
+static void test_variant(int variant, int format, int64_t n, int64_t k, int64_t m, int kind_mix) {
+    char what[160];
+    snprintf(what, sizeof what, "%s %s n=%lld k=%lld m=%lld", wren_variant_name(variant), wren_format_name(format),
+             (long long)n, (long long)k, (long long)m);
+    float *wf = xalloc(sizeof(float) * n * k), *xf = xalloc(sizeof(float) * m * k);
+    fill(wf, n * k, kind_mix);
+    fill(xf, m * k, kind_mix);
+    const size_t plain_bytes = (size_t)n * (k / WREN_QK) * wren_format_block_bytes(format);
+    uint8_t *plain = xalloc(plain_bytes), *back = xalloc(plain_bytes);
+    check(wren_quantize(format, wf, n, k, plain, plain_bytes) == WREN_OK, what);
+
+    const size_t pb = wren_packed_bytes(variant, format, n, k);
+    uint8_t *packed = xalloc(pb);
+    check(wren_repack(variant, format, plain, plain_bytes, n, k, packed, pb) == WREN_OK, what);
+    check(wren_unpack(variant, format, packed, pb, n, k, back, plain_bytes) == WREN_OK, what);
+    check(memcmp(plain, back, plain_bytes) == 0, "pack/unpack round trip");
+
+    /* activations: the variant's quantizer equals the reference bit for bit */
+    const size_t ab = wren_act_bytes(m, k);
+    wren_act a_ref, a_var;
+    void *abuf_ref = xalloc(ab), *abuf_var = xalloc(ab);
+    wren_act_init(&a_ref, abuf_ref, ab, m, k);
+    wren_act_init(&a_var, abuf_var, ab, m, k);
+    check(wren_quantize_act(WREN_REF, xf, (size_t)(m * k), &a_ref) == WREN_OK, what);
+    check(wren_quantize_act(variant, xf, (size_t)(m * k), &a_var) == WREN_OK, what);
+    const int64_t nb = k / WREN_QK;
+    int act_same = memcmp(a_ref.q, a_var.q, (size_t)(m * k)) == 0 &&
+                   memcmp(a_ref.d, a_var.d, sizeof(float) * m * nb) == 0 &&
+                   memcmp(a_ref.sum, a_var.sum, sizeof(int32_t) * m * nb) == 0;
+    snprintf(what + strlen(what), sizeof what - strlen(what), " act");
+    check(act_same, what);
+    what[strlen(what) - 4] = 0;
+
+    /* products: reference on plain rows, the variant on its tiles, serial and on 1, 2, 3 threads */
+    wren_weights w_ref = {format, WREN_REF, n, k, plain, plain_bytes};
+    wren_weights w_var = {format, variant, n, k, packed, pb};
+    float *y_ref = xalloc(sizeof(float) * m * n), *y_var = xalloc(sizeof(float) * m * n);
+    float *y_thr = xalloc(sizeof(float) * m * n);
+    check(wren_matmul(NULL, &w_ref, &a_ref, y_ref, (size_t)(m * n)) == WREN_OK, what);
+    check(wren_matmul(NULL, &w_var, &a_ref, y_var, (size_t)(m * n)) == WREN_OK, what);
+    int within = 1;
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t r = 0; r < n; r++) {
+            double v, budget;
+            exact(format, plain, k, r, &a_ref, i, &v, &budget);
+            const double e_ref = fabs(y_ref[i * n + r] - v), e_var = fabs(y_var[i * n + r] - v);
+            if (!(e_ref <= budget && e_var <= budget)) {
+                if (within) printf("  %s: y[%lld,%lld] exact %.9g ref %.9g variant %.9g budget %.3g\n", what,
+                                   (long long)i, (long long)r, v, y_ref[i * n + r], y_var[i * n + r], budget);
+                within = 0;
+            }
+        }
+    }
+    check(within, what);
+    for (int nt = 1; nt <= 3; nt++) {
+        wren_pool_params pp = {nt, NULL, 0, 0, 50};
+        wren_pool *pool = NULL;
+        check(wren_pool_create(&pp, &pool) == WREN_OK, "pool create");
+        memset(y_thr, 0xff, sizeof(float) * m * n);
+        check(wren_matmul(pool, &w_var, &a_ref, y_thr, (size_t)(m * n)) == WREN_OK, what);
+        check(memcmp(y_thr, y_var, sizeof(float) * m * n) == 0, "same bits on 1, 2, 3 threads");
+        wren_pool_destroy(pool);
+    }
+    free(wf); free(xf); free(plain); free(back); free(packed); free(abuf_ref); free(abuf_var);
+    free(y_ref); free(y_var); free(y_thr);
+}
+
+static void test_bad_arguments(void) {
+    uint8_t buf[4096] __attribute__((aligned(64)));
+    wren_act a;
+    check(wren_act_init(&a, buf + 1, sizeof buf - 1, 1, 32) == WREN_E_ALIGN, "misaligned activations");
+    check(wren_act_init(&a, buf, sizeof buf, 1, 33) == WREN_E_SHAPE, "k not a multiple of 32");
+    check(wren_act_init(&a, buf, 16, 1, 32) == WREN_E_BUFFER, "short activation buffer");
+    check(wren_quantize(WREN_Q4_0, (float *)buf, 1, 64, buf, 10) == WREN_E_BUFFER, "short quantize buffer");
+    check(wren_quantize(7, (float *)buf, 1, 64, buf, 1000) == WREN_E_FORMAT, "unknown format");
+    wren_pool *pool = NULL;
+    wren_pool_params pp = {WREN_MAX_THREADS + 1, NULL, 0, 0, 0};
+    check(wren_pool_create(&pp, &pool) == WREN_E_THREADS && !pool, "too many threads");
+    int32_t cpu = 100000;
+    wren_pool_params pc = {1, &cpu, 1, 1, 0};
+    check(wren_pool_create(&pc, &pool) == WREN_E_CPU && !pool, "CPU id that does not exist");
+}
+
+int main(void) {
+    const uint64_t feat = wren_cpu_features();
+    printf("cpu features:");
+    for (uint64_t bit = 1; bit <= WREN_CPU_ASIMDHP; bit <<= 1)
+        if ((feat & bit) && wren_cpu_feature_name(bit)) printf(" %s", wren_cpu_feature_name(bit));
+    printf("\n");
+    for (int f = 0; f < WREN_N_FORMATS; f++)
+        printf("chosen %s: %s\n", wren_format_name(f), wren_variant_name(wren_variant_chosen(f)));
+
+    static const int64_t shapes[][3] = {{1, 32, 1}, {7, 64, 3}, {8, 32, 1},   {13, 96, 5},  {33, 160, 2},
+                                        {64, 256, 9}, {100, 320, 4}, {17, 32, 17}, {576, 576, 1}, {96, 1536, 6}};
+    char exercised[256] = "";
+    for (int v = 0; v < WREN_N_VARIANTS; v++) {
+        if (!wren_variant_available(v)) continue;
+        const int before = n_fail;
+        for (int f = 0; f < WREN_N_FORMATS; f++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                test_variant(v, f, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+        snprintf(exercised + strlen(exercised), sizeof exercised - strlen(exercised), " %s%s", wren_variant_name(v),
+                 n_fail > before ? "(FAILED)" : "");
+    }
+    printf("variants exercised:%s\n", exercised);
+    test_bad_arguments();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}

@@ -130,4 +130,17 @@ int wren_bench_read(wren_pool *pool, const void *buf, size_t bytes, int32_t iter
 int wren_bench_matmul(wren_pool *pool, const wren_weights *w, int32_t n_w, const wren_act *act, float *y,
                       size_t y_len, int32_t iters, double *ns);
 
+/* ---- GGUF tensor types, converted at load ------------------------------------------------------------------
+ * GGML type ids as they appear in GGUF files. wren_ggml_to_f32 turns n values (a multiple of the type's block) into
+ * floats; wren_q4_k_to_q4_1 folds Q4_K super-blocks into Q4_1 blocks of 32 (only the fp16 rounding of each
+ * sub-block's scale d*sc and min -dmin*m changes a value). */
+enum {
+    WREN_GGML_F32 = 0, WREN_GGML_F16 = 1, WREN_GGML_Q4_0 = 2, WREN_GGML_Q4_1 = 3, WREN_GGML_Q5_0 = 6,
+    WREN_GGML_Q5_1 = 7, WREN_GGML_Q8_0 = 8, WREN_GGML_Q4_K = 12, WREN_GGML_Q5_K = 13, WREN_GGML_Q6_K = 14,
+    WREN_GGML_BF16 = 30
+};
+size_t wren_ggml_bytes(int ggml_type, int64_t n);          /* 0 when unknown or n is not whole blocks */
+int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n, float *dst, size_t dst_len);
+int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
+
 #endif

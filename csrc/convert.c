@@ -1,0 +1,185 @@
+/* convert.c - GGUF tensor types into floats, and Q4_K folded losslessly-but-for-fp16 into Q4_1 blocks of 32.
+ *
+ * Block layouts are GGML's (the file format): each dequantizer below mirrors the maths of one block type. */
+#include <math.h>
+#include "internal.h"
+
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_k;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_k;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } blk_q6_k;
+static_assert(sizeof(blk_q5_0) == 22, "q5_0");
+static_assert(sizeof(blk_q5_1) == 24, "q5_1");
+static_assert(sizeof(blk_q4_k) == 144, "q4_k");
+static_assert(sizeof(blk_q5_k) == 176, "q5_k");
+static_assert(sizeof(blk_q6_k) == 210, "q6_k");
+
+/* one row of the traits table: GGML type id, weights per block, bytes per block, block -> floats */
+typedef void (*to_f32_fn)(const uint8_t *blk, float *y);
+typedef struct { int id; int block; int bytes; to_f32_fn to_f32; } ggml_traits;
+
+static void f32_to_f32(const uint8_t *b, float *y) { memcpy(y, b, 4); }
+static void f16_to_f32(const uint8_t *b, float *y) {
+    uint16_t h;
+    memcpy(&h, b, 2);
+    *y = wren_fp16_to_f32(h);
+}
+static void bf16_to_f32(const uint8_t *b, float *y) {
+    uint16_t h;
+    memcpy(&h, b, 2);
+    const uint32_t bits = (uint32_t)h << 16;
+    memcpy(y, &bits, 4);
+}
+
+static void q4_0_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q4_0, b, 18, 1, 32, y, 32); }
+static void q4_1_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q4_1, b, 20, 1, 32, y, 32); }
+static void q8_0_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q8_0, b, 34, 1, 32, y, 32); }
+
+static void q5_0_to_f32(const uint8_t *b, float *y) {
+    blk_q5_0 blk;
+    memcpy(&blk, b, sizeof blk);
+    uint32_t qh;
+    memcpy(&qh, blk.qh, 4);
+    const float d = wren_fp16_to_f32(blk.d);
+    for (int j = 0; j < 16; j++) {
+        const int hi0 = (qh >> j) & 1, hi1 = (qh >> (j + 16)) & 1;   /* the fifth bit of weights j and j + 16 */
+        y[j] = (float)(((blk.qs[j] & 15) | (hi0 << 4)) - 16) * d;
+        y[j + 16] = (float)(((blk.qs[j] >> 4) | (hi1 << 4)) - 16) * d;
+    }
+}
+
+static void q5_1_to_f32(const uint8_t *b, float *y) {
+    blk_q5_1 blk;
+    memcpy(&blk, b, sizeof blk);
+    uint32_t qh;
+    memcpy(&qh, blk.qh, 4);
+    const float d = wren_fp16_to_f32(blk.d), m = wren_fp16_to_f32(blk.m);
+    for (int j = 0; j < 16; j++) {
+        const int hi0 = (qh >> j) & 1, hi1 = (qh >> (j + 16)) & 1;
+        y[j] = (float)((blk.qs[j] & 15) | (hi0 << 4)) * d + m;
+        y[j + 16] = (float)((blk.qs[j] >> 4) | (hi1 << 4)) * d + m;
+    }
+}
+
+/* the 6-bit scale and min of sub-block j (0..7) of a K-quant super-block */
+static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static void q4_k_to_f32(const uint8_t *b, float *y) {
+    blk_q4_k blk;
+    memcpy(&blk, b, sizeof blk);
+    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
+    for (int p = 0; p < 4; p++) {               /* sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes */
+        int sc, m;
+        const uint8_t *q = blk.qs + 32 * p;
+        k_scale_min(2 * p, blk.scales, &sc, &m);
+        const float d1 = d * (float)sc, m1 = dmin * (float)m;
+        k_scale_min(2 * p + 1, blk.scales, &sc, &m);
+        const float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)(q[l] & 15) - m1;
+        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)(q[l] >> 4) - m2;
+    }
+}
+
+static void q5_k_to_f32(const uint8_t *b, float *y) {
+    blk_q5_k blk;
+    memcpy(&blk, b, sizeof blk);
+    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
+    for (int p = 0; p < 4; p++) {
+        int sc, m;
+        const uint8_t *q = blk.qs + 32 * p;
+        k_scale_min(2 * p, blk.scales, &sc, &m);
+        const float d1 = d * (float)sc, m1 = dmin * (float)m;
+        k_scale_min(2 * p + 1, blk.scales, &sc, &m);
+        const float d2 = d * (float)sc, m2 = dmin * (float)m;
+        const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);   /* the fifth bits of this pair in qh */
+        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)((q[l] & 15) + (blk.qh[l] & u1 ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)((q[l] >> 4) + (blk.qh[l] & u2 ? 16 : 0)) - m2;
+    }
+}
+
+static void q6_k_to_f32(const uint8_t *b, float *y) {
+    blk_q6_k blk;
+    memcpy(&blk, b, sizeof blk);
+    const float d = wren_fp16_to_f32(blk.d);
+    for (int half = 0; half < 2; half++) {      /* two halves of 128 weights: 64 bytes of ql, 32 of qh, 8 scales */
+        const uint8_t *ql = blk.ql + 64 * half, *qh = blk.qh + 32 * half;
+        const int8_t *sc = blk.scales + 8 * half;
+        float *yh = y + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            const int is = l / 16;
+            const int q1 = ((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            yh[l] = d * (float)sc[is] * (float)q1;
+            yh[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            yh[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            yh[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+    }
+}
+
+static const ggml_traits traits[] = {
+    {WREN_GGML_F32, 1, 4, f32_to_f32},     {WREN_GGML_F16, 1, 2, f16_to_f32},     {WREN_GGML_BF16, 1, 2, bf16_to_f32},
+    {WREN_GGML_Q4_0, 32, 18, q4_0_to_f32}, {WREN_GGML_Q4_1, 32, 20, q4_1_to_f32}, {WREN_GGML_Q5_0, 32, 22, q5_0_to_f32},
+    {WREN_GGML_Q5_1, 32, 24, q5_1_to_f32}, {WREN_GGML_Q8_0, 32, 34, q8_0_to_f32}, {WREN_GGML_Q4_K, 256, 144, q4_k_to_f32},
+    {WREN_GGML_Q5_K, 256, 176, q5_k_to_f32}, {WREN_GGML_Q6_K, 256, 210, q6_k_to_f32},
+};
+
+static const ggml_traits *find(int type) {
+    for (size_t i = 0; i < sizeof traits / sizeof traits[0]; i++)
+        if (traits[i].id == type) return &traits[i];
+    return NULL;
+}
+
+size_t wren_ggml_bytes(int ggml_type, int64_t n) {
+    const ggml_traits *t = find(ggml_type);
+    if (!t || n <= 0 || n % t->block) return 0;
+    return (size_t)(n / t->block) * (size_t)t->bytes;
+}
+
+int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n, float *dst, size_t dst_len) {
+    if (!src || !dst) return WREN_E_NULL;
+    const ggml_traits *t = find(ggml_type);
+    if (!t) return WREN_E_FORMAT;
+    if (n <= 0 || n % t->block) return WREN_E_SHAPE;
+    if (src_bytes < wren_ggml_bytes(ggml_type, n) || dst_len < (size_t)n) return WREN_E_BUFFER;
+    const uint8_t *s = src;
+    for (int64_t b = 0; b < n / t->block; b++) t->to_f32(s + (size_t)b * t->bytes, dst + b * t->block);
+    return WREN_OK;
+}
+
+int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
+    if (!src || !dst) return WREN_E_NULL;
+    if (n <= 0 || n % 256) return WREN_E_SHAPE;
+    if (src_bytes < (size_t)(n / 256) * 144 || dst_bytes < (size_t)(n / 32) * 20) return WREN_E_BUFFER;
+    const uint8_t *s = src;
+    wren_block_q4_1 *out = dst;
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        blk_q4_k blk;
+        memcpy(&blk, s + sb * 144, sizeof blk);
+        const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            k_scale_min(j, blk.scales, &sc, &m);
+            wren_block_q4_1 o;
+            o.d = wren_f32_to_fp16(d * (float)sc);      /* w = q d sc - dmin m = q d' + m' */
+            o.m = wren_f32_to_fp16(-(dmin * (float)m));
+            const uint8_t *q = blk.qs + 32 * (j / 2);
+            const int shift = (j & 1) * 4;              /* even sub-blocks: low nibbles, odd: high */
+            for (int l = 0; l < 16; l++)
+                o.qs[l] = (uint8_t)(((q[l] >> shift) & 15) | (((q[l + 16] >> shift) & 15) << 4));
+            memcpy(&out[sb * 8 + j], &o, sizeof o);
+        }
+    }
+    return WREN_OK;
+}

@@ -223,8 +223,8 @@ void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, i
         const float *xb = x + b * WREN_QK;
         float amax = 0.0f;
         for (int j = 0; j < WREN_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float db = amax / 127.0f;
-        const float id = db != 0.0f ? 127.0f / amax : 0.0f;
+        const float db = wren_fp16_to_f32(wren_f32_to_fp16(amax / 127.0f));   /* Q8_0 semantics: an fp16 scale */
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int32_t s = 0;
         for (int j = 0; j < WREN_QK; j++) {
             const int v = (int)lrintf(xb[j] * id);   /* round half to even, like cvtps2dq and FCVTNS */
@@ -245,5 +245,23 @@ int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) 
     const int64_t nb = act->k / WREN_QK;
     for (int64_t i = 0; i < act->m; i++)
         ks->quantize_act(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
+    return WREN_OK;
+}
+
+int wren_weights_row(const wren_weights *w, int64_t r, float *out, int64_t out_len) {
+    if (!w || !w->data || !out) return WREN_E_NULL;
+    int rows, il;
+    int st = tile_geometry(w->variant, &rows, &il);
+    if (st) return st;
+    if ((st = check_shape(w->format, w->n, w->k))) return st;
+    if (r < 0 || r >= w->n) return WREN_E_SHAPE;
+    if (out_len < w->k || w->bytes < wren_packed_bytes(w->variant, w->format, w->n, w->k)) return WREN_E_BUFFER;
+    const int64_t nb = w->k / WREN_QK, t = r / rows;
+    const size_t tb = wren_tile_bytes(w->format, rows);
+    uint8_t blk[34];
+    for (int64_t b = 0; b < nb; b++) {
+        tile_io(w->format, rows, il, (uint8_t *)w->data + (size_t)(t * nb + b) * tb, (int)(r % rows), blk, 0);
+        wren_dequantize(w->format, blk, sizeof blk, 1, WREN_QK, out + b * WREN_QK, WREN_QK);
+    }
     return WREN_OK;
 }

@@ -63,10 +63,16 @@ static int64_t now_ns(void) {
 
 /* ---- jobs ---- */
 
-void wren_job_barrier(wren_job *job) {
-    job->step++;
+/* Step s of a job takes chunks from counter[s % 2]. At the start of every step, thread 0 zeroes the counter the
+ * next step will use: the step before (its last user) has ended for every thread, and the barrier that ends this
+ * step publishes the zero before anyone takes from it. */
+static inline void step_begin(wren_job *job) {
+    if (job->pool && job->ith == 0)
+        atomic_store_explicit(&job->pool->counter[(job->step + 1) & 1].v, 0, memory_order_relaxed);
+}
+
+static void barrier_wait(wren_job *job) {
     wren_pool *p = job->pool;
-    if (!p || job->nth == 1) return;
     const long long phase = atomic_load_explicit(&p->barrier_phase.v, memory_order_acquire);
     if (atomic_fetch_add_explicit(&p->barrier_count.v, 1, memory_order_acq_rel) == job->nth - 1) {
         atomic_store_explicit(&p->barrier_count.v, 0, memory_order_relaxed);
@@ -79,6 +85,14 @@ void wren_job_barrier(wren_job *job) {
     }
 }
 
+void wren_job_barrier(wren_job *job) {
+    if (job->pool && job->nth > 1) {
+        step_begin(job);
+        barrier_wait(job);
+    }
+    job->step++;
+}
+
 void wren_job_for(wren_job *job, int64_t n, int64_t chunk, wren_range_fn body, void *ctx) {
     if (chunk < 1) chunk = 1;
     wren_pool *p = job->pool;
@@ -87,15 +101,15 @@ void wren_job_for(wren_job *job, int64_t n, int64_t chunk, wren_range_fn body, v
         job->step++;
         return;
     }
+    step_begin(job);
     atomic_llong *counter = &p->counter[job->step & 1].v;
-    /* the other counter served the previous step, which every thread has left: ready it for the next one */
-    if (job->ith == 0) atomic_store_explicit(&p->counter[(job->step + 1) & 1].v, 0, memory_order_relaxed);
     for (;;) {
         const int64_t b = atomic_fetch_add_explicit(counter, chunk, memory_order_relaxed);
         if (b >= n) break;
         body(ctx, b, b + chunk < n ? b + chunk : n, job->ith);
     }
-    wren_job_barrier(job);
+    barrier_wait(job);
+    job->step++;
 }
 
 /* ---- workers ---- */

@@ -85,8 +85,9 @@ int wren_unpack(int variant, int format, const void *src, size_t src_bytes, int6
                 void *dst, size_t dst_bytes);
 
 /* ---- activations ----------------------------------------------------------------------------------------------
- * Activations are quantized on the fly, per row, to int8 blocks of 32: d = max|x| / 127, q = round_half_even(x / d),
- * with the block sum of q kept for the 4-bit formats (sum q_w q_x - 8 sum q_x; q_w d_w d_x + m_w d_x sum q_x). */
+ * Activations are quantized on the fly, per row, to int8 blocks of 32 (Q8_0 semantics): q = round_half_even(x * 127 /
+ * max|x|), d = max|x| / 127 rounded to fp16, with the block sum of q kept for the 4-bit formats
+ * (d_w d_x (sum q_w q_x - 8 sum q_x); d_w d_x sum q_w q_x + m_w d_x sum q_x). */
 typedef struct {
     int8_t *q;              /* (m, k)       |q| <= 127 */
     float *d;               /* (m, k / 32)  scale of each block */
@@ -142,5 +143,55 @@ enum {
 size_t wren_ggml_bytes(int ggml_type, int64_t n);          /* 0 when unknown or n is not whole blocks */
 int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n, float *dst, size_t dst_len);
 int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
+
+/* Row r of packed weights as floats (embedding lookup from a matrix that is also the tied output layer). */
+int wren_weights_row(const wren_weights *w, int64_t r, float *out, int64_t out_len);
+
+/* ---- models and the forward pass -------------------------------------------------------------------------------
+ * Python fills these structs from a GGUF file (engine/models/ has one small module per architecture) and keeps
+ * every buffer alive; C runs all layers of a batch of tokens in one call, on the pool. */
+enum { WREN_ACT_SILU = 0, WREN_ACT_GELU_TANH = 1 };
+
+typedef struct {
+    int32_t n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab;
+    int32_t rope_dim;           /* rotated values per head, <= head_dim */
+    int32_t rope_neox;          /* 1: rotate (i, i + rope_dim/2); 0: adjacent pairs (2i, 2i+1) */
+    float rope_base;            /* frequency base of global layers */
+    float rope_base_swa;        /* of sliding-window layers (0: the same) */
+    int32_t sliding_window;     /* tokens a sliding-window layer sees, 0 when none */
+    float norm_eps;
+    float attn_scale;           /* multiplies q.k: usually 1 / sqrt(head_dim) */
+    float embed_scale;          /* multiplies the embeddings: 1, or sqrt(dim) for gemma */
+    int32_t act;                /* WREN_ACT_*: the gate's activation in act(x Wg) * (x Wu) */
+} wren_config;
+
+typedef struct {
+    wren_weights wq, wk, wv, wo;            /* (q_dim, dim), (kv_dim, dim) x2, (dim, q_dim) */
+    wren_weights w_gate, w_up, w_down;      /* (ffn, dim) x2, (dim, ffn) */
+    const float *bq, *bk, *bv;              /* attention biases (qwen2) or NULL */
+    const float *attn_norm, *ffn_norm;      /* (dim) */
+    const float *post_attn_norm, *post_ffn_norm;   /* (dim) gemma3, or NULL */
+    const float *q_norm, *k_norm;           /* (head_dim) gemma3, or NULL */
+    int32_t swa;                            /* 1: a sliding-window layer */
+} wren_layer;
+
+typedef struct {
+    wren_config cfg;
+    const wren_layer *layers;               /* (n_layers) */
+    wren_weights tok_embd;                  /* (vocab, dim) */
+    wren_weights output;                    /* (vocab, dim); the same data as tok_embd when tied */
+    const float *output_norm;               /* (dim) */
+} wren_model;
+
+/* A context: one sequence's KV cache (f32, n_ctx positions) and the scratch of a batch of up to n_batch tokens. */
+typedef struct wren_ctx wren_ctx;
+int wren_model_check(const wren_model *m);
+size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads);
+int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, wren_ctx **out);
+void wren_ctx_destroy(wren_ctx *ctx);
+/* Runs tokens[0..n_tokens) at positions pos0.. (the cache keeps positions < pos0 and is overwritten from pos0 on);
+ * logits (vocab floats, or n_tokens * vocab when all_logits) may be NULL. */
+int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,
+                 int32_t pos0, float *logits, size_t logits_len, int32_t all_logits);
 
 #endif

@@ -1,0 +1,127 @@
+/* arm_common.h - private to csrc/arch/arm: the packed layout the three Arm kernel sets share, and the few functions
+ * one set borrows from another.
+ *
+ * Include it after the file's `#pragma GCC target(...)` and <arm_neon.h>: the inline helpers below are compiled for
+ * the ISA of the including file.
+ *
+ * Layout (wren_kernel_set .rows = 4, .interleave = 8). Tile (t, b) = rows 4t..4t+3 of block column b sits at
+ * w + (t * (k / 32) + b) * TILE_BYTES:
+ *   fp16 d[4]; (Q4_1 only: fp16 m[4]); quants, byte j of row r's plain quants at qs[(j / 8) * 32 + r * 8 + j % 8].
+ * So the quants are 16-byte vectors v = 2 c + p holding rows 2p and 2p+1 (8 bytes each) of byte unit c (plain
+ * bytes 8c..8c+7):
+ *   Q4_0 / Q4_1: 4 vectors, c = 0, 1; low nibbles = weights 8c..8c+7, high nibbles = weights 16+8c..16+8c+7.
+ *   Q8_0:        8 vectors, c = 0..3; weights 8c..8c+7.
+ * Rows >= n are zero (scale 0, quants 0): kernels compute them and never store them.
+ * Activation bytes 8g..8g+7 of a block are "group" g (g = 0..3): Q4 low nibbles of unit c meet group c, high nibbles
+ * group 2 + c; Q8_0 unit c meets group c. */
+#ifndef WREN_ARM_COMMON_H
+#define WREN_ARM_COMMON_H
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include "../../internal.h"
+
+enum {
+    WREN_ARM_ROWS = 4,
+    WREN_ARM_IL = 8,
+    WREN_ARM_TILE_Q4_0 = 4 * 2 + 64,        /* 72 */
+    WREN_ARM_TILE_Q4_1 = 4 * 4 + 64,        /* 80 */
+    WREN_ARM_TILE_Q8_0 = 4 * 2 + 128        /* 136 */
+};
+
+#define WREN_ARM_INLINE static inline __attribute__((always_inline))
+
+/* neon.c: activation quantization (armv8.0), shared by all three sets */
+void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+
+/* dotprod.c: the SDOT GEMV, which i8mm.c reuses for GEMV and for the odd activation row of its GEMM */
+void wren_arm_dotprod_gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                                float *y);
+void wren_arm_dotprod_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                                float *y);
+void wren_arm_dotprod_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                                float *y);
+
+/* activation row i of a as a one-row batch, so a GEMV kernel can serve a GEMM's leftover row */
+WREN_ARM_INLINE wren_act wren_arm_act_row(const wren_act *a, int64_t i) {
+    const int64_t nb = a->k / WREN_QK;
+    wren_act r = {a->q + i * a->k, a->d + i * nb, a->sum + i * nb, 1, a->k};
+    return r;
+}
+
+/* the 4 outputs of tile rows r0..r0+3; rows >= n are padding and are not written */
+WREN_ARM_INLINE void wren_arm_store_tile(float *y, int64_t r0, int64_t n, float32x4_t v) {
+    if (r0 + 4 <= n) {
+        vst1q_f32(y + r0, v);
+    } else {
+        float tmp[4];
+        vst1q_f32(tmp, v);
+        for (int64_t r = 0; r < n - r0; r++) y[r0 + r] = tmp[r];
+    }
+}
+
+/* ---- loads that advance their pointer (post-index addressing) ----
+ * GCC 12 emits a separate ADD per pointer and block for LD1 {4 regs} / LD4R / scalar loads in these loops; these
+ * helpers fold the increment into the load, so a block loop pays only CMP + B.NE for its control. Register tuples
+ * are printed with the %S..%V operand modifiers (consecutive registers); the "m" operand tells the compiler which
+ * bytes are read. */
+#define WREN_ARM_MEM(p, n) "m"(*(const uint8_t(*)[n])(const void *)(p))
+
+/* fp16 x4 at *p (d[4] or m[4] of a tile), as 4 floats (FCVTL: armv8.0); *p += 8 */
+WREN_ARM_INLINE float32x4_t wren_arm_ld_f16x4(const uint8_t **p) {
+    uint16x4_t h;
+    __asm__("ldr %d0, [%1], #8" : "=w"(h), "+r"(*p) : WREN_ARM_MEM(*p, 8));
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+
+/* fp16 x8 at *p (d[4], m[4] of a Q4_1 tile), as 2 x 4 floats (FCVTL, FCVTL2); *p += 16 */
+WREN_ARM_INLINE float32x4x2_t wren_arm_ld_f16x8(const uint8_t **p) {
+    uint16x8_t h;
+    __asm__("ldr %q0, [%1], #16" : "=w"(h), "+r"(*p) : WREN_ARM_MEM(*p, 16));
+    const float16x8_t f = vreinterpretq_f16_u16(h);
+    float32x4x2_t r = {{vcvt_f32_f16(vget_low_f16(f)), vcvt_high_f32_f16(f)}};
+    return r;
+}
+
+/* 64 bytes at *p as 4 vectors; *p += 64 */
+WREN_ARM_INLINE int8x16x4_t wren_arm_ld1x4(const uint8_t **p) {
+    int8x16x4_t r;
+    __asm__("ld1 {%S0.16b - %V0.16b}, [%1], #64" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 64));
+    return r;
+}
+
+/* 32 activation bytes at *p: group g (bytes 8g..8g+7) duplicated into both halves of vector g (LD4R .2d); *p += 32 */
+WREN_ARM_INLINE int8x16x4_t wren_arm_ld4r(const int8_t **p) {
+    int8x16x4_t r;
+    __asm__("ld4r {%S0.2d - %V0.2d}, [%1], #32" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 32));
+    return r;
+}
+
+/* one float at *p (in lane 0, for by-element multiplies); *p += 1 */
+WREN_ARM_INLINE float32x4_t wren_arm_ld_f32(const float **p) {
+    float32x4_t r;
+    __asm__("ldr %s0, [%1], #4" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 4));
+    return r;
+}
+
+/* one int32 at *p, in lane 0; *p += 1 */
+WREN_ARM_INLINE int32x4_t wren_arm_ld_s32(const int32_t **p) {
+    int32x4_t r;
+    __asm__("ldr %s0, [%1], #4" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 4));
+    return r;
+}
+
+/* one int32 at *p in all 4 lanes (LD1R); *p += 1 */
+WREN_ARM_INLINE int32x4_t wren_arm_ld1r_s32(const int32_t **p) {
+    int32x4_t r;
+    __asm__("ld1r {%0.4s}, [%1], #4" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 4));
+    return r;
+}
+
+/* v, opaque to the optimizer: keeps a constant multiplier a MUL (GCC would expand x * -4 into SHL + NEG) */
+WREN_ARM_INLINE int32x4_t wren_arm_opaque_s32(int32x4_t v) {
+    __asm__("" : "+w"(v));
+    return v;
+}
+
+#endif
+#endif

@@ -1,0 +1,141 @@
+/* i8mm.c - Arm kernels with SMMLA (armv8.6-a+i8mm: Cortex-A510/A710/X2, Neoverse V1/N2 and later).
+ * Layout: arm_common.h.
+ *
+ * SMMLA multiplies a 2x8 int8 matrix by the transpose of another: with A = [act row i group g | act row i+1 group g]
+ * and B = a weight vector (rows 2p, 2p+1 of the unit meeting group g) it adds the 2x2 block
+ * [i.w2p, i.w2p+1, i+1.w2p, i+1.w2p+1] of dot products. Two LD4 (single structure, .d lanes 0 and 1) build the 4
+ * A vectors of a pair; two accumulators (p = 0, 1) per pair, whose 64-bit halves ZIP1/ZIP2 regroup into row i's and
+ * row i+1's 4 sums. The GEMM takes activation rows 4 at a time (2 pairs), then a last pair, and an odd last row goes
+ * to the SDOT GEMV of dotprod.c, which is also this set's GEMV (SMMLA would waste half its work on one row). */
+#if defined(__aarch64__)
+#pragma GCC target("arch=armv8.6-a+i8mm")
+#include <arm_neon.h>
+#include "arm_common.h"
+
+/* groups 0..3 of act rows (i, i+1) of one block, paired: vector g = [row i bytes 8g..8g+7 | row i+1 bytes 8g..8g+7].
+ * LD4 (single structure, 64-bit elements) puts the 4 groups of a row in one lane of 4 consecutive registers, so two
+ * of them build the 4 pairs; *pa += 32, *pb += 32. */
+WREN_ARM_INLINE int8x16x4_t act_pair(const int8_t **pa, const int8_t **pb) {
+    int8x16x4_t g;
+    __asm__("ld4 {%S0.d - %V0.d}[0], [%1], #32\n\t"
+            "ld4 {%S0.d - %V0.d}[1], [%2], #32"
+            : "=w"(g), "+r"(*pa), "+r"(*pb)
+            : WREN_ARM_MEM(*pa, 32), WREN_ARM_MEM(*pb, 32));
+    return g;
+}
+
+/* fmt: Q4_0, Q4_1 or Q8_0; MP activation pairs (1 or 2) starting at act row i0 */
+WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                               const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MP) {
+    const int64_t nb = k / WREN_QK;
+    const size_t tb =
+        fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
+    const uint8x16_t m88 = vdupq_n_u8(0x88), mf0 = vdupq_n_u8(0xf0), m0f = vdupq_n_u8(0x0f);
+    const int MR = 2 * MP;
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *p = w + (size_t)(t * nb) * tb, *const end = p + (size_t)nb * tb;
+        const int8_t *xq[4];
+        const float *xd[4];
+        const int32_t *xs[4];
+        float32x4_t acc[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            xq[r] = a->q + (i0 + r) * k;
+            xd[r] = a->d + (i0 + r) * nb;
+            xs[r] = a->sum + (i0 + r) * nb;
+            acc[r] = vdupq_n_f32(0.0f);
+        }
+        do {
+            float32x4_t dw, mw;
+            if (fmt == WREN_Q4_1) {
+                const float32x4x2_t dm = wren_arm_ld_f16x8(&p);
+                dw = dm.val[0];
+                mw = dm.val[1];
+            } else {
+                dw = mw = wren_arm_ld_f16x4(&p);
+            }
+            /* wv[g][p]: the weight vector of row pair p that meets activation group g */
+            int8x16_t wv[4][2];
+            if (fmt == WREN_Q8_0) {
+                const int8x16x4_t wa = wren_arm_ld1x4(&p), wb = wren_arm_ld1x4(&p);
+                wv[0][0] = wa.val[0], wv[0][1] = wa.val[1], wv[1][0] = wa.val[2], wv[1][1] = wa.val[3];
+                wv[2][0] = wb.val[0], wv[2][1] = wb.val[1], wv[3][0] = wb.val[2], wv[3][1] = wb.val[3];
+            } else {
+                /* Q4_0: u = byte ^ 0x88 holds q - 8 in 4-bit two's complement per nibble; u << 4 and u & 0xf0 are
+                 * 16 (q - 8) as int8, so the sums are 16 (isum - 8 sum_x), made exact floats by SCVTF #4.
+                 * Q4_1: unsigned nibbles. */
+                const int8x16x4_t qv = wren_arm_ld1x4(&p);
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++) {
+                    const int c = v / 2, pr = v % 2;
+                    const uint8x16_t q = vreinterpretq_u8_s8(qv.val[v]);
+                    if (fmt == WREN_Q4_0) {
+                        const uint8x16_t u = veorq_u8(q, m88);
+                        wv[c][pr] = vreinterpretq_s8_u8(vshlq_n_u8(u, 4));
+                        wv[2 + c][pr] = vreinterpretq_s8_u8(vandq_u8(u, mf0));
+                    } else {
+                        wv[c][pr] = vreinterpretq_s8_u8(vandq_u8(q, m0f));
+                        wv[2 + c][pr] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                    }
+                }
+            }
+#pragma GCC unroll 2
+            for (int ip = 0; ip < MP; ip++) {
+                const int8x16x4_t g = act_pair(&xq[2 * ip], &xq[2 * ip + 1]);
+                int32x4_t c0 = vdupq_n_s32(0), c1 = vdupq_n_s32(0);
+                c0 = vmmlaq_s32(c0, g.val[0], wv[0][0]);
+                c1 = vmmlaq_s32(c1, g.val[0], wv[0][1]);
+                c0 = vmmlaq_s32(c0, g.val[1], wv[1][0]);
+                c1 = vmmlaq_s32(c1, g.val[1], wv[1][1]);
+                c0 = vmmlaq_s32(c0, g.val[2], wv[2][0]);
+                c1 = vmmlaq_s32(c1, g.val[2], wv[2][1]);
+                c0 = vmmlaq_s32(c0, g.val[3], wv[3][0]);
+                c1 = vmmlaq_s32(c1, g.val[3], wv[3][1]);
+                int32x4_t is[2];
+                is[0] = vreinterpretq_s32_s64(vzip1q_s64(vreinterpretq_s64_s32(c0), vreinterpretq_s64_s32(c1)));
+                is[1] = vreinterpretq_s32_s64(vzip2q_s64(vreinterpretq_s64_s32(c0), vreinterpretq_s64_s32(c1)));
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const int r = 2 * ip + h;
+                    const float32x4_t dx = wren_arm_ld_f32(&xd[r]);
+                    const float32x4_t fs = fmt == WREN_Q4_0 ? vcvtq_n_f32_s32(is[h], 4) : vcvtq_f32_s32(is[h]);
+                    acc[r] = vfmaq_f32(acc[r], vmulq_laneq_f32(dw, dx, 0), fs);
+                    if (fmt == WREN_Q4_1) {
+                        const float32x4_t sx = vcvtq_f32_s32(wren_arm_ld_s32(&xs[r]));
+                        acc[r] = vfmaq_laneq_f32(acc[r], vmulq_laneq_f32(mw, dx, 0), sx, 0);
+                    }
+                }
+            }
+        } while (p != end);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) wren_arm_store_tile(y + (i0 + r) * ldy, t * WREN_ARM_ROWS, n, acc[r]);
+    }
+}
+
+#define GEMM_I8MM(name, FMT, GEMV)                                                                                   \
+    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,  \
+                     int64_t ldy) {                                                                                  \
+        int64_t i = 0;                                                                                               \
+        for (; i + 4 <= a->m; i += 4) pair_rows(FMT, w, n, k, t0, t1, a, i, y, ldy, 2);                              \
+        if (i + 2 <= a->m) {                                                                                         \
+            pair_rows(FMT, w, n, k, t0, t1, a, i, y, ldy, 1);                                                        \
+            i += 2;                                                                                                  \
+        }                                                                                                            \
+        if (i < a->m) {                                                                                              \
+            const wren_act row = wren_arm_act_row(a, i);                                                             \
+            GEMV(w, n, k, t0, t1, &row, y + i * ldy);                                                                \
+        }                                                                                                            \
+    }
+GEMM_I8MM(gemm_q4_0, WREN_Q4_0, wren_arm_dotprod_gemv_q4_0)
+GEMM_I8MM(gemm_q4_1, WREN_Q4_1, wren_arm_dotprod_gemv_q4_1)
+GEMM_I8MM(gemm_q8_0, WREN_Q8_0, wren_arm_dotprod_gemv_q8_0)
+
+const wren_kernel_set wren_kernels_i8mm = {
+    .name = "i8mm",
+    .rows = WREN_ARM_ROWS,
+    .interleave = WREN_ARM_IL,
+    .quantize_act = wren_arm_quantize_act,
+    .gemv = {wren_arm_dotprod_gemv_q4_0, wren_arm_dotprod_gemv_q4_1, wren_arm_dotprod_gemv_q8_0},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
+};
+#endif

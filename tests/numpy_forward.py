@@ -1,0 +1,100 @@
+"""A float64 numpy forward pass over the dequantized GGUF weights: the oracle for the C forward pass.
+
+Written from the maths (see csrc/forward.c's header), independently of the C code: it reads the tensors through the
+gguf package, not through Wren's converter, so a conversion bug shows up as a difference too.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import gguf
+from wren.engine.models import architecture_for
+
+
+def dequantized(g, name: str, fused=None) -> np.ndarray:
+    if fused and name in fused:
+        src, row0, n = fused[name]
+        return dequantized(g, src)[row0:row0 + n]
+    t = g.tensors[name]
+    raw = g.tensor_bytes(name)
+    qtype = gguf.GGMLQuantizationType[t.type_name]
+    arr = gguf.quants.dequantize(raw, qtype).astype(np.float64)
+    return arr.reshape(tuple(reversed(t.shape)))
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rope(x, pos, base, rope_dim, neox):
+    """x: (T, heads, head_dim)"""
+    half = rope_dim // 2
+    inv = base ** (-2.0 * np.arange(half) / rope_dim)
+    ang = pos[:, None] * inv[None, :]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    out = x.copy()
+    if neox:
+        a, b = x[..., :half], x[..., half:rope_dim]
+        out[..., :half] = a * cos - b * sin
+        out[..., half:rope_dim] = a * sin + b * cos
+    else:
+        a, b = x[..., 0:rope_dim:2], x[..., 1:rope_dim:2]
+        out[..., 0:rope_dim:2] = a * cos - b * sin
+        out[..., 1:rope_dim:2] = a * sin + b * cos
+    return out
+
+
+def forward(g, tokens) -> np.ndarray:
+    """Logits (T, vocab) for tokens at positions 0..T-1."""
+    arch = architecture_for(g)
+    hp = arch.hparams()
+    fused = arch.split_fused()
+    T = len(tokens)
+    pos = np.arange(T, dtype=np.float64)
+    emb = dequantized(g, "token_embd.weight")
+    x = emb[tokens] * hp.embed_scale
+    hd, group = hp.head_dim, hp.n_heads // hp.n_kv_heads
+    for i in range(hp.n_layers):
+        names = arch.layer_tensors(i)
+        W = lambda f: dequantized(g, names[f], fused)  # noqa: E731
+        V = lambda f: None if names.get(f) is None else dequantized(g, names[f])  # noqa: E731
+        xn = rmsnorm(x, V("attn_norm"), hp.norm_eps)
+        q, k, v = xn @ W("wq").T, xn @ W("wk").T, xn @ W("wv").T
+        for f, arr in (("bq", q), ("bk", k), ("bv", v)):
+            if V(f) is not None:
+                arr += V(f)
+        q = q.reshape(T, hp.n_heads, hd)
+        k = k.reshape(T, hp.n_kv_heads, hd)
+        v = v.reshape(T, hp.n_kv_heads, hd)
+        if V("q_norm") is not None:
+            q = rmsnorm(q, V("q_norm"), hp.norm_eps)
+            k = rmsnorm(k, V("k_norm"), hp.norm_eps)
+        base = hp.rope_base_swa if hp.swa_layers[i] and hp.rope_base_swa else hp.rope_base
+        q = rope(q, pos, base, hp.rope_dim, hp.rope_neox)
+        k = rope(k, pos, base, hp.rope_dim, hp.rope_neox)
+        out = np.zeros((T, hp.n_heads, hd))
+        for h in range(hp.n_heads):
+            s = q[:, h] @ k[:, h // group].T * hp.attn_scale
+            mask = np.tril(np.ones((T, T), dtype=bool))
+            if hp.swa_layers[i] and hp.sliding_window:
+                mask &= (pos[:, None] - pos[None, :]) < hp.sliding_window
+            s = np.where(mask, s, -np.inf)
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            s /= s.sum(axis=1, keepdims=True)
+            out[:, h] = s @ v[:, h // group]
+        o = out.reshape(T, -1) @ W("wo").T
+        if V("post_attn_norm") is not None:
+            o = rmsnorm(o, V("post_attn_norm"), hp.norm_eps)
+        x = x + o
+        xn = rmsnorm(x, V("ffn_norm"), hp.norm_eps)
+        gate, up = xn @ W("w_gate").T, xn @ W("w_up").T
+        if hp.act == "silu":
+            act = gate / (1.0 + np.exp(-gate))
+        else:
+            act = 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3)))
+        f = (act * up) @ W("w_down").T
+        if V("post_ffn_norm") is not None:
+            f = rmsnorm(f, V("post_ffn_norm"), hp.norm_eps)
+        x = x + f
+    x = rmsnorm(x, dequantized(g, "output_norm.weight"), hp.norm_eps)
+    return x @ dequantized(g, arch.output_tensor()).T

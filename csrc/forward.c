@@ -1,0 +1,451 @@
+/* forward.c - the transformer forward pass: every layer for a batch of tokens in one call, on the pool.
+ *
+ * Pipeline per layer (the maths of llama / qwen2 / gemma3 / phi3, differences marked):
+ *   xn = rmsnorm(x) * attn_norm
+ *   q, k, v = xn Wq^T (+ bq), xn Wk^T (+ bk), xn Wv^T (+ bv)      (qwen2: biases)
+ *   q, k = rmsnorm per head * q_norm, k_norm                       (gemma3)
+ *   q, k = rope(q, k, pos)                                          (pairs (i, i+1) for llama; (i, i+d/2) otherwise)
+ *   cache k, v at pos; o = softmax(q k^T * scale, causal [, sliding window]) v
+ *   o = o Wo^T; o = rmsnorm(o) * post_attn_norm                    (gemma3)
+ *   x += o
+ *   xn = rmsnorm(x) * ffn_norm; h = act(xn Wg^T) * (xn Wu^T); f = h Wd^T; f = rmsnorm(f) * post_ffn_norm (gemma3)
+ *   x += f
+ * then logits = (rmsnorm(x) * output_norm) Wout^T for the last token or for all of them.
+ * Every step is a parallel loop over rows, heads or weight tiles, separated by barriers. */
+#include <math.h>
+#include <stdlib.h>
+#include "internal.h"
+
+struct wren_ctx {
+    int32_t n_ctx, n_batch, n_threads;
+    wren_config cfg;
+    float *k_cache;         /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+    float *v_cache;         /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+    float *x;               /* (n_batch, dim)         residual stream */
+    float *xn;              /* (n_batch, max(dim, q_dim)) normed input / attention output */
+    float *q, *k, *v;       /* (n_batch, q_dim), (n_batch, kv_dim) x2 */
+    float *o;               /* (n_batch, dim)         attention or ffn output before the residual add */
+    float *gate, *up;       /* (n_batch, ffn_dim) */
+    float *scores;          /* (n_threads, n_ctx) */
+    void *act_buf;          /* quantized activations of up to n_batch rows of max(dim, q_dim, ffn_dim) */
+    size_t act_bytes;
+    wren_act act;
+    float *rope_cos, *rope_sin;    /* (n_batch, rope_dim / 2) for the global base, then for the sliding base */
+};
+
+static int64_t q_dim(const wren_config *c) { return (int64_t)c->n_heads * c->head_dim; }
+static int64_t kv_dim(const wren_config *c) { return (int64_t)c->n_kv_heads * c->head_dim; }
+
+/* ---- checks ---- */
+
+static int check_weights(const wren_weights *w, int64_t n, int64_t k) {
+    if (!w->data) return WREN_E_NULL;
+    if (w->n != n || w->k != k) return WREN_E_SHAPE;
+    if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
+    if (!wren_kernel_set_get(w->variant)) return WREN_E_VARIANT;
+    const size_t need = wren_packed_bytes(w->variant, w->format, n, k);
+    if (need == 0) return WREN_E_SHAPE;
+    if (w->bytes < need) return WREN_E_BUFFER;
+    if ((uintptr_t)w->data % 16) return WREN_E_ALIGN;
+    return WREN_OK;
+}
+
+int wren_model_check(const wren_model *m) {
+    if (!m || !m->layers || !m->output_norm) return WREN_E_NULL;
+    const wren_config *c = &m->cfg;
+    if (c->n_layers < 1 || c->n_layers > 4096 || c->dim < 32 || c->dim % 32 || c->n_heads < 1 || c->n_kv_heads < 1 ||
+        c->n_heads % c->n_kv_heads || c->head_dim < 2 || c->head_dim % 2 || c->head_dim > 1024 ||
+        c->ffn_dim < 32 || c->ffn_dim % 32 || c->vocab < 1 || c->rope_dim < 0 || c->rope_dim > c->head_dim ||
+        c->rope_dim % 2 || q_dim(c) % 32 || c->sliding_window < 0 || (c->act != WREN_ACT_SILU && c->act != WREN_ACT_GELU_TANH))
+        return WREN_E_SHAPE;
+    int st;
+    if ((st = check_weights(&m->tok_embd, c->vocab, c->dim)) || (st = check_weights(&m->output, c->vocab, c->dim)))
+        return st;
+    for (int l = 0; l < c->n_layers; l++) {
+        const wren_layer *L = &m->layers[l];
+        if (!L->attn_norm || !L->ffn_norm) return WREN_E_NULL;
+        if ((st = check_weights(&L->wq, q_dim(c), c->dim)) || (st = check_weights(&L->wk, kv_dim(c), c->dim)) ||
+            (st = check_weights(&L->wv, kv_dim(c), c->dim)) || (st = check_weights(&L->wo, c->dim, q_dim(c))) ||
+            (st = check_weights(&L->w_gate, c->ffn_dim, c->dim)) || (st = check_weights(&L->w_up, c->ffn_dim, c->dim)) ||
+            (st = check_weights(&L->w_down, c->dim, c->ffn_dim)))
+            return st;
+    }
+    return WREN_OK;
+}
+
+/* ---- context ---- */
+
+static size_t ctx_floats(const wren_config *c, int64_t n_ctx, int64_t n_batch, int64_t n_threads) {
+    const int64_t qd = q_dim(c), kvd = kv_dim(c), wide = qd > c->dim ? qd : c->dim;
+    return (size_t)(2 * (int64_t)c->n_layers * kvd * n_ctx + n_batch * (c->dim + wide + qd + 2 * kvd + c->dim) +
+                    2 * n_batch * (int64_t)c->ffn_dim + n_threads * n_ctx + 2 * n_batch * c->rope_dim);
+}
+
+size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads) {
+    if (!m || n_ctx < 1 || n_batch < 1 || n_threads < 1) return 0;
+    const wren_config *c = &m->cfg;
+    int64_t widest = c->dim > q_dim(c) ? c->dim : q_dim(c);
+    if (c->ffn_dim > widest) widest = c->ffn_dim;
+    return ctx_floats(c, n_ctx, n_batch, n_threads) * sizeof(float) + wren_act_bytes(n_batch, widest) + 64 * 16;
+}
+
+void wren_ctx_destroy(wren_ctx *c) {
+    if (!c) return;
+    free(c->k_cache);
+    free(c->act_buf);
+    free(c);
+}
+
+int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, wren_ctx **out) {
+    if (!m || !out) return WREN_E_NULL;
+    *out = NULL;
+    int st = wren_model_check(m);
+    if (st) return st;
+    if (n_ctx < 1 || n_ctx > (1 << 22) || n_batch < 1 || n_batch > n_ctx || n_batch > (1 << 16)) return WREN_E_SHAPE;
+    if (n_threads < 1 || n_threads > WREN_MAX_THREADS) return WREN_E_THREADS;
+    const wren_config *c = &m->cfg;
+    wren_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return WREN_E_NOMEM;
+    ctx->n_ctx = n_ctx;
+    ctx->n_batch = n_batch;
+    ctx->n_threads = n_threads;
+    ctx->cfg = *c;
+    const int64_t qd = q_dim(c), kvd = kv_dim(c), wide = qd > c->dim ? qd : c->dim;
+    const size_t floats = ctx_floats(c, n_ctx, n_batch, n_threads);
+    float *p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    int64_t widest = wide > c->ffn_dim ? wide : c->ffn_dim;
+    ctx->act_bytes = wren_act_bytes(n_batch, widest);
+    ctx->act_buf = aligned_alloc(64, (ctx->act_bytes + 63) & ~(size_t)63);
+    if (!p || !ctx->act_buf) {
+        free(p);
+        free(ctx->act_buf);
+        free(ctx);
+        return WREN_E_NOMEM;
+    }
+    ctx->k_cache = p; p += (size_t)c->n_layers * kvd * n_ctx;
+    ctx->v_cache = p; p += (size_t)c->n_layers * kvd * n_ctx;
+    ctx->x = p; p += (size_t)n_batch * c->dim;
+    ctx->xn = p; p += (size_t)n_batch * wide;
+    ctx->q = p; p += (size_t)n_batch * qd;
+    ctx->k = p; p += (size_t)n_batch * kvd;
+    ctx->v = p; p += (size_t)n_batch * kvd;
+    ctx->o = p; p += (size_t)n_batch * c->dim;
+    ctx->gate = p; p += (size_t)n_batch * c->ffn_dim;
+    ctx->up = p; p += (size_t)n_batch * c->ffn_dim;
+    ctx->scores = p; p += (size_t)n_threads * n_ctx;
+    ctx->rope_cos = p; p += (size_t)n_batch * c->rope_dim;   /* rope_dim / 2 per base, two bases */
+    ctx->rope_sin = p;
+    *out = ctx;
+    return WREN_OK;
+}
+
+/* ---- one forward call ---- */
+
+typedef struct {
+    wren_ctx *c;
+    const wren_model *m;
+    const int32_t *tokens;
+    int32_t n, pos0;
+    float *logits;
+    int32_t all_logits;
+    int layer;              /* the layer of the step: each thread runs the steps with its own copy of this struct */
+} fwd;
+
+static inline float rms_scale(const float *x, int64_t n, float eps) {
+    double ss = 0.0;        /* in double: the sum of 2048 squares keeps its digits */
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return (float)(1.0 / sqrt(ss / (double)n + eps));
+}
+
+static inline void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    const float s = rms_scale(x, n, eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * s * w[i];
+}
+
+/* step bodies: ranges over token rows unless noted */
+
+static void embed_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    for (int64_t t = b; t < e; t++) {
+        float *x = f->c->x + t * c->dim;
+        wren_weights_row(&f->m->tok_embd, f->tokens[t], x, c->dim);
+        if (c->embed_scale != 1.0f)
+            for (int i = 0; i < c->dim; i++) x[i] *= c->embed_scale;
+    }
+}
+
+static void rope_tables(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const int half = c->rope_dim / 2;
+    for (int64_t t = b; t < e; t++) {
+        const double pos = (double)(f->pos0 + t);
+        for (int base_i = 0; base_i < 2; base_i++) {
+            const double base = base_i == 0 || c->rope_base_swa <= 0 ? c->rope_base : c->rope_base_swa;
+            float *cs = f->c->rope_cos + ((size_t)base_i * f->c->n_batch + t) * half;
+            float *sn = f->c->rope_sin + ((size_t)base_i * f->c->n_batch + t) * half;
+            for (int i = 0; i < half; i++) {
+                const double theta = pos * pow(base, -2.0 * i / c->rope_dim);
+                cs[i] = (float)cos(theta);
+                sn[i] = (float)sin(theta);
+            }
+        }
+    }
+}
+
+static void attn_norm_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const wren_layer *L = &f->m->layers[f->layer];
+    for (int64_t t = b; t < e; t++) rmsnorm(f->c->xn + t * c->dim, f->c->x + t * c->dim, L->attn_norm, c->dim, c->norm_eps);
+}
+
+static void ffn_norm_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const wren_layer *L = &f->m->layers[f->layer];
+    for (int64_t t = b; t < e; t++) rmsnorm(f->c->xn + t * c->dim, f->c->x + t * c->dim, L->ffn_norm, c->dim, c->norm_eps);
+}
+
+typedef struct { const fwd *f; const float *src; int64_t k; } quant_step;
+
+static void quantize_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const quant_step *s = p;
+    const wren_kernel_set *ks = wren_kernel_set_get(s->f->m->layers[0].wq.variant);
+    wren_act *a = &s->f->c->act;
+    const int64_t nb = s->k / WREN_QK;
+    for (int64_t t = b; t < e; t++)
+        ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
+}
+
+/* quantize n rows of k floats into the context's activation buffer (parallel over rows) */
+static void job_quantize(wren_job *job, const fwd *f, const float *src, int64_t k) {
+    wren_act *a = &f->c->act;
+    if (job->ith == 0) wren_act_init(a, f->c->act_buf, f->c->act_bytes, f->n, k);
+    wren_job_barrier(job);
+    quant_step s = {f, src, k};
+    wren_job_for(job, f->n, 1, quantize_rows, &s);
+}
+
+static void rope_vec(float *x, const float *cs, const float *sn, int rope_dim, int neox) {
+    const int half = rope_dim / 2;
+    if (neox) {
+        for (int i = 0; i < half; i++) {
+            const float a = x[i], b = x[i + half];
+            x[i] = a * cs[i] - b * sn[i];
+            x[i + half] = a * sn[i] + b * cs[i];
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            const float a = x[2 * i], b = x[2 * i + 1];
+            x[2 * i] = a * cs[i] - b * sn[i];
+            x[2 * i + 1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+/* biases, per-head norms, rope, and the k/v rows into the cache */
+static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const wren_layer *L = &f->m->layers[f->layer];
+    wren_ctx *ctx = f->c;
+    const int hd = c->head_dim, half = c->rope_dim / 2;
+    const int64_t qd = q_dim(c), kvd = kv_dim(c);
+    const int base_i = L->swa && c->rope_base_swa > 0 ? 1 : 0;
+    for (int64_t t = b; t < e; t++) {
+        float *q = ctx->q + t * qd, *k = ctx->k + t * kvd, *v = ctx->v + t * kvd;
+        if (L->bq) for (int64_t i = 0; i < qd; i++) q[i] += L->bq[i];
+        if (L->bk) for (int64_t i = 0; i < kvd; i++) k[i] += L->bk[i];
+        if (L->bv) for (int64_t i = 0; i < kvd; i++) v[i] += L->bv[i];
+        if (L->q_norm) for (int h = 0; h < c->n_heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, c->norm_eps);
+        if (L->k_norm) for (int h = 0; h < c->n_kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, c->norm_eps);
+        const float *cs = ctx->rope_cos + ((size_t)base_i * ctx->n_batch + t) * half;
+        const float *sn = ctx->rope_sin + ((size_t)base_i * ctx->n_batch + t) * half;
+        if (c->rope_dim > 0) {
+            for (int h = 0; h < c->n_heads; h++) rope_vec(q + h * hd, cs, sn, c->rope_dim, c->rope_neox);
+            for (int h = 0; h < c->n_kv_heads; h++) rope_vec(k + h * hd, cs, sn, c->rope_dim, c->rope_neox);
+        }
+        const int64_t pos = f->pos0 + t;
+        for (int h = 0; h < c->n_kv_heads; h++) {
+            const size_t row = (((size_t)f->layer * c->n_kv_heads + h) * ctx->n_ctx + pos) * hd;
+            memcpy(ctx->k_cache + row, k + h * hd, sizeof(float) * hd);
+            memcpy(ctx->v_cache + row, v + h * hd, sizeof(float) * hd);
+        }
+    }
+}
+
+/* attention for (token, head) pairs: index i = t * n_heads + h; output into xn (n, q_dim) */
+static void attention(void *p, int64_t b, int64_t e, int ith) {
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const wren_layer *L = &f->m->layers[f->layer];
+    wren_ctx *ctx = f->c;
+    const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    float *scores = ctx->scores + (size_t)ith * ctx->n_ctx;
+    for (int64_t i = b; i < e; i++) {
+        const int64_t t = i / c->n_heads;
+        const int h = (int)(i % c->n_heads), kvh = h / group;
+        const int64_t pos = f->pos0 + t;
+        int64_t start = 0;
+        if (L->swa && c->sliding_window > 0 && pos - c->sliding_window + 1 > 0) start = pos - c->sliding_window + 1;
+        const float *q = ctx->q + t * q_dim(c) + (size_t)h * hd;
+        const float *kc = ctx->k_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
+        const float *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
+        float mx = -INFINITY;
+        for (int64_t j = start; j <= pos; j++) {
+            const float *kr = kc + j * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++) s += q[d] * kr[d];
+            s *= c->attn_scale;
+            scores[j] = s;
+            if (s > mx) mx = s;
+        }
+        float sum = 0.0f;
+        for (int64_t j = start; j <= pos; j++) {
+            scores[j] = expf(scores[j] - mx);
+            sum += scores[j];
+        }
+        const float inv = 1.0f / sum;
+        float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0.0f;
+        for (int64_t j = start; j <= pos; j++) {
+            const float w = scores[j] * inv;
+            const float *vr = vc + j * hd;
+            for (int d = 0; d < hd; d++) out[d] += w * vr[d];
+        }
+    }
+}
+
+/* x += norm(o) (gemma3 post norms) or x += o */
+typedef struct { const fwd *f; const float *post_norm; } residual_step;
+
+static void residual_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const residual_step *s = p;
+    const wren_config *c = &s->f->m->cfg;
+    for (int64_t t = b; t < e; t++) {
+        float *o = s->f->c->o + t * c->dim, *x = s->f->c->x + t * c->dim;
+        if (s->post_norm) rmsnorm(o, o, s->post_norm, c->dim, c->norm_eps);
+        for (int i = 0; i < c->dim; i++) x[i] += o[i];
+    }
+}
+
+static inline float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;   /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+static void glu_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    for (int64_t t = b; t < e; t++) {
+        float *g = f->c->gate + t * c->ffn_dim;
+        const float *u = f->c->up + t * c->ffn_dim;
+        if (c->act == WREN_ACT_SILU)
+            for (int i = 0; i < c->ffn_dim; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        else
+            for (int i = 0; i < c->ffn_dim; i++) g[i] = gelu_tanh(g[i]) * u[i];
+    }
+}
+
+static void final_norm_rows(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const fwd *f = p;
+    const wren_config *c = &f->m->cfg;
+    const int64_t first = f->all_logits ? 0 : f->n - 1;
+    for (int64_t t = b; t < e; t++)
+        rmsnorm(f->c->xn + t * c->dim, f->c->x + (first + t) * c->dim, f->m->output_norm, c->dim, c->norm_eps);
+}
+
+/* several products sharing one activation batch, split over the union of their tiles in one parallel step */
+typedef struct { const wren_weights *w[3]; float *y[3]; int n_w; const wren_act *a; int64_t tiles[3]; } multi_mm;
+
+static void multi_range(void *p, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const multi_mm *s = p;
+    int64_t base = 0;
+    for (int i = 0; i < s->n_w; i++) {
+        const int64_t lo = b > base ? b - base : 0, hi = e - base < s->tiles[i] ? e - base : s->tiles[i];
+        if (lo < hi) {
+            const wren_weights *w = s->w[i];
+            const wren_kernel_set *ks = wren_kernel_set_get(w->variant);
+            if (s->a->m == 1) ks->gemv[w->format](w->data, w->n, w->k, lo, hi, s->a, s->y[i]);
+            else ks->gemm[w->format](w->data, w->n, w->k, lo, hi, s->a, s->y[i], w->n);
+        }
+        base += s->tiles[i];
+    }
+}
+
+static void job_matmuls(wren_job *job, const wren_act *a, int n_w, const wren_weights *w0, float *y0,
+                        const wren_weights *w1, float *y1, const wren_weights *w2, float *y2) {
+    multi_mm s = {{w0, w1, w2}, {y0, y1, y2}, n_w, a, {0, 0, 0}};
+    int64_t total = 0;
+    for (int i = 0; i < n_w; i++) {
+        const int rows = wren_variant_rows(s.w[i]->variant);
+        s.tiles[i] = (s.w[i]->n + rows - 1) / rows;
+        total += s.tiles[i];
+    }
+    int64_t chunk = total / ((int64_t)job->nth * 8);
+    wren_job_for(job, total, chunk < 1 ? 1 : chunk, multi_range, &s);
+}
+
+static void forward_job(wren_job *job, void *p) {
+    fwd local = *(const fwd *)p, *f = &local;
+    const wren_config *c = &f->m->cfg;
+    wren_ctx *ctx = f->c;
+    const int64_t n = f->n;
+    wren_job_for(job, n, 1, embed_rows, f);
+    wren_job_for(job, n, 1, rope_tables, f);
+    for (int l = 0; l < c->n_layers; l++) {
+        f->layer = l;
+        const wren_layer *L = &f->m->layers[l];
+        wren_job_for(job, n, 1, attn_norm_rows, f);
+        job_quantize(job, f, ctx->xn, c->dim);
+        job_matmuls(job, &ctx->act, 3, &L->wq, ctx->q, &L->wk, ctx->k, &L->wv, ctx->v);
+        wren_job_for(job, n, 1, qkv_post, f);
+        wren_job_for(job, n * c->n_heads, 1, attention, f);
+        job_quantize(job, f, ctx->xn, q_dim(c));
+        job_matmuls(job, &ctx->act, 1, &L->wo, ctx->o, NULL, NULL, NULL, NULL);
+        residual_step r1 = {f, L->post_attn_norm};
+        wren_job_for(job, n, 1, residual_rows, &r1);
+        wren_job_for(job, n, 1, ffn_norm_rows, f);
+        job_quantize(job, f, ctx->xn, c->dim);
+        job_matmuls(job, &ctx->act, 2, &L->w_gate, ctx->gate, &L->w_up, ctx->up, NULL, NULL);
+        wren_job_for(job, n, 1, glu_rows, f);
+        job_quantize(job, f, ctx->gate, c->ffn_dim);
+        job_matmuls(job, &ctx->act, 1, &L->w_down, ctx->o, NULL, NULL, NULL, NULL);
+        residual_step r2 = {f, L->post_ffn_norm};
+        wren_job_for(job, n, 1, residual_rows, &r2);
+    }
+    if (!f->logits) return;
+    const int64_t n_out = f->all_logits ? n : 1;
+    wren_job_for(job, n_out, 1, final_norm_rows, f);
+    if (job->ith == 0) wren_act_init(&ctx->act, ctx->act_buf, ctx->act_bytes, n_out, c->dim);
+    wren_job_barrier(job);
+    quant_step s = {f, ctx->xn, c->dim};
+    wren_job_for(job, n_out, 1, quantize_rows, &s);
+    job_matmuls(job, &ctx->act, 1, &f->m->output, f->logits, NULL, NULL, NULL, NULL);
+}
+
+int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,
+                 int32_t pos0, float *logits, size_t logits_len, int32_t all_logits) {
+    if (!ctx || !m || !tokens) return WREN_E_NULL;
+    if (memcmp(&ctx->cfg, &m->cfg, sizeof ctx->cfg) != 0) return WREN_E_SHAPE;
+    if (n_tokens < 1 || n_tokens > ctx->n_batch || pos0 < 0 || (int64_t)pos0 + n_tokens > ctx->n_ctx)
+        return WREN_E_SHAPE;
+    if (pool && wren_pool_n_threads(pool) > ctx->n_threads) return WREN_E_THREADS;
+    for (int32_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab) return WREN_E_SHAPE;
+    if (logits && logits_len < (size_t)(all_logits ? n_tokens : 1) * (size_t)m->cfg.vocab) return WREN_E_BUFFER;
+    fwd f = {ctx, m, tokens, n_tokens, pos0, logits, all_logits, 0};
+    return wren_pool_run(pool, forward_job, &f);
+}

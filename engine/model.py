@@ -1,0 +1,245 @@
+"""Loading a GGUF model into runtime formats, and running it.
+
+Weight policy (`mixed` by default):
+- mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K folds into Q4_1 blocks of 32; every wider type
+  (Q5_0, Q5_1, Q5_K, Q6_K, F16, BF16, F32) is requantized to int8 (Q8_0).
+- int4: every matrix int4: Q4_0 / Q4_1 as they are, Q4_K folded, everything else requantized to Q4_0.
+Tied embeddings (no output.weight) are converted once and serve as both the lookup table and the output layer.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wren.engine import gguffile, native
+from wren.engine._native import ffi, lib
+from wren.engine.gguffile import GGUFError, GGUFFile
+from wren.engine.models import HParams, architecture_for
+from wren.engine.native import Format, PackedWeights, Pool
+
+POLICIES = ("mixed", "int4")
+GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
+DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
+CHUNK_VALUES = 1 << 24  # values dequantized at a time when requantizing (64 MiB of floats)
+
+
+@dataclass
+class LoadStats:
+    seconds: float
+    weight_bytes: int  # runtime weights (packed matrices and float vectors)
+    formats: dict  # runtime format -> number of matrices
+
+    def describe(self) -> str:
+        f = ", ".join(f"{n} {k}" for k, n in sorted(self.formats.items()))
+        return f"loaded in {self.seconds:.2f} s, {self.weight_bytes / 2**20:.0f} MiB of weights ({f})"
+
+
+def runtime_format(type_name: str, policy: str) -> Format:
+    if type_name in DIRECT and (policy == "mixed" or type_name != "Q8_0"):
+        return DIRECT[type_name]
+    if type_name == "Q4_K":
+        return Format.Q4_1
+    return Format.Q8_0 if policy == "mixed" else Format.Q4_0
+
+
+def _rows_bytes(t: gguffile.TensorInfo) -> int:
+    _, block, block_bytes = gguffile.TYPE_BY_ID[GGML_IDS[t.type_name]]
+    return t.shape[0] // block * block_bytes
+
+
+def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: int | None = None,
+                   variant: native.Variant | None = None) -> PackedWeights:
+    """Rows [row0, row0 + n_rows) of a GGUF matrix, converted under `policy` and packed for the kernels."""
+    t = g.tensors.get(name)
+    if t is None:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' is missing")
+    if len(t.shape) != 2:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has shape {list(t.shape)}, expected a matrix")
+    k = t.shape[0]
+    n = t.shape[1] - row0 if n_rows is None else n_rows
+    if k % 32:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has rows of {k} values; the kernels need a multiple of 32")
+    if row0 < 0 or n <= 0 or row0 + n > t.shape[1]:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has {t.shape[1]} rows, not {row0 + n}")
+    if t.type_name not in gguffile.SUPPORTED_TYPES:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has type {t.type_name}, which is not supported")
+    rb = _rows_bytes(t)
+    raw = g.tensor_bytes(name)[row0 * rb:(row0 + n) * rb]
+    fmt = runtime_format(t.type_name, policy)
+    if t.type_name in DIRECT and fmt == DIRECT[t.type_name]:
+        plain = raw
+    elif t.type_name == "Q4_K" and fmt == Format.Q4_1:
+        plain = np.empty(n * k // 32 * 20, dtype=np.uint8)
+        native.check(lib.wren_q4_k_to_q4_1(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
+                                           plain.nbytes), f"fold {name}")
+    else:
+        plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
+        rows_per_chunk = max(1, CHUNK_VALUES // k)
+        out_rb = k // 32 * fmt.block_bytes
+        for r in range(0, n, rows_per_chunk):
+            m = min(rows_per_chunk, n - r)
+            floats = np.empty(m * k, dtype=np.float32)
+            src = raw[r * rb:(r + m) * rb]
+            native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(src), src.nbytes, m * k,
+                                              ffi.from_buffer("float[]", floats), floats.size), f"convert {name}")
+            plain[r * out_rb:(r + m) * out_rb] = native.quantize(fmt, floats.reshape(m, k)).reshape(-1)
+    return PackedWeights(fmt, plain, n, k, variant)
+
+
+def tensor_f32(g: GGUFFile, name: str, length: int) -> np.ndarray:
+    t = g.tensors.get(name)
+    if t is None:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' is missing")
+    if t.n_elements != length:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has {t.n_elements} values, expected {length}")
+    if t.type_name not in GGML_IDS or t.type_name not in gguffile.SUPPORTED_TYPES:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has type {t.type_name}, which is not supported")
+    out = np.empty(length, dtype=np.float32)
+    raw = g.tensor_bytes(name)
+    native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, length,
+                                      ffi.from_buffer("float[]", out), length), f"convert {name}")
+    return out
+
+
+class Model:
+    """A model in runtime formats: the wren_model struct and every buffer it points at."""
+
+    def __init__(self, path: str | Path, policy: str = "mixed",
+                 progress: Callable[[int, int], None] | None = None):
+        if policy not in POLICIES:
+            raise ValueError(f"weight policy {policy!r} is not one of {', '.join(POLICIES)}")
+        start = time.perf_counter()
+        self.path = Path(path)
+        self.policy = policy
+        self.gguf = g = gguffile.read(self.path)
+        self.arch = architecture_for(g)
+        self.hp: HParams = self.arch.hparams()
+        hp = self.hp
+        self._keep: list = []
+        self.formats: dict[str, int] = {}
+        fused = self.arch.split_fused()
+
+        def matrix(name: str) -> PackedWeights:
+            if name in fused:
+                src, row0, n = fused[name]
+                w = convert_matrix(g, src, policy, row0, n)
+            else:
+                w = convert_matrix(g, name, policy)
+            self._keep.append(w)
+            self.formats[w.format.label] = self.formats.get(w.format.label, 0) + 1
+            return w
+
+        def vector(name: str | None, length: int):
+            if name is None:
+                return ffi.NULL
+            arr = tensor_f32(g, name, length)
+            self._keep.append(arr)
+            return ffi.from_buffer("float[]", arr)
+
+        total = hp.n_layers + 2
+        self.layers = ffi.new("wren_layer[]", hp.n_layers)
+        sizes = {"wq": (hp.q_dim, hp.dim), "wk": (hp.kv_dim, hp.dim), "wv": (hp.kv_dim, hp.dim),
+                 "wo": (hp.dim, hp.q_dim), "w_gate": (hp.ffn_dim, hp.dim), "w_up": (hp.ffn_dim, hp.dim),
+                 "w_down": (hp.dim, hp.ffn_dim)}
+        vec_len = {"bq": hp.q_dim, "bk": hp.kv_dim, "bv": hp.kv_dim, "attn_norm": hp.dim, "ffn_norm": hp.dim,
+                   "post_attn_norm": hp.dim, "post_ffn_norm": hp.dim, "q_norm": hp.head_dim,
+                   "k_norm": hp.head_dim}
+        self.embeddings = matrix("token_embd.weight")
+        if progress:
+            progress(1, total)
+        for i in range(hp.n_layers):
+            names = self.arch.layer_tensors(i)
+            L = self.layers[i]
+            for field, shape in sizes.items():
+                w = matrix(names[field])
+                if (w.n, w.k) != shape:
+                    raise GGUFError(f"{g.path.name}: tensor '{names[field]}' is {w.k}x{w.n}, "
+                                    f"expected {shape[1]}x{shape[0]}")
+                setattr(L, field, w.struct[0])
+            for field, length in vec_len.items():
+                setattr(L, field, vector(names.get(field), length))
+            L.swa = 1 if hp.swa_layers[i] else 0
+            if progress:
+                progress(i + 2, total)
+        out_name = self.arch.output_tensor()
+        self.tied = out_name == "token_embd.weight"
+        self.output = self.embeddings if self.tied else matrix(out_name)
+        self.output_norm = vector("output_norm.weight", hp.dim)
+
+        self.struct = ffi.new("wren_model *")
+        c = self.struct.cfg
+        for f in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab", "rope_dim",
+                  "sliding_window"):
+            setattr(c, f, getattr(hp, f))
+        c.rope_neox = 1 if hp.rope_neox else 0
+        c.rope_base = hp.rope_base
+        c.rope_base_swa = hp.rope_base_swa
+        c.norm_eps = hp.norm_eps
+        c.attn_scale = hp.attn_scale
+        c.embed_scale = hp.embed_scale
+        c.act = lib.WREN_ACT_GELU_TANH if hp.act == "gelu_tanh" else lib.WREN_ACT_SILU
+        self.struct.layers = self.layers
+        self.struct.tok_embd = self.embeddings.struct[0]
+        self.struct.output = self.output.struct[0]
+        self.struct.output_norm = self.output_norm
+        native.check(lib.wren_model_check(self.struct), f"{self.path.name}: model structure")
+        if progress:
+            progress(total, total)
+        weight_bytes = sum(getattr(x, "nbytes", 0) for x in self._keep)
+        self.stats = LoadStats(time.perf_counter() - start, weight_bytes, dict(self.formats))
+
+    @property
+    def vocab(self) -> int:
+        return self.hp.vocab
+
+    def context(self, n_ctx: int | None = None, n_batch: int = 512, n_threads: int = 4) -> "Context":
+        return Context(self, n_ctx or min(self.hp.context_length, 4096), n_batch, n_threads)
+
+    def context_bytes(self, n_ctx: int, n_batch: int = 512, n_threads: int = 4) -> int:
+        return int(lib.wren_ctx_bytes(self.struct, n_ctx, n_batch, n_threads))
+
+
+class Context:
+    """One sequence: its KV cache and batch scratch. Positions are the caller's to track."""
+
+    def __init__(self, model: Model, n_ctx: int, n_batch: int = 512, n_threads: int = 4):
+        self.model = model
+        self.n_ctx, self.n_batch, self.n_threads = int(n_ctx), int(min(n_batch, n_ctx)), int(n_threads)
+        out = ffi.new("wren_ctx **")
+        native.check(lib.wren_ctx_create(model.struct, self.n_ctx, self.n_batch, max(self.n_threads, 1), out),
+                     f"context of {n_ctx} tokens")
+        self._ptr = ffi.gc(out[0], lib.wren_ctx_destroy)
+
+    def forward(self, tokens, pos0: int, pool: Pool | None = None, all_logits: bool = False,
+                logits: bool = True) -> np.ndarray | None:
+        """Run tokens at positions pos0.. in batches of n_batch; logits of the last token (or of all)."""
+        ids = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+        if ids.size == 0:
+            raise ValueError("no tokens to run")
+        if pos0 < 0 or pos0 + ids.size > self.n_ctx:
+            raise ValueError(f"{pos0 + ids.size} tokens do not fit the context of {self.n_ctx}")
+        vocab = self.model.vocab
+        out = np.empty((ids.size if all_logits else 1, vocab), dtype=np.float32) if logits else None
+        pool_ptr = ffi.NULL if pool is None else pool.ptr
+        for b in range(0, ids.size, self.n_batch):
+            chunk = ids[b:b + self.n_batch]
+            last = b + chunk.size == ids.size
+            if out is None or (not all_logits and not last):
+                dst, dst_len, flag = ffi.NULL, 0, 0
+            elif all_logits:
+                view = out[b:b + chunk.size]
+                dst, dst_len, flag = ffi.from_buffer("float[]", view), view.size, 1
+            else:
+                dst, dst_len, flag = ffi.from_buffer("float[]", out), out.size, 0
+            native.check(lib.wren_forward(self._ptr, self.model.struct, pool_ptr, ffi.from_buffer("int32_t[]", chunk),
+                                          chunk.size, pos0 + b, dst, dst_len, flag), "forward")
+        return out
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,20 @@
+"""One small module per architecture, chosen by general.architecture."""
+from wren.engine.gguffile import GGUFError, GGUFFile
+from wren.engine.models.base import Architecture, HParams
+from wren.engine.models.gemma3 import Gemma3
+from wren.engine.models.llama import Llama
+from wren.engine.models.phi3 import Phi3
+from wren.engine.models.qwen2 import Qwen2
+
+ARCHITECTURES = {cls.name: cls for cls in (Llama, Qwen2, Gemma3, Phi3)}
+
+
+def architecture_for(g: GGUFFile) -> Architecture:
+    name = g.get("general.architecture")
+    if name not in ARCHITECTURES:
+        raise GGUFError(f"{g.path.name}: architecture {name!r} is not supported "
+                        f"(supported: {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[name](g)
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "HParams", "architecture_for"]

@@ -1,0 +1,123 @@
+"""What every architecture shares: hyper-parameters read from GGUF metadata and the tensor names of a layer.
+
+An architecture module subclasses Architecture and changes only what differs (its quirks); the loader
+(engine/model.py) turns the result into the C structs of csrc/wren.h.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from wren.engine.gguffile import GGUFError, GGUFFile
+
+
+@dataclass
+class HParams:
+    arch: str
+    n_layers: int
+    dim: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    vocab: int
+    context_length: int
+    norm_eps: float
+    rope_base: float
+    rope_dim: int
+    rope_neox: bool
+    act: str = "silu"  # or "gelu_tanh"
+    rope_base_swa: float = 0.0
+    sliding_window: int = 0
+    swa_layers: list[bool] = field(default_factory=list)
+    attn_scale: float = 0.0
+    embed_scale: float = 1.0
+
+    def __post_init__(self):
+        if not self.attn_scale:
+            self.attn_scale = 1.0 / math.sqrt(self.head_dim)
+        if not self.swa_layers:
+            self.swa_layers = [False] * self.n_layers
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+
+# layer field -> GGUF tensor name suffix; optional ones may be absent
+LAYER_TENSORS = {
+    "wq": "attn_q.weight", "wk": "attn_k.weight", "wv": "attn_v.weight", "wo": "attn_output.weight",
+    "w_gate": "ffn_gate.weight", "w_up": "ffn_up.weight", "w_down": "ffn_down.weight",
+    "attn_norm": "attn_norm.weight", "ffn_norm": "ffn_norm.weight",
+}
+OPTIONAL_TENSORS = {
+    "bq": "attn_q.bias", "bk": "attn_k.bias", "bv": "attn_v.bias",
+    "post_attn_norm": "post_attention_norm.weight", "post_ffn_norm": "post_ffw_norm.weight",
+    "q_norm": "attn_q_norm.weight", "k_norm": "attn_k_norm.weight",
+}
+
+
+class Architecture:
+    """The llama family by default: RMSNorm, rotary pairs (2i, 2i+1), SwiGLU, grouped-query attention."""
+
+    name = "llama"
+    rope_neox = False
+    act = "silu"
+
+    def __init__(self, g: GGUFFile):
+        self.g = g
+
+    def key(self, suffix: str, default=None, required: bool = False):
+        full = f"{self.name}.{suffix}"
+        value = self.g.get(full, default)
+        if required and value is None:
+            raise GGUFError(f"{self.g.path.name}: metadata {full} is missing")
+        return value
+
+    def int_key(self, suffix: str, default=None) -> int:
+        value = self.key(suffix, default, required=default is None)
+        if isinstance(value, (list, tuple)) or hasattr(value, "shape"):  # per-layer arrays: take the first
+            value = value[0]
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} is not a number") from None
+        if value <= 0 or value > 1 << 24:
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} = {value} is out of range")
+        return value
+
+    def hparams(self) -> HParams:
+        dim = self.int_key("embedding_length")
+        n_heads = self.int_key("attention.head_count")
+        n_kv = self.int_key("attention.head_count_kv", n_heads)
+        head_dim = self.int_key("attention.key_length", dim // n_heads if dim % n_heads == 0 else None)
+        embd = self.g.tensors.get("token_embd.weight")
+        if embd is None or len(embd.shape) != 2:
+            raise GGUFError(f"{self.g.path.name}: token_embd.weight is missing or not a matrix")
+        return HParams(
+            arch=self.name, n_layers=self.int_key("block_count"), dim=dim, n_heads=n_heads, n_kv_heads=n_kv,
+            head_dim=head_dim, ffn_dim=self.int_key("feed_forward_length"), vocab=embd.shape[1],
+            context_length=self.int_key("context_length", 2048),
+            norm_eps=float(self.key("attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_base=float(self.key("rope.freq_base", 10000.0)),
+            rope_dim=self.int_key("rope.dimension_count", head_dim), rope_neox=self.rope_neox, act=self.act)
+
+    def layer_tensors(self, i: int) -> dict[str, str | None]:
+        """Field -> tensor name for layer i; None for an optional tensor the file does not have."""
+        names = {f: f"blk.{i}.{s}" for f, s in LAYER_TENSORS.items()}
+        for f, s in OPTIONAL_TENSORS.items():
+            name = f"blk.{i}.{s}"
+            names[f] = name if name in self.g.tensors else None
+        return names
+
+    def output_tensor(self) -> str:
+        """The output layer; tied to the embeddings when the file has no output.weight."""
+        return "output.weight" if "output.weight" in self.g.tensors else "token_embd.weight"
+
+    def split_fused(self) -> dict[str, tuple[str, int, int]]:
+        """Tensors cut out of fused ones: name -> (fused name, first row, row count). None by default."""
+        return {}

@@ -1,0 +1,6 @@
+"""llama: SmolLM2, Llama 2/3, TinyLlama, Mistral. The base Architecture is exactly this family."""
+from wren.engine.models.base import Architecture
+
+
+class Llama(Architecture):
+    name = "llama"

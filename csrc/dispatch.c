@@ -176,3 +176,14 @@ int wren_variant_chosen(int format) {
     if (format < 0 || format >= WREN_N_FORMATS) return WREN_E_FORMAT;
     return chosen[format];
 }
+
+const wren_vec_ops *wren_vec_ops_get(void) {
+    pthread_once(&once, init_once);
+    if (forced_reference) return &wren_vec_ref;
+#if defined(__x86_64__)
+    if (cpu_runs(WREN_AVX2)) return &wren_vec_avx2;
+#elif defined(__aarch64__)
+    if (cpu_runs(WREN_NEON)) return &wren_vec_neon;
+#endif
+    return &wren_vec_ref;
+}

@@ -290,6 +290,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
     wren_ctx *ctx = f->c;
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float *scores = ctx->scores + (size_t)ith * ctx->n_ctx;
+    const wren_vec_ops *vec = wren_vec_ops_get();
     for (int64_t i = b; i < e; i++) {
         const int64_t t = i / c->n_heads;
         const int h = (int)(i % c->n_heads), kvh = h / group;
@@ -301,10 +302,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         const float *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
         float mx = -INFINITY;
         for (int64_t j = start; j <= pos; j++) {
-            const float *kr = kc + j * hd;
-            float s = 0.0f;
-            for (int d = 0; d < hd; d++) s += q[d] * kr[d];
-            s *= c->attn_scale;
+            const float s = vec->dot_f32(q, kc + j * hd, hd) * c->attn_scale;
             scores[j] = s;
             if (s > mx) mx = s;
         }
@@ -316,11 +314,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         const float inv = 1.0f / sum;
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int64_t j = start; j <= pos; j++) {
-            const float w = scores[j] * inv;
-            const float *vr = vc + j * hd;
-            for (int d = 0; d < hd; d++) out[d] += w * vr[d];
-        }
+        for (int64_t j = start; j <= pos; j++) vec->axpy_f32(out, scores[j] * inv, vc + j * hd, hd);
     }
 }
 

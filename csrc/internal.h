@@ -111,6 +111,21 @@ extern const wren_kernel_set wren_kernels_i8mm;
 
 const wren_kernel_set *wren_kernel_set_get(int variant);   /* NULL when unknown or not available */
 
+/* ---- float vector operations of the forward pass (attention), chosen with the kernels ---- */
+typedef struct {
+    const char *name;
+    float (*dot_f32)(const float *a, const float *b, int n);
+    void (*axpy_f32)(float *y, float a, const float *x, int n);     /* y += a x */
+} wren_vec_ops;
+extern const wren_vec_ops wren_vec_ref;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const wren_vec_ops wren_vec_avx2;
+#endif
+#if defined(__aarch64__)
+extern const wren_vec_ops wren_vec_neon;
+#endif
+const wren_vec_ops *wren_vec_ops_get(void);
+
 /* ---- pool jobs ----
  * A job runs on every worker at once; inside it, wren_job_for splits [0, n) into chunks taken from an atomic counter
  * and ends with a barrier, so a job can chain several parallel steps. */

@@ -7,6 +7,21 @@ static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0"}
 static const size_t format_block_bytes[WREN_N_FORMATS] = {
     sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0)};
 
+/* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf */
+static inline int round_even(float x) {
+    const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it leaves the rounded integer in the low bits */
+    return (int)((x + magic) - magic);
+}
+
+static inline float max_abs32(const float *x) {
+    float amax = 0.0f;
+    for (int j = 0; j < WREN_QK; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
+
 static int format_ok(int format) { return format >= 0 && format < WREN_N_FORMATS; }
 
 const char *wren_format_name(int format) { return format_ok(format) ? format_names[format] : NULL; }
@@ -63,12 +78,11 @@ static void quantize_block_q4_1(const float *x, wren_block_q4_1 *b) {
 }
 
 static void quantize_block_q8_0(const float *x, wren_block_q8_0 *b) {
-    float amax = 0.0f;
-    for (int j = 0; j < WREN_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float amax = max_abs32(x);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = wren_f32_to_fp16(d);
-    for (int j = 0; j < WREN_QK; j++) b->qs[j] = (int8_t)lrintf(x[j] * id);
+    for (int j = 0; j < WREN_QK; j++) b->qs[j] = (int8_t)round_even(x[j] * id);
 }
 
 int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes) {
@@ -150,9 +164,9 @@ static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *bl
         if (pack) memcpy(ts, blk + 2 * s, 2); else memcpy(blk + 2 * s, ts, 2);
     }
     if (il <= 0) il = qb;
-    for (int j = 0; j < qb; j++) {
-        uint8_t *tq = qs + (size_t)(j / il) * rows * il + (size_t)r * il + j % il;
-        if (pack) *tq = blk[sb + j]; else blk[sb + j] = *tq;
+    for (int j = 0; j < qb; j += il) {           /* one interleave unit (il bytes, il divides qb) at a time */
+        uint8_t *tq = qs + (size_t)(j / il) * rows * il + (size_t)r * il;
+        if (pack) memcpy(tq, blk + sb + j, (size_t)il); else memcpy(blk + sb + j, tq, (size_t)il);
     }
 }
 
@@ -221,13 +235,12 @@ int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k) 
 void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
     for (int64_t b = 0; b < k / WREN_QK; b++) {
         const float *xb = x + b * WREN_QK;
-        float amax = 0.0f;
-        for (int j = 0; j < WREN_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float amax = max_abs32(xb);
         const float db = wren_fp16_to_f32(wren_f32_to_fp16(amax / 127.0f));   /* Q8_0 semantics: an fp16 scale */
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int32_t s = 0;
         for (int j = 0; j < WREN_QK; j++) {
-            const int v = (int)lrintf(xb[j] * id);   /* round half to even, like cvtps2dq and FCVTNS */
+            const int v = round_even(xb[j] * id);
             q[b * WREN_QK + j] = (int8_t)v;
             s += v;
         }

@@ -8,8 +8,11 @@ Tied embeddings (no output.weight) are converted once and serve as both the look
 """
 from __future__ import annotations
 
+import os
 import resource
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -53,7 +56,7 @@ def _rows_bytes(t: gguffile.TensorInfo) -> int:
 
 
 def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: int | None = None,
-                   variant: native.Variant | None = None) -> PackedWeights:
+                   variant: native.Variant | None = None, scratch: np.ndarray | None = None) -> PackedWeights:
     """Rows [row0, row0 + n_rows) of a GGUF matrix, converted under `policy` and packed for the kernels."""
     t = g.tensors.get(name)
     if t is None:
@@ -81,9 +84,11 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
         plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
         rows_per_chunk = max(1, CHUNK_VALUES // k)
         out_rb = k // 32 * fmt.block_bytes
+        if scratch is None or scratch.size < min(n, rows_per_chunk) * k:
+            scratch = np.empty(min(n, rows_per_chunk) * k, dtype=np.float32)
         for r in range(0, n, rows_per_chunk):
             m = min(rows_per_chunk, n - r)
-            floats = np.empty(m * k, dtype=np.float32)
+            floats = scratch[:m * k]  # one buffer for every chunk: fresh pages cost a kernel zeroing each
             src = raw[r * rb:(r + m) * rb]
             native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(src), src.nbytes, m * k,
                                               ffi.from_buffer("float[]", floats), floats.size), f"convert {name}")
@@ -124,12 +129,31 @@ class Model:
         self.formats: dict[str, int] = {}
         fused = self.arch.split_fused()
 
-        def matrix(name: str) -> PackedWeights:
+        # every matrix is converted up front, on as many threads as there are CPUs (the C calls release the GIL)
+        names = ["token_embd.weight"] + [self.arch.layer_tensors(i)[f] for i in range(hp.n_layers)
+                                         for f in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
+        if self.arch.output_tensor() != "token_embd.weight":
+            names.append(self.arch.output_tensor())
+        converted: dict[str, PackedWeights] = {}
+        scratch = threading.local()
+
+        def convert(name: str) -> PackedWeights:
+            if not hasattr(scratch, "buf"):
+                scratch.buf = np.empty(CHUNK_VALUES, dtype=np.float32)
             if name in fused:
                 src, row0, n = fused[name]
-                w = convert_matrix(g, src, policy, row0, n)
-            else:
-                w = convert_matrix(g, name, policy)
+                return convert_matrix(g, src, policy, row0, n, scratch=scratch.buf)
+            return convert_matrix(g, name, policy, scratch=scratch.buf)
+
+        workers = max(1, min(len(os.sched_getaffinity(0)), 4))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done, (name, w) in enumerate(zip(names, pool.map(convert, names))):
+                converted[name] = w
+                if progress:
+                    progress(done + 1, len(names) + 1)
+
+        def matrix(name: str) -> PackedWeights:
+            w = converted[name]
             self._keep.append(w)
             self.formats[w.format.label] = self.formats.get(w.format.label, 0) + 1
             return w
@@ -141,7 +165,6 @@ class Model:
             self._keep.append(arr)
             return ffi.from_buffer("float[]", arr)
 
-        total = hp.n_layers + 2
         self.layers = ffi.new("wren_layer[]", hp.n_layers)
         sizes = {"wq": (hp.q_dim, hp.dim), "wk": (hp.kv_dim, hp.dim), "wv": (hp.kv_dim, hp.dim),
                  "wo": (hp.dim, hp.q_dim), "w_gate": (hp.ffn_dim, hp.dim), "w_up": (hp.ffn_dim, hp.dim),
@@ -150,8 +173,6 @@ class Model:
                    "post_attn_norm": hp.dim, "post_ffn_norm": hp.dim, "q_norm": hp.head_dim,
                    "k_norm": hp.head_dim}
         self.embeddings = matrix("token_embd.weight")
-        if progress:
-            progress(1, total)
         for i in range(hp.n_layers):
             names = self.arch.layer_tensors(i)
             L = self.layers[i]
@@ -164,8 +185,6 @@ class Model:
             for field, length in vec_len.items():
                 setattr(L, field, vector(names.get(field), length))
             L.swa = 1 if hp.swa_layers[i] else 0
-            if progress:
-                progress(i + 2, total)
         out_name = self.arch.output_tensor()
         self.tied = out_name == "token_embd.weight"
         self.output = self.embeddings if self.tied else matrix(out_name)
@@ -189,7 +208,7 @@ class Model:
         self.struct.output_norm = self.output_norm
         native.check(lib.wren_model_check(self.struct), f"{self.path.name}: model structure")
         if progress:
-            progress(total, total)
+            progress(len(names) + 1, len(names) + 1)
         weight_bytes = sum(getattr(x, "nbytes", 0) for x in self._keep)
         self.stats = LoadStats(time.perf_counter() - start, weight_bytes, dict(self.formats))
 

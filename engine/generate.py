@@ -1,0 +1,155 @@
+"""Synchronous generation: a loaded model, its tokenizer, one context and a thread pool, streaming tokens.
+
+This is the layer under the asynchronous engine and the command line: token ids in, (token, text) out, with the
+timings a user sees (time to first token, prefill and decode speed).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from wren.engine import native, pypi_models, topology
+from wren.engine.model import Context, Model
+from wren.engine.sampling import Sampler, SamplingParams
+from wren.engine.tokenizer import Tokenizer
+
+
+class ContextFullError(ValueError):
+    """The prompt does not fit the context window."""
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    ttft_seconds: float = 0.0  # from the request to the first generated token
+    finish_reason: str = ""  # stop, length
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        # the first token comes out of prefill; the others each cost one decode step
+        steps = max(self.generated_tokens - 1, 0)
+        return steps / self.decode_seconds if self.decode_seconds > 0 and steps else 0.0
+
+
+def resolve_model_path(spec: str | None) -> Path:
+    """A file path, or the name of a model that PyPI packages carry; None means the default model."""
+    if spec and Path(spec).exists():
+        return Path(spec)
+    name = spec or pypi_models.DEFAULT.name
+    for known in pypi_models.MODELS:
+        if known.lower() == name.lower():
+            path = pypi_models.find(known)
+            if path is None:
+                model = pypi_models.MODELS[known]
+                raise FileNotFoundError(f"model {known} is not installed; pip install --no-deps "
+                                        f"{' '.join(model.requirements)}")
+            return path
+    raise FileNotFoundError(f"no model file or known model named {spec!r} "
+                            f"(known: {', '.join(pypi_models.MODELS)})")
+
+
+def default_pool_settings(threads: int | None = None) -> dict:
+    """One pinned thread per core of the recommended (fastest) cluster; -t N takes N cores from there on."""
+    topo = topology.read_topology()
+    allowed = sorted(os.sched_getaffinity(0))
+    preferred = [c for c in topo.recommended if c in allowed] or allowed
+    if threads is None:
+        return dict(threads=len(preferred), cpus=preferred, strict=True)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    if threads <= len(preferred):
+        return dict(threads=threads, cpus=preferred[:threads], strict=True)
+    rest = [c for c in allowed if c not in preferred]
+    cpus = preferred + rest
+    if threads <= len(cpus):
+        return dict(threads=threads, cpus=cpus[:threads], strict=True)
+    return dict(threads=threads, cpus=None, strict=False)  # more threads than CPUs: let the system place them
+
+
+@dataclass
+class Generator:
+    model: Model
+    tokenizer: Tokenizer
+    pool: native.Pool | None
+    context: Context
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds, position by position
+
+    @classmethod
+    def load(cls, path: str | Path, policy: str = "mixed", threads: int | None = None, n_ctx: int = 4096,
+             n_batch: int = 256, progress=None) -> "Generator":
+        model = Model(path, policy, progress=progress)
+        tok = Tokenizer.from_gguf(model.gguf)
+        settings = default_pool_settings(threads)
+        pool = native.Pool(**settings)
+        ctx = model.context(min(n_ctx, model.hp.context_length), n_batch, settings["threads"])
+        return cls(model, tok, pool, ctx)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        """Run the prompt, reusing the cached prefix it shares with what the cache holds; logits of its last token."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("empty prompt")
+        if len(ids) >= self.context.n_ctx:
+            raise ContextFullError(f"the prompt has {len(ids)} tokens; the context holds {self.context.n_ctx}")
+        common = 0
+        for a, b in zip(self.tokens, ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # at least one token runs, to get its logits
+        logits = self.context.forward(ids[common:], common, self.pool)
+        self.tokens = ids
+        return logits[0]
+
+    def stream(self, prompt_ids: Sequence[int], max_new_tokens: int, sampler: Sampler,
+               stop_ids: set[int] | None = None, stats: GenerationStats | None = None) -> Iterator[tuple[int, str]]:
+        """Yield (token id, text) for each new token; text pieces are whole UTF-8 characters."""
+        stats = stats if stats is not None else GenerationStats()
+        stop = set(stop_ids) if stop_ids is not None else set(self.tokenizer.eog_ids)
+        start = time.perf_counter()
+        stats.prompt_tokens = len(prompt_ids)
+        logits = self.prefill(prompt_ids)
+        stats.prefill_seconds = time.perf_counter() - start
+        decoder = self.tokenizer.stream()
+        history = list(prompt_ids)
+        stats.finish_reason = "length"
+        t_decode = time.perf_counter()
+        for i in range(max_new_tokens):
+            token = sampler.sample(logits, history)
+            if i == 0:
+                stats.ttft_seconds = time.perf_counter() - start
+                t_decode = time.perf_counter()
+            if token in stop:
+                stats.finish_reason = "stop"
+                break
+            history.append(token)
+            stats.generated_tokens += 1
+            text = decoder.feed(token)
+            yield token, text
+            if i + 1 == max_new_tokens:
+                break
+            if len(self.tokens) + 1 >= self.context.n_ctx:
+                stats.finish_reason = "length"
+                break
+            logits = self.context.forward([token], len(self.tokens), self.pool)[0]
+            self.tokens.append(token)
+        stats.decode_seconds = time.perf_counter() - t_decode
+        tail = decoder.flush()
+        if tail:
+            yield -1, tail

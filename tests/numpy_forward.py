@@ -46,13 +46,21 @@ def rope(x, pos, base, rope_dim, neox):
 
 def forward(g, tokens) -> np.ndarray:
     """Logits (T, vocab) for tokens at positions 0..T-1."""
+    return forward_many(g, [tokens])[0]
+
+
+def forward_many(g, sequences) -> list[np.ndarray]:
+    """Logits of several independent sequences; each weight matrix is dequantized once for all of them."""
     arch = architecture_for(g)
     hp = arch.hparams()
     fused = arch.split_fused()
-    T = len(tokens)
-    pos = np.arange(T, dtype=np.float64)
+    lengths = [len(s) for s in sequences]
+    bounds = np.cumsum([0] + lengths)
+    pos = np.concatenate([np.arange(n, dtype=np.float64) for n in lengths])
     emb = dequantized(g, "token_embd.weight")
-    x = emb[tokens] * hp.embed_scale
+    x = emb[np.concatenate([np.asarray(s) for s in sequences])] * hp.embed_scale
+    del emb
+    T = len(pos)
     hd, group = hp.head_dim, hp.n_heads // hp.n_kv_heads
     for i in range(hp.n_layers):
         names = arch.layer_tensors(i)
@@ -73,15 +81,17 @@ def forward(g, tokens) -> np.ndarray:
         q = rope(q, pos, base, hp.rope_dim, hp.rope_neox)
         k = rope(k, pos, base, hp.rope_dim, hp.rope_neox)
         out = np.zeros((T, hp.n_heads, hd))
-        for h in range(hp.n_heads):
-            s = q[:, h] @ k[:, h // group].T * hp.attn_scale
-            mask = np.tril(np.ones((T, T), dtype=bool))
+        for b0, b1 in zip(bounds[:-1], bounds[1:]):  # attention stays within each sequence
+            p = pos[b0:b1]
+            mask = np.tril(np.ones((b1 - b0, b1 - b0), dtype=bool))
             if hp.swa_layers[i] and hp.sliding_window:
-                mask &= (pos[:, None] - pos[None, :]) < hp.sliding_window
-            s = np.where(mask, s, -np.inf)
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-            out[:, h] = s @ v[:, h // group]
+                mask &= (p[:, None] - p[None, :]) < hp.sliding_window
+            for h in range(hp.n_heads):
+                s = q[b0:b1, h] @ k[b0:b1, h // group].T * hp.attn_scale
+                s = np.where(mask, s, -np.inf)
+                s = np.exp(s - s.max(axis=1, keepdims=True))
+                s /= s.sum(axis=1, keepdims=True)
+                out[b0:b1, h] = s @ v[b0:b1, h // group]
         o = out.reshape(T, -1) @ W("wo").T
         if V("post_attn_norm") is not None:
             o = rmsnorm(o, V("post_attn_norm"), hp.norm_eps)
@@ -97,4 +107,5 @@ def forward(g, tokens) -> np.ndarray:
             f = rmsnorm(f, V("post_ffn_norm"), hp.norm_eps)
         x = x + f
     x = rmsnorm(x, dequantized(g, "output_norm.weight"), hp.norm_eps)
-    return x @ dequantized(g, arch.output_tensor()).T
+    logits = x @ dequantized(g, arch.output_tensor()).T
+    return [logits[b0:b1] for b0, b1 in zip(bounds[:-1], bounds[1:])]

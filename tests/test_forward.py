@@ -174,8 +174,22 @@ def loaded():
 
     def get(name, path, policy="mixed"):
         if (name, policy) not in cache:
+            cache.clear()  # one model in memory at a time
             cache[(name, policy)] = Model(path, policy)
         return cache[(name, policy)]
+    return get
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """float64 logits of every reference prompt, per model (computed once)."""
+    cache = {}
+
+    def get(name, model, ref):
+        if name not in cache:
+            cache.clear()
+            cache[name] = numpy_forward.forward_many(model.gguf, [p["ids"] for p in ref["prompts"]])
+        return cache[name]
     return get
 
 
@@ -183,40 +197,69 @@ def real_logits(model, ids, pool):
     return model.context(max(64, len(ids) + 32), 512, 2).forward(ids, 0, pool, all_logits=True)
 
 
-def test_real_model_matches_llama_cpp(real_model, loaded):
+NEAR_TIE = 0.5  # logits: two candidates this close are a coin toss for int8-activation noise (see the header)
+
+
+def test_real_model_matches_llama_cpp(real_model, loaded, oracle):
+    """Top-1 agreement with llama.cpp at every prompt position, and where the two differ, who is right.
+
+    A disagreement is accepted when llama.cpp's own top two were within NEAR_TIE of each other (noise), or when the
+    float64 forward pass agrees with Wren (llama.cpp is the one off: it quantizes activations for K-quant weights in
+    blocks of 256, which large activation outliers in Qwen2.5 turn into errors of several logits).
+    """
     name, path, ref = real_model
     m = loaded(name, path)
     agree = total = 0
     worst = 0.0
+    doubtful = []  # (prompt, position, llama.cpp margin) of disagreements that are not near-ties
     with native.Pool(2) as pool:
-        for p in ref["prompts"]:
+        for pi, p in enumerate(ref["prompts"]):
             logits = real_logits(m, p["ids"], pool)
             for i, top in enumerate(p["top16_per_position"]):
-                ids, vals = np.array(top["ids"]), np.array(top["logits"])
-                agree += int(np.argmax(logits[i]) == ids[0])
+                ids, vals = list(top["ids"]), np.array(top["logits"])
+                ours = int(np.argmax(logits[i]))
                 total += 1
                 worst = max(worst, float(np.abs(logits[i][ids] - vals).max()))
-    print(f"{name}: top-1 agreement {agree}/{total}, worst top-16 logit difference {worst:.3f}")
-    assert agree / total >= 0.98
-    assert worst <= 1.5
+                if ours == ids[0]:
+                    agree += 1
+                    continue
+                margin = vals[0] - vals[ids.index(ours)] if ours in ids else np.inf
+                if margin > NEAR_TIE:
+                    doubtful.append((pi, i, margin))
+    settled = 0
+    if doubtful:
+        exact = oracle(name, m, ref)
+        with native.Pool(2) as pool:
+            for pi, i, margin in doubtful:
+                ours = int(np.argmax(real_logits(m, ref["prompts"][pi]["ids"], pool)[i]))
+                assert ours == int(np.argmax(exact[pi][i])), (
+                    f"{name}: prompt {pi} position {i}: llama.cpp's top token leads by {margin:.2f} and the float64 "
+                    f"forward pass does not side with Wren")
+                settled += 1
+    print(f"{name}: top-1 agreement with llama.cpp {agree}/{total} ({100 * agree / total:.1f}%); "
+          f"{total - agree - settled} near-ties, {settled} settled by float64 in Wren's favour; "
+          f"worst top-16 logit difference {worst:.3f}")
+    assert agree / total >= 0.9
 
 
-def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded):
+def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded, oracle):
+    """Over every prompt position, Wren's top-16 logits are no farther from the float64 forward pass than
+    llama.cpp's (RMS, with a 25% margin: the distance itself is a noisy statistic)."""
     name, path, ref = real_model
     m = loaded(name, path)
-    p = min(ref["prompts"], key=lambda p: len(p["ids"]))
-    exact = numpy_forward.forward(m.gguf, p["ids"])
-    with native.Pool(2) as pool:
-        ours = real_logits(m, p["ids"], pool)
+    exact = oracle(name, m, ref)
     e_ours, e_ref = [], []
-    for i, top in enumerate(p["top16_per_position"]):
-        ids, vals = np.array(top["ids"]), np.array(top["logits"])
-        e_ours.append(ours[i][ids] - exact[i][ids])
-        e_ref.append(vals - exact[i][ids])
+    with native.Pool(2) as pool:
+        for p, ex in zip(ref["prompts"], exact):
+            ours = real_logits(m, p["ids"], pool)
+            for i, top in enumerate(p["top16_per_position"]):
+                ids, vals = np.array(top["ids"]), np.array(top["logits"])
+                e_ours.append(ours[i][ids] - ex[i][ids])
+                e_ref.append(vals - ex[i][ids])
     rms_ours = float(np.sqrt(np.mean(np.concatenate(e_ours) ** 2)))
     rms_ref = float(np.sqrt(np.mean(np.concatenate(e_ref) ** 2)))
-    print(f"{name}: RMS distance to float64 - wren {rms_ours:.3f}, llama.cpp {rms_ref:.3f}")
-    assert rms_ours <= 1.25 * rms_ref + 0.02
+    print(f"{name}: RMS distance of the top-16 logits to float64 - wren {rms_ours:.3f}, llama.cpp {rms_ref:.3f}")
+    assert rms_ours <= 1.25 * rms_ref
 
 
 def greedy(model, ids, n, pool):
@@ -232,13 +275,21 @@ def greedy(model, ids, n, pool):
 
 
 def test_real_model_greedy_continuations(real_model, loaded):
+    """Each 24-token greedy continuation is identical to llama.cpp's, or departs from it only at a near-tie: with
+    llama.cpp's tokens forced in, Wren's top token at the first difference leads llama.cpp's by at most NEAR_TIE."""
     name, path, ref = real_model
     m = loaded(name, path)
-    same = []
+    same, departures = 0, []
     with native.Pool(2) as pool:
         for p in ref["prompts"]:
             want = p["greedy_ids"]
             got = greedy(m, p["ids"], len(want), pool)
-            same.append(got == want)
-    print(f"{name}: greedy continuations identical for {sum(same)} of {len(same)} prompts")
-    assert sum(same) >= 3
+            if got == want:
+                same += 1
+                continue
+            j = next(j for j, (a, b) in enumerate(zip(got, want)) if a != b)
+            forced = real_logits(m, p["ids"] + want[:j], pool)[-1]
+            departures.append((j, float(forced[got[j]] - forced[want[j]])))
+    print(f"{name}: greedy continuations identical for {same} of {len(ref['prompts'])} prompts; "
+          f"departures (step, Wren's margin): {[(j, round(mg, 3)) for j, mg in departures]}")
+    assert all(0 <= mg <= NEAR_TIE for _, mg in departures)

@@ -383,13 +383,14 @@ static void job_matmuls(wren_job *job, const wren_act *a, int n_w, const wren_we
                         const wren_weights *w1, float *y1, const wren_weights *w2, float *y2) {
     multi_mm s = {{w0, w1, w2}, {y0, y1, y2}, n_w, a, {0, 0, 0}};
     int64_t total = 0;
+    size_t row_bytes = 0;
     for (int i = 0; i < n_w; i++) {
         const int rows = wren_variant_rows(s.w[i]->variant);
         s.tiles[i] = (s.w[i]->n + rows - 1) / rows;
         total += s.tiles[i];
+        row_bytes = (size_t)(s.w[i]->k / WREN_QK) * wren_tile_bytes(s.w[i]->format, rows);
     }
-    int64_t chunk = total / ((int64_t)job->nth * 8);
-    wren_job_for(job, total, chunk < 1 ? 1 : chunk, multi_range, &s);
+    wren_job_for(job, total, wren_matmul_chunk(total, row_bytes, job->nth), multi_range, &s);
 }
 
 static void forward_job(wren_job *job, void *p) {

@@ -35,13 +35,27 @@ static void matmul_range(void *ctx, int64_t t0, int64_t t1, int ith) {
         c->ks->gemm[w->format](w->data, w->n, w->k, t0, t1, c->a, c->y, w->n);
 }
 
+int64_t wren_matmul_chunk(int64_t n_tiles, size_t tile_row_bytes, int nth) {
+    /* About eight chunks per thread, so a slower core takes fewer; but at least MIN_CHUNK_BYTES of weights each, so
+     * the hardware prefetcher streams instead of restarting on every small piece; and a chunk count that is a
+     * multiple of the thread count, so small matrices split evenly. */
+    enum { MIN_CHUNK_BYTES = 64 * 1024 };
+    if (n_tiles < 1) return 1;
+    int64_t chunk = n_tiles / ((int64_t)nth * 8);
+    const int64_t min_tiles = (int64_t)((MIN_CHUNK_BYTES + tile_row_bytes - 1) / (tile_row_bytes ? tile_row_bytes : 1));
+    if (chunk < min_tiles) chunk = min_tiles;
+    if (chunk < 1) chunk = 1;
+    int64_t n_chunks = (n_tiles + chunk - 1) / chunk;
+    n_chunks = (n_chunks + nth - 1) / nth * nth;
+    chunk = (n_tiles + n_chunks - 1) / n_chunks;
+    return chunk < 1 ? 1 : chunk;
+}
+
 void wren_job_matmul(wren_job *job, const wren_weights *w, const wren_act *act, float *y) {
     matmul_ctx c = {wren_kernel_set_get(w->variant), w, act, y};
     const int64_t rows = c.ks->rows, n_tiles = (w->n + rows - 1) / rows;
-    /* about eight chunks per thread: enough for a slow core to take fewer, few enough to keep the counter cold */
-    int64_t chunk = n_tiles / ((int64_t)job->nth * 8);
-    if (chunk < 1) chunk = 1;
-    wren_job_for(job, n_tiles, chunk, matmul_range, &c);
+    const size_t tile_row_bytes = (size_t)(w->k / WREN_QK) * wren_tile_bytes(w->format, (int)rows);
+    wren_job_for(job, n_tiles, wren_matmul_chunk(n_tiles, tile_row_bytes, job->nth), matmul_range, &c);
 }
 
 typedef struct {

@@ -1,0 +1,307 @@
+/* avx2.c - AVX2 kernels (x86-64 with AVX2, FMA and F16C) on tiles of 8 rows interleaved by 4 bytes.
+ *
+ * Tile (8 rows, one block column of 32): fp16 d[8]; (Q4_1: fp16 m[8]); quants, byte j of row r's plain quants at
+ * qs[(j / 4) * 32 + r * 4 + j % 4]. So each 32-byte quant vector c has row r's plain bytes 4c..4c+3 in 32-bit lane r:
+ *   Q4_0/Q4_1: 4 vectors; the low nibbles are weights 4c..4c+3, the high nibbles weights 16+4c..16+4c+3;
+ *   Q8_0:      8 vectors; int8 weights 4c..4c+3.
+ * Multiplying vector c by the matching 4-byte activation group broadcast to all lanes (vpmaddubsw) and folding pairs
+ * (vpmaddwd with ones) leaves the 8 rows' block sums in the 8 int32 lanes: one tile gives one vector of 8 outputs,
+ * stored once per tile row (masked for the last tile when n is not a multiple of 8; padding rows are never written).
+ *
+ * Exactness of the integer sums:
+ *   Q4: nibble (0..15) x int8: a vpmaddubsw pair is at most 2 * 15 * 128 = 3840 in magnitude, so the 8 products of
+ *       a tile add up in int16 (<= 30720) before one vpmaddwd.
+ *   Q8_0: |w| x sign(x, w): |w| <= 128 as unsigned (exact for w = -128), |x| <= 127, a pair <= 32512; each product
+ *       goes to int32 through its own vpmaddwd (two would overflow int16).
+ * Then per block: Q4_0 (d_w d_x) * (float)(isum - 8 sum_x); Q4_1 (d_w d_x) * isum + m_w * (d_x sum_x);
+ * Q8_0 (d_w d_x) * isum, added over the blocks in order with FMA.
+ *
+ * Per tile and block, hot in cache, on Zen 4: Q4_0 GEMV ~11.5 cycles (144 bytes), Q4_1 ~12, Q8_0 ~19 (272 bytes);
+ * GEMM ~10 / 11 / 15 cycles per tile and activation row. The limit is the vector issue rate (about 3 per cycle here),
+ * not the multiplier: 8 vpmaddubsw + 12 unpack + 7 adds + ~7 scale operations per Q4 tile.
+ *
+ * GEMM reuses each tile's unpacked weights for 4 activation rows (the last group 3, 2 or 1); GEMV is the one row
+ * case. Every output goes through the same operations in the same order whatever the grouping, so results do not
+ * depend on how rows and tiles are split between threads. */
+#if defined(__x86_64__)
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+#include "../../internal.h"
+
+#define AI static inline __attribute__((always_inline))
+
+enum { TR = 8, TI = 4 };    /* rows per tile, interleave */
+
+AI __m256i bcast32(const int8_t *p) {    /* vpbroadcastd from memory */
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+AI __m256 load_fp16x8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* stores the 8 lanes of v into y[0 .. nr), nr <= 8 */
+AI void store_rows(float *y, __m256 v, int64_t nr) {
+    if (nr >= TR) {
+        _mm256_storeu_ps(y, v);
+    } else {
+        const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr), idx);
+        _mm256_maskstore_ps(y, mask, v);
+    }
+}
+
+/* ---- activations ---- */
+
+static void quantize_act_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < k / WREN_QK; b++) {
+        const float *xb = x + b * WREN_QK;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        /* max |x|: NaN lanes are ignored as fmaxf does (vmaxps returns its second operand on NaN) */
+        __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_setzero_ps());
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v1), m);
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v2), m);
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v3), m);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float db = _cvtsh_ss(_cvtss_sh(amax / 127.0f, 0));   /* fp16 scale, rounded to nearest even */
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+        const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+        const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+        const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, perm);
+        /* |x id| <= 127 for finite x and id; -128 only comes from cvtps2dq's 0x80000000 (NaN, inf, id = inf),
+         * where the reference's lrintf gives something else: let the reference do such a block */
+        if (!_mm256_testz_si256(_mm256_cmpeq_epi8(p, _mm256_set1_epi8(-128)), _mm256_set1_epi8(-1))) {
+            wren_quantize_act_row_ref(xb, WREN_QK, q + b * WREN_QK, d + b, sum + b);
+            continue;
+        }
+        _mm256_storeu_si256((__m256i *)(q + b * WREN_QK), p);
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+        d[b] = db;
+        sum[b] = _mm_cvtsi128_si32(s4);
+    }
+}
+
+/* ---- activation operands ----
+ * A kernel reads activation row j of block b either straight from the wren_act (RAW: vpbroadcastd of each 4-byte
+ * group, the scalars broadcast) or, for GEMV over a short row, from an expanded copy (EXP): the eight groups already
+ * broadcast into whole vectors next to the block's scalars as vectors, so that vpmaddubsw / vpsubd / vmulps take them
+ * as memory operands and a tile costs no broadcast instruction. Both give the same bits. */
+enum { RAW = 0, EXP = 1 };
+
+typedef struct {
+    __m256i x[8];       /* x[c] = bytes 4c..4c+3 of the block in every lane */
+    __m256i s;          /* Q4_0: 8 sum_x (int32 lanes); Q4_1: d_x sum_x (float lanes) */
+    __m256 d;           /* d_x */
+} xq4;
+
+typedef struct {        /* activation row i0 + j at block 0 */
+    const int8_t *q;
+    const float *d;
+    const int32_t *s;
+} xrow;
+
+enum {
+    XBUF_BYTES = 20480,         /* an expanded row of up to 64 blocks (k <= 2048), well inside a 32 KB L1 */
+    EXP_MIN_TILES = 32          /* GEMV ranges shorter than this read the activations RAW */
+};
+
+static void expand_q4(int fmt, const xrow *r, int64_t nb, xq4 *e) {
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *xq = r->q + b * WREN_QK;
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) e[b].x[c] = bcast32(xq + 4 * c);
+        const float dx = r->d[b];
+        const int32_t sx = r->s[b];
+        e[b].d = _mm256_set1_ps(dx);
+        e[b].s = fmt == WREN_Q4_0 ? _mm256_set1_epi32(8 * sx) : _mm256_castps_si256(_mm256_set1_ps(dx * (float)sx));
+    }
+}
+
+/* a 32-byte load the compiler must keep in a register (it would otherwise fold it into two instructions and load
+ * the same bytes twice) */
+AI __m256i load_reg(const void *p) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __asm__("" : "+x"(v));
+    return v;
+}
+
+/* ---- 4-bit tiles ----
+ * Quant vector c unpacks to lo = weights 4c..4c+3 of each row and hi = weights 16+4c..16+4c+3, which pair with
+ * activation groups c and 4 + c. The eight vpmaddubsw products are summed in int16 as a tree, then vpmaddwd with
+ * ones folds each row's pair of int16 lanes into its int32 lane. */
+AI __m256i q4_isum(const __m256i w[8], const int src, const __m256i *xe, const int8_t *xr) {
+    __m256i p[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; c++) p[c] = _mm256_maddubs_epi16(w[c], src == EXP ? xe[c] : bcast32(xr + 4 * c));
+    p[0] = _mm256_add_epi16(p[0], p[1]);
+    p[2] = _mm256_add_epi16(p[2], p[3]);
+    p[4] = _mm256_add_epi16(p[4], p[5]);
+    p[6] = _mm256_add_epi16(p[6], p[7]);
+    p[0] = _mm256_add_epi16(p[0], p[2]);
+    p[4] = _mm256_add_epi16(p[4], p[6]);
+    return _mm256_madd_epi16(_mm256_add_epi16(p[0], p[4]), _mm256_set1_epi16(1));
+}
+
+/* block b of one tile against NR activation rows (EXP: e = the expanded entries of this block, NR == 1) */
+AI void q4_block(const int fmt, const int src, const uint8_t *tile, const xq4 *e, const xrow *r, int64_t b,
+                 const int NR, __m256 acc[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t *qs = tile + (size_t)TR * (fmt == WREN_Q4_1 ? 4 : 2);
+    __m256i w[8];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        const __m256i v = load_reg(qs + 32 * c);
+        w[c] = _mm256_and_si256(v, m4);
+        w[4 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    const __m256 dw = load_fp16x8(tile);
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; j++) {
+        __m256i isum = q4_isum(w, src, src == EXP ? e[j].x : NULL, src == RAW ? r[j].q + b * WREN_QK : NULL);
+        __m256 dx, s;
+        if (src == EXP) {
+            dx = e[j].d;
+            if (fmt == WREN_Q4_0) isum = _mm256_sub_epi32(isum, e[j].s);
+            s = _mm256_castsi256_ps(e[j].s);
+        } else {
+            dx = _mm256_broadcast_ss(r[j].d + b);
+            if (fmt == WREN_Q4_0)
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bcast32((const int8_t *)(r[j].s + b)), 3));
+            s = _mm256_set1_ps(r[j].d[b] * (float)r[j].s[b]);
+        }
+        acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[j]);
+        if (fmt == WREN_Q4_1) acc[j] = _mm256_fmadd_ps(load_fp16x8(tile + 2 * TR), s, acc[j]);
+    }
+}
+
+/* ---- Q8_0 tiles ----
+ * |w| x sign(x, w): |w| as unsigned is exact even for w = -128, and computed once per tile for all rows; each
+ * vpmaddubsw result goes to int32 through its own vpmaddwd. */
+AI void q8_block(const uint8_t *tile, const xrow *r, int64_t b, const int NR, __m256 acc[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i *qv = (const __m256i *)(tile + 2 * TR);
+    __m256i aw[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; c++) aw[c] = _mm256_abs_epi8(_mm256_loadu_si256(qv + c));
+    const __m256 dw = load_fp16x8(tile);
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; j++) {
+        const int8_t *x = r[j].q + b * WREN_QK;
+        __m256i p[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            const __m256i sx = _mm256_sign_epi8(bcast32(x + 4 * c), _mm256_loadu_si256(qv + c));
+            p[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[c], sx), ones);
+        }
+        p[0] = _mm256_add_epi32(p[0], p[1]);
+        p[2] = _mm256_add_epi32(p[2], p[3]);
+        p[4] = _mm256_add_epi32(p[4], p[5]);
+        p[6] = _mm256_add_epi32(p[6], p[7]);
+        p[0] = _mm256_add_epi32(_mm256_add_epi32(p[0], p[2]), _mm256_add_epi32(p[4], p[6]));
+        acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(r[j].d + b)), _mm256_cvtepi32_ps(p[0]),
+                                 acc[j]);
+    }
+}
+
+/* ---- tile loops ----
+ * Tiles [t0, t1) against activation rows i0 .. i0 + NR - 1 into y[(i0 + j) * ldy + 8 t + r]. The tiles of a range
+ * are contiguous, so the weights stream in address order. */
+AI void run(const int fmt, const int src, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+            const wren_act *a, int64_t i0, const int NR, const xq4 *ex, float *y, int64_t ldy) {
+    const int64_t nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(fmt, TR);
+    xrow r[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; j++) r[j] = (xrow){a->q + (i0 + j) * k, a->d + (i0 + j) * nb, a->sum + (i0 + j) * nb};
+    const uint8_t *tile = w + (size_t)(t0 * nb) * tb;
+    for (int64_t t = t0; t < t1; t++) {
+        __m256 acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) acc[j] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, tile += tb) {
+            if (fmt == WREN_Q8_0) q8_block(tile, r, b, NR, acc);
+            else q4_block(fmt, src, tile, src == EXP ? ex + b : NULL, r, b, NR, acc);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) store_rows(y + (i0 + j) * ldy + t * TR, acc[j], n - t * TR);
+    }
+}
+
+static void gemv_q4(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                    const wren_act *a, float *y) {
+    const int64_t nb = k / WREN_QK;
+    /* expanding costs about as much as 8 tiles gain from it: only for a long range of tiles and a short row */
+    if (t1 - t0 >= EXP_MIN_TILES && nb * (int64_t)sizeof(xq4) <= XBUF_BYTES) {
+        _Alignas(32) xq4 ex[XBUF_BYTES / sizeof(xq4)];
+        const xrow r = {a->q, a->d, a->sum};
+        expand_q4(fmt, &r, nb, ex);
+        run(fmt, EXP, w, n, k, t0, t1, a, 0, 1, ex, y, 0);
+    } else {
+        run(fmt, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
+    }
+}
+
+static void gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    gemv_q4(WREN_Q4_0, w, n, k, t0, t1, a, y);
+}
+static void gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    gemv_q4(WREN_Q4_1, w, n, k, t0, t1, a, y);
+}
+static void gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    run(WREN_Q8_0, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
+}
+
+/* GEMM: tiles in slabs of GEMM_TILES (a slab's weights stay in L2) that every activation row passes over in groups
+ * of 4 rows, each tile's weights unpacked once per group; the last group has 3, 2 or 1 rows. */
+enum { GEMM_TILES = 16 };
+
+AI void gemm_any(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                 float *y, int64_t ldy) {
+    for (int64_t s0 = t0; s0 < t1; s0 += GEMM_TILES) {
+        const int64_t s1 = s0 + GEMM_TILES < t1 ? s0 + GEMM_TILES : t1;
+        int64_t i = 0;
+        for (; i + 4 <= a->m; i += 4) run(fmt, RAW, w, n, k, s0, s1, a, i, 4, NULL, y, ldy);
+        switch (a->m - i) {
+        case 3: run(fmt, RAW, w, n, k, s0, s1, a, i, 3, NULL, y, ldy); break;
+        case 2: run(fmt, RAW, w, n, k, s0, s1, a, i, 2, NULL, y, ldy); break;
+        case 1: run(fmt, RAW, w, n, k, s0, s1, a, i, 1, NULL, y, ldy); break;
+        default: break;
+        }
+    }
+}
+
+static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm_any(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
+}
+static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm_any(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
+}
+static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm_any(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
+}
+
+const wren_kernel_set wren_kernels_avx2 = {
+    .name = "avx2",
+    .rows = TR,
+    .interleave = TI,
+    .quantize_act = quantize_act_avx2,
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
+};
+#endif

@@ -93,6 +93,18 @@ class GGUFFile:
         arr = np.frombuffer(self._map, dtype=dtype, count=t.n_elements, offset=t.offset)
         return arr.reshape(tuple(reversed(t.shape)))
 
+    def release(self, name: str) -> None:
+        """Drop a converted tensor's pages from this process's memory (they are re-read if touched again)."""
+        t = self.tensors[name]
+        page = mmap.PAGESIZE
+        start = -(-t.offset // page) * page  # whole pages inside the tensor only: neighbours stay
+        end = (t.offset + t.nbytes) // page * page
+        if self._map is not None and end > start and hasattr(self._map, "madvise"):
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+            except (OSError, ValueError):
+                pass
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
 

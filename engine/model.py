@@ -93,7 +93,11 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
             native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(src), src.nbytes, m * k,
                                               ffi.from_buffer("float[]", floats), floats.size), f"convert {name}")
             plain[r * out_rb:(r + m) * out_rb] = native.quantize(fmt, floats.reshape(m, k)).reshape(-1)
-    return PackedWeights(fmt, plain, n, k, variant)
+    packed = PackedWeights(fmt, plain, n, k, variant)
+    del raw, plain
+    if n_rows is None or row0 + n == t.shape[1]:
+        g.release(name)  # whole tensor converted (or the last part of a fused one)
+    return packed
 
 
 def tensor_f32(g: GGUFFile, name: str, length: int) -> np.ndarray:
@@ -211,6 +215,9 @@ class Model:
             progress(len(names) + 1, len(names) + 1)
         weight_bytes = sum(getattr(x, "nbytes", 0) for x in self._keep)
         self.stats = LoadStats(time.perf_counter() - start, weight_bytes, dict(self.formats))
+        # every tensor now lives in runtime buffers: drop the file mapping, whose pages would count as memory
+        # in use (the metadata stays readable)
+        g.close()
 
     @property
     def vocab(self) -> int:

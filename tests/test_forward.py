@@ -15,7 +15,7 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 import numpy_forward  # noqa: E402
-from wren.engine import native  # noqa: E402
+from wren.engine import gguffile, native  # noqa: E402
 from wren.engine.model import Model  # noqa: E402
 
 ARCHS = ["llama", "qwen2", "gemma3", "phi3"]
@@ -103,7 +103,7 @@ def test_synthetic_model_matches_float64_numpy(synthetic):
     arch, path = synthetic
     m = Model(path)
     tokens = [3, 17, 42, 5, 88, 1, 60, 60, 7, 33, 2, 90]
-    exact = numpy_forward.forward(m.gguf, tokens)
+    exact = numpy_forward.forward(gguffile.read(path), tokens)
     with native.Pool(2) as pool:
         ours = m.context(64, 64, 2).forward(tokens, 0, pool, all_logits=True)
     scale = np.abs(exact).max()
@@ -122,7 +122,7 @@ def test_synthetic_int4_policy_stays_close(synthetic):
     m = Model(path, policy="int4")
     assert set(m.stats.formats) <= {"q4_0", "q4_1"}
     tokens = [3, 17, 42, 5, 88, 1]
-    exact = numpy_forward.forward(m.gguf, tokens)
+    exact = numpy_forward.forward(gguffile.read(path), tokens)
     ours = m.context(64, 64, 1).forward(tokens, 0, None, all_logits=True)
     assert np.corrcoef(ours.ravel(), exact.ravel())[0, 1] > 0.98
 
@@ -188,7 +188,7 @@ def oracle():
     def get(name, model, ref):
         if name not in cache:
             cache.clear()
-            cache[name] = numpy_forward.forward_many(model.gguf, [p["ids"] for p in ref["prompts"]])
+            cache[name] = numpy_forward.forward_many(gguffile.read(model.path), [p["ids"] for p in ref["prompts"]])
         return cache[name]
     return get
 

@@ -157,8 +157,11 @@ def cmd_window(args: argparse.Namespace) -> int:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
             or os.environ.get("QT_QPA_PLATFORM") == "offscreen"):
         print("No display found. Wren's command line works without one:\n"
-              "  wren info                 CPU features, chosen kernels, big/LITTLE layout\n"
-              "  wren bench --kernels      kernel speed against this machine's memory bandwidth")
+              "  wren info                         CPU features, chosen kernels, big/LITTLE layout\n"
+              "  wren run --raw [--greedy] FILE     continue a text file with the default model (SmolLM2-135M)\n"
+              "  wren tokenize FILE                 token ids of a text file\n"
+              "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
+              "  wren bench --kernels               kernel speed against this machine's memory bandwidth")
         return 0
     print("The window is not built yet; `wren info` shows what this machine runs.")
     return 0

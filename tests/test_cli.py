@@ -57,3 +57,53 @@ def test_kernel_bench_prints_and_records(tmp_path):
 def test_bad_option_is_a_clear_error():
     proc = wren("bench", "--kernels", "--formats", "q9_9")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+# ---- with the default model ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from conftest import model_or_skip
+
+    return str(model_or_skip("SmolLM2-135M-Instruct"))
+
+
+def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path, corpus):
+    import conftest
+
+    ref = json.loads(conftest.reference_file("SmolLM2-135M-Instruct.Q4_1").read_text())
+    entry = next(e for e in ref["tokenize"] if e["text"] == "<|im_start|>user\nhi<|im_end|>")
+    f = tmp_path / "t.txt"
+    f.write_text(entry["text"], encoding="utf-8")
+    for flags, key in (([], "ids_with_bos"), (["--no-bos"], "ids_no_bos"), (["--no-bos", "--special"], "ids_special")):
+        proc = wren("tokenize", "-m", smollm2, *flags, str(f))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == entry[key]
+
+
+def test_run_raw_greedy_streams_llama_cpps_continuation(smollm2, tmp_path):
+    import conftest
+
+    ref = json.loads(conftest.reference_file("SmolLM2-135M-Instruct.Q4_1").read_text())
+    p = next(p for p in ref["prompts"] if p["text"].startswith("Once upon a time"))
+    f = tmp_path / "p.txt"
+    f.write_text(p["text"], encoding="utf-8")
+    proc = wren("run", "-m", smollm2, "--raw", "--greedy", "-n", "24", "-t", "2", str(f))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip("\n") == p["greedy_text"].rstrip("\n")
+
+
+def test_model_bench_reports_every_figure(smollm2):
+    proc = wren("bench", "-m", smollm2, "-t", "1", "-p", "32", "-n", "8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (r,) = json.loads(proc.stdout)["results"]
+    assert r["engine"] == "wren" and r["prompt_tokens"] == 32 and r["gen_tokens"] == 8
+    assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["ttft_s"] > 0 and r["peak_rss_mib"] > 50
+
+
+def test_corrupt_model_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(40))
+    proc = wren("run", "-m", str(bad), "--raw", str(bad))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "bad.gguf" in proc.stderr

@@ -19,8 +19,9 @@
 struct wren_ctx {
     int32_t n_ctx, n_batch, n_threads;
     wren_config cfg;
-    float *k_cache;         /* (n_layers, n_kv_heads, n_ctx, head_dim) */
-    float *v_cache;         /* (n_layers, n_kv_heads, n_ctx, head_dim) */
+    uint16_t *k_cache;      /* (n_layers, n_kv_heads, n_ctx, head_dim) fp16, as llama.cpp keeps it */
+    uint16_t *v_cache;      /* (n_layers, n_kv_heads, n_ctx, head_dim) fp16 */
+    float *scratch;         /* the float buffers below live in this one allocation */
     float *x;               /* (n_batch, dim)         residual stream */
     float *xn;              /* (n_batch, max(dim, q_dim)) normed input / attention output */
     float *q, *k, *v;       /* (n_batch, q_dim), (n_batch, kv_dim) x2 */
@@ -77,8 +78,12 @@ int wren_model_check(const wren_model *m) {
 
 static size_t ctx_floats(const wren_config *c, int64_t n_ctx, int64_t n_batch, int64_t n_threads) {
     const int64_t qd = q_dim(c), kvd = kv_dim(c), wide = qd > c->dim ? qd : c->dim;
-    return (size_t)(2 * (int64_t)c->n_layers * kvd * n_ctx + n_batch * (c->dim + wide + qd + 2 * kvd + c->dim) +
-                    2 * n_batch * (int64_t)c->ffn_dim + n_threads * n_ctx + 2 * n_batch * c->rope_dim);
+    return (size_t)(n_batch * (c->dim + wide + qd + 2 * kvd + c->dim) + 2 * n_batch * (int64_t)c->ffn_dim +
+                    n_threads * n_ctx + 2 * n_batch * c->rope_dim);
+}
+
+static size_t cache_values(const wren_config *c, int64_t n_ctx) {   /* of K, and as many of V */
+    return (size_t)c->n_layers * (size_t)kv_dim(c) * (size_t)n_ctx;
 }
 
 size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads) {
@@ -86,12 +91,14 @@ size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32
     const wren_config *c = &m->cfg;
     int64_t widest = c->dim > q_dim(c) ? c->dim : q_dim(c);
     if (c->ffn_dim > widest) widest = c->ffn_dim;
-    return ctx_floats(c, n_ctx, n_batch, n_threads) * sizeof(float) + wren_act_bytes(n_batch, widest) + 64 * 16;
+    return ctx_floats(c, n_ctx, n_batch, n_threads) * sizeof(float) + 2 * cache_values(c, n_ctx) * sizeof(uint16_t) +
+           wren_act_bytes(n_batch, widest) + 64 * 16;
 }
 
 void wren_ctx_destroy(wren_ctx *c) {
     if (!c) return;
     free(c->k_cache);
+    free(c->scratch);
     free(c->act_buf);
     free(c);
 }
@@ -113,17 +120,21 @@ int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t
     const int64_t qd = q_dim(c), kvd = kv_dim(c), wide = qd > c->dim ? qd : c->dim;
     const size_t floats = ctx_floats(c, n_ctx, n_batch, n_threads);
     float *p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    const size_t cache_bytes = 2 * cache_values(c, n_ctx) * sizeof(uint16_t);
+    uint16_t *kv = aligned_alloc(64, (cache_bytes + 63) & ~(size_t)63);
     int64_t widest = wide > c->ffn_dim ? wide : c->ffn_dim;
     ctx->act_bytes = wren_act_bytes(n_batch, widest);
     ctx->act_buf = aligned_alloc(64, (ctx->act_bytes + 63) & ~(size_t)63);
-    if (!p || !ctx->act_buf) {
+    if (!p || !kv || !ctx->act_buf) {
         free(p);
+        free(kv);
         free(ctx->act_buf);
         free(ctx);
         return WREN_E_NOMEM;
     }
-    ctx->k_cache = p; p += (size_t)c->n_layers * kvd * n_ctx;
-    ctx->v_cache = p; p += (size_t)c->n_layers * kvd * n_ctx;
+    ctx->k_cache = kv;
+    ctx->v_cache = kv + cache_values(c, n_ctx);
+    ctx->scratch = p;
     ctx->x = p; p += (size_t)n_batch * c->dim;
     ctx->xn = p; p += (size_t)n_batch * wide;
     ctx->q = p; p += (size_t)n_batch * qd;
@@ -260,6 +271,7 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
     const int hd = c->head_dim, half = c->rope_dim / 2;
     const int64_t qd = q_dim(c), kvd = kv_dim(c);
     const int base_i = L->swa && c->rope_base_swa > 0 ? 1 : 0;
+    const wren_vec_ops *vec = wren_vec_ops_get();
     for (int64_t t = b; t < e; t++) {
         float *q = ctx->q + t * qd, *k = ctx->k + t * kvd, *v = ctx->v + t * kvd;
         if (L->bq) for (int64_t i = 0; i < qd; i++) q[i] += L->bq[i];
@@ -276,8 +288,8 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
         const int64_t pos = f->pos0 + t;
         for (int h = 0; h < c->n_kv_heads; h++) {
             const size_t row = (((size_t)f->layer * c->n_kv_heads + h) * ctx->n_ctx + pos) * hd;
-            memcpy(ctx->k_cache + row, k + h * hd, sizeof(float) * hd);
-            memcpy(ctx->v_cache + row, v + h * hd, sizeof(float) * hd);
+            vec->to_f16(ctx->k_cache + row, k + h * hd, hd);
+            vec->to_f16(ctx->v_cache + row, v + h * hd, hd);
         }
     }
 }
@@ -298,11 +310,11 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         int64_t start = 0;
         if (L->swa && c->sliding_window > 0 && pos - c->sliding_window + 1 > 0) start = pos - c->sliding_window + 1;
         const float *q = ctx->q + t * q_dim(c) + (size_t)h * hd;
-        const float *kc = ctx->k_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
-        const float *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
+        const uint16_t *kc = ctx->k_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
+        const uint16_t *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
         float mx = -INFINITY;
         for (int64_t j = start; j <= pos; j++) {
-            const float s = vec->dot_f32(q, kc + j * hd, hd) * c->attn_scale;
+            const float s = vec->dot_f16(q, kc + j * hd, hd) * c->attn_scale;
             scores[j] = s;
             if (s > mx) mx = s;
         }
@@ -314,7 +326,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         const float inv = 1.0f / sum;
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int64_t j = start; j <= pos; j++) vec->axpy_f32(out, scores[j] * inv, vc + j * hd, hd);
+        for (int64_t j = start; j <= pos; j++) vec->axpy_f16(out, scores[j] * inv, vc + j * hd, hd);
     }
 }
 

@@ -116,6 +116,9 @@ typedef struct {
     const char *name;
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float *y, float a, const float *x, int n);     /* y += a x */
+    float (*dot_f16)(const float *a, const uint16_t *b, int n);     /* b: fp16 (the KV cache) */
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
+    void (*to_f16)(uint16_t *dst, const float *src, int n);         /* round to nearest even */
 } wren_vec_ops;
 extern const wren_vec_ops wren_vec_ref;
 #if defined(__x86_64__) || defined(_M_X64)

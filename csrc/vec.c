@@ -16,4 +16,22 @@ static void axpy_f32_ref(float *y, float a, const float *x, int n) {
     for (int d = 0; d < n; d++) y[d] += a * x[d];
 }
 
-const wren_vec_ops wren_vec_ref = {"reference", dot_f32_ref, axpy_f32_ref};
+static float dot_f16_ref(const float *a, const uint16_t *b, int n) {
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * wren_fp16_to_f32(b[d + l]);
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < n; d++) s += a[d] * wren_fp16_to_f32(b[d]);
+    return s;
+}
+
+static void axpy_f16_ref(float *y, float a, const uint16_t *x, int n) {
+    for (int d = 0; d < n; d++) y[d] += a * wren_fp16_to_f32(x[d]);
+}
+
+static void to_f16_ref(uint16_t *dst, const float *src, int n) {
+    for (int d = 0; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
+}
+
+const wren_vec_ops wren_vec_ref = {"reference", dot_f32_ref, axpy_f32_ref, dot_f16_ref, axpy_f16_ref, to_f16_ref};

@@ -183,7 +183,7 @@ typedef struct {
     const float *output_norm;               /* (dim) */
 } wren_model;
 
-/* A context: one sequence's KV cache (f32, n_ctx positions) and the scratch of a batch of up to n_batch tokens. */
+/* A context: one sequence's KV cache (fp16, n_ctx positions) and the scratch of a batch of up to n_batch tokens. */
 typedef struct wren_ctx wren_ctx;
 int wren_model_check(const wren_model *m);
 size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads);

@@ -148,6 +148,37 @@ static void test_variant(int variant, int format, int64_t n, int64_t k, int64_t 
     free(y_ref); free(y_var); free(y_thr);
 }
 
+/* the forward pass's vector operations (attention over the fp16 KV cache) against the portable ones */
+static void test_vec_ops(void) {
+    const wren_vec_ops *v = wren_vec_ops_get(), *r = &wren_vec_ref;
+    enum { N = 300 };
+    float a[N], b[N], y1[N], y2[N];
+    uint16_t h1[N], h2[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = frand() * 4.0f;
+        b[i] = i % 17 == 0 ? 1e-7f * frand() : frand() * 70000.0f / (1 + i);   /* subnormal and large fp16 */
+        y1[i] = y2[i] = frand();
+    }
+    for (int n = 1; n <= N; n += 37) {
+        v->to_f16(h1, b, n);
+        r->to_f16(h2, b, n);
+        check(memcmp(h1, h2, sizeof(uint16_t) * n) == 0, "to_f16 bit-identical");
+        double exact = 0.0, mag = 0.0;
+        for (int i = 0; i < n; i++) {
+            exact += (double)a[i] * wren_fp16_to_f32(h2[i]);
+            mag += fabs((double)a[i] * wren_fp16_to_f32(h2[i]));
+        }
+        check(fabs(v->dot_f16(a, h2, n) - exact) <= (n + 2) * 1.2e-7 * mag + 1e-30, "dot_f16");
+        check(fabs(v->dot_f32(a, b, n) - r->dot_f32(a, b, n)) <= (n + 2) * 2.4e-7 * mag + 1e-3, "dot_f32");
+        v->axpy_f16(y1, 0.37f, h2, n);
+        r->axpy_f16(y2, 0.37f, h2, n);
+        int close = 1;
+        for (int i = 0; i < n; i++) close &= fabsf(y1[i] - y2[i]) <= 1e-6f * (1.0f + fabsf(y2[i]));
+        check(close, "axpy_f16");
+    }
+    printf("vector ops: %s\n", v->name);
+}
+
 static void test_bad_arguments(void) {
     uint8_t buf[4096] __attribute__((aligned(64)));
     wren_act a;
@@ -186,6 +217,7 @@ int main(void) {
                  n_fail > before ? "(FAILED)" : "");
     }
     printf("variants exercised:%s\n", exercised);
+    test_vec_ops();
     test_bad_arguments();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

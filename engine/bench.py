@@ -2,7 +2,6 @@
 (llama-cpp-python, an optional development extra) on the same file, prompt and thread count, in the same run."""
 from __future__ import annotations
 
-import gc
 import json
 import platform
 import resource
@@ -103,8 +102,6 @@ def bench_llama_cpp(path: Path, threads: int, n_prompt: int, n_gen: int, repeats
             llm.eval([tok])
             tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         decode.append(n_gen / (time.perf_counter() - t))
-    del llm
-    gc.collect()
     return BenchResult("llama.cpp", Path(path).name, threads, len(ids), n_gen, load_s, statistics.median(prefill),
                        statistics.median(decode), statistics.median(ttft), _rss_mib())
 

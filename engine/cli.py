@@ -6,8 +6,6 @@ import os
 import platform
 import sys
 
-from wren import engine as _engine_pkg  # noqa: F401  (the package must import without Qt)
-
 
 def _version() -> str:
     try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from wren.engine import native, pypi_models, topology
 from wren.engine.model import Context, Model
-from wren.engine.sampling import Sampler, SamplingParams
+from wren.engine.sampling import Sampler
 from wren.engine.tokenizer import Tokenizer
 
 

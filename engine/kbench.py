@@ -122,7 +122,6 @@ def run(threads=(1, 2), formats=tuple(Format), shapes=SHAPES, gemm_rows: int = 1
                     result.gemm.append(dict(format=fmt.label, n=n, k=k, m=gemm_rows, threads=t, gops=round(gops, 1)))
                     progress(f"{fmt.label} {n}x{k} t={t}: GEMV {gbs:.1f} GB/s ({100 * gbs / read:.0f}% of "
                              f"{read:.1f} GB/s read), GEMM m={gemm_rows} {gops:.1f} GOPS")
-                del copies, w
     finally:
         for pool in pools.values():
             pool.close()

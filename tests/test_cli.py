@@ -69,7 +69,7 @@ def smollm2():
     return str(model_or_skip("SmolLM2-135M-Instruct"))
 
 
-def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path, corpus):
+def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path):
     import conftest
 
     ref = json.loads(conftest.reference_file("SmolLM2-135M-Instruct.Q4_1").read_text())

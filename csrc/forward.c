@@ -40,15 +40,9 @@ static int64_t kv_dim(const wren_config *c) { return (int64_t)c->n_kv_heads * c-
 /* ---- checks ---- */
 
 static int check_weights(const wren_weights *w, int64_t n, int64_t k) {
-    if (!w->data) return WREN_E_NULL;
-    if (w->n != n || w->k != k) return WREN_E_SHAPE;
-    if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
-    if (!wren_kernel_set_get(w->variant)) return WREN_E_VARIANT;
-    const size_t need = wren_packed_bytes(w->variant, w->format, n, k);
-    if (need == 0) return WREN_E_SHAPE;
-    if (w->bytes < need) return WREN_E_BUFFER;
-    if ((uintptr_t)w->data % 16) return WREN_E_ALIGN;
-    return WREN_OK;
+    const int st = wren_check_weights(w);
+    if (st) return st;
+    return w->n == n && w->k == k ? WREN_OK : WREN_E_SHAPE;
 }
 
 int wren_model_check(const wren_model *m) {
@@ -207,20 +201,15 @@ static void rope_tables(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
-static void attn_norm_rows(void *p, int64_t b, int64_t e, int ith) {
-    (void)ith;
-    const fwd *f = p;
-    const wren_config *c = &f->m->cfg;
-    const wren_layer *L = &f->m->layers[f->layer];
-    for (int64_t t = b; t < e; t++) rmsnorm(f->c->xn + t * c->dim, f->c->x + t * c->dim, L->attn_norm, c->dim, c->norm_eps);
-}
+/* xn = rmsnorm(x) * weight, row by row */
+typedef struct { const fwd *f; const float *weight; } norm_step;
 
-static void ffn_norm_rows(void *p, int64_t b, int64_t e, int ith) {
+static void norm_rows(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
-    const fwd *f = p;
-    const wren_config *c = &f->m->cfg;
-    const wren_layer *L = &f->m->layers[f->layer];
-    for (int64_t t = b; t < e; t++) rmsnorm(f->c->xn + t * c->dim, f->c->x + t * c->dim, L->ffn_norm, c->dim, c->norm_eps);
+    const norm_step *s = p;
+    const wren_config *c = &s->f->m->cfg;
+    for (int64_t t = b; t < e; t++)
+        rmsnorm(s->f->c->xn + t * c->dim, s->f->c->x + t * c->dim, s->weight, c->dim, c->norm_eps);
 }
 
 typedef struct { const fwd *f; const float *src; int64_t k; } quant_step;
@@ -235,13 +224,13 @@ static void quantize_rows(void *p, int64_t b, int64_t e, int ith) {
         ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
 }
 
-/* quantize n rows of k floats into the context's activation buffer (parallel over rows) */
-static void job_quantize(wren_job *job, const fwd *f, const float *src, int64_t k) {
+/* quantize m rows of k floats into the context's activation buffer (parallel over rows) */
+static void job_quantize(wren_job *job, const fwd *f, const float *src, int64_t m, int64_t k) {
     wren_act *a = &f->c->act;
-    if (job->ith == 0) wren_act_init(a, f->c->act_buf, f->c->act_bytes, f->n, k);
+    if (job->ith == 0) wren_act_init(a, f->c->act_buf, f->c->act_bytes, m, k);
     wren_job_barrier(job);
     quant_step s = {f, src, k};
-    wren_job_for(job, f->n, 1, quantize_rows, &s);
+    wren_job_for(job, m, 1, quantize_rows, &s);
 }
 
 static void rope_vec(float *x, const float *cs, const float *sn, int rope_dim, int neox) {
@@ -372,39 +361,6 @@ static void final_norm_rows(void *p, int64_t b, int64_t e, int ith) {
         rmsnorm(f->c->xn + t * c->dim, f->c->x + (first + t) * c->dim, f->m->output_norm, c->dim, c->norm_eps);
 }
 
-/* several products sharing one activation batch, split over the union of their tiles in one parallel step */
-typedef struct { const wren_weights *w[3]; float *y[3]; int n_w; const wren_act *a; int64_t tiles[3]; } multi_mm;
-
-static void multi_range(void *p, int64_t b, int64_t e, int ith) {
-    (void)ith;
-    const multi_mm *s = p;
-    int64_t base = 0;
-    for (int i = 0; i < s->n_w; i++) {
-        const int64_t lo = b > base ? b - base : 0, hi = e - base < s->tiles[i] ? e - base : s->tiles[i];
-        if (lo < hi) {
-            const wren_weights *w = s->w[i];
-            const wren_kernel_set *ks = wren_kernel_set_get(w->variant);
-            if (s->a->m == 1) ks->gemv[w->format](w->data, w->n, w->k, lo, hi, s->a, s->y[i]);
-            else ks->gemm[w->format](w->data, w->n, w->k, lo, hi, s->a, s->y[i], w->n);
-        }
-        base += s->tiles[i];
-    }
-}
-
-static void job_matmuls(wren_job *job, const wren_act *a, int n_w, const wren_weights *w0, float *y0,
-                        const wren_weights *w1, float *y1, const wren_weights *w2, float *y2) {
-    multi_mm s = {{w0, w1, w2}, {y0, y1, y2}, n_w, a, {0, 0, 0}};
-    int64_t total = 0;
-    size_t row_bytes = 0;
-    for (int i = 0; i < n_w; i++) {
-        const int rows = wren_variant_rows(s.w[i]->variant);
-        s.tiles[i] = (s.w[i]->n + rows - 1) / rows;
-        total += s.tiles[i];
-        row_bytes = (size_t)(s.w[i]->k / WREN_QK) * wren_tile_bytes(s.w[i]->format, rows);
-    }
-    wren_job_for(job, total, wren_matmul_chunk(total, row_bytes, job->nth), multi_range, &s);
-}
-
 static void forward_job(wren_job *job, void *p) {
     fwd local = *(const fwd *)p, *f = &local;
     const wren_config *c = &f->m->cfg;
@@ -415,32 +371,35 @@ static void forward_job(wren_job *job, void *p) {
     for (int l = 0; l < c->n_layers; l++) {
         f->layer = l;
         const wren_layer *L = &f->m->layers[l];
-        wren_job_for(job, n, 1, attn_norm_rows, f);
-        job_quantize(job, f, ctx->xn, c->dim);
-        job_matmuls(job, &ctx->act, 3, &L->wq, ctx->q, &L->wk, ctx->k, &L->wv, ctx->v);
+        norm_step n1 = {f, L->attn_norm};
+        wren_job_for(job, n, 1, norm_rows, &n1);
+        job_quantize(job, f, ctx->xn, n, c->dim);
+        const wren_weights *qkv[] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[] = {ctx->q, ctx->k, ctx->v};
+        wren_job_matmuls(job, &ctx->act, 3, qkv, qkv_out);
         wren_job_for(job, n, 1, qkv_post, f);
         wren_job_for(job, n * c->n_heads, 1, attention, f);
-        job_quantize(job, f, ctx->xn, q_dim(c));
-        job_matmuls(job, &ctx->act, 1, &L->wo, ctx->o, NULL, NULL, NULL, NULL);
+        job_quantize(job, f, ctx->xn, n, q_dim(c));
+        wren_job_matmul(job, &L->wo, &ctx->act, ctx->o);
         residual_step r1 = {f, L->post_attn_norm};
         wren_job_for(job, n, 1, residual_rows, &r1);
-        wren_job_for(job, n, 1, ffn_norm_rows, f);
-        job_quantize(job, f, ctx->xn, c->dim);
-        job_matmuls(job, &ctx->act, 2, &L->w_gate, ctx->gate, &L->w_up, ctx->up, NULL, NULL);
+        norm_step n2 = {f, L->ffn_norm};
+        wren_job_for(job, n, 1, norm_rows, &n2);
+        job_quantize(job, f, ctx->xn, n, c->dim);
+        const wren_weights *gate_up[] = {&L->w_gate, &L->w_up};
+        float *const gate_up_out[] = {ctx->gate, ctx->up};
+        wren_job_matmuls(job, &ctx->act, 2, gate_up, gate_up_out);
         wren_job_for(job, n, 1, glu_rows, f);
-        job_quantize(job, f, ctx->gate, c->ffn_dim);
-        job_matmuls(job, &ctx->act, 1, &L->w_down, ctx->o, NULL, NULL, NULL, NULL);
+        job_quantize(job, f, ctx->gate, n, c->ffn_dim);
+        wren_job_matmul(job, &L->w_down, &ctx->act, ctx->o);
         residual_step r2 = {f, L->post_ffn_norm};
         wren_job_for(job, n, 1, residual_rows, &r2);
     }
     if (!f->logits) return;
     const int64_t n_out = f->all_logits ? n : 1;
     wren_job_for(job, n_out, 1, final_norm_rows, f);
-    if (job->ith == 0) wren_act_init(&ctx->act, ctx->act_buf, ctx->act_bytes, n_out, c->dim);
-    wren_job_barrier(job);
-    quant_step s = {f, ctx->xn, c->dim};
-    wren_job_for(job, n_out, 1, quantize_rows, &s);
-    job_matmuls(job, &ctx->act, 1, &f->m->output, f->logits, NULL, NULL, NULL, NULL);
+    job_quantize(job, f, ctx->xn, n_out, c->dim);
+    wren_job_matmul(job, &f->m->output, &ctx->act, f->logits);
 }
 
 int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,

@@ -145,9 +145,12 @@ int wren_pool_run(wren_pool *pool, wren_job_fn fn, void *ctx);     /* pool NULL:
 void wren_job_barrier(wren_job *job);
 void wren_job_for(wren_job *job, int64_t n, int64_t chunk, wren_range_fn body, void *ctx);
 
-/* matmul inside a job (all threads call it; ends with a barrier); the chunk of tiles a thread takes at a time */
-int64_t wren_matmul_chunk(int64_t n_tiles, size_t tile_row_bytes, int nth);
+/* matmuls inside a job (all threads call them; each ends with a barrier). wren_job_matmuls runs up to
+ * WREN_MAX_MATMULS products of one activation batch (q, k, v; gate, up) as a single parallel step. */
+enum { WREN_MAX_MATMULS = 4 };
 void wren_job_matmul(wren_job *job, const wren_weights *w, const wren_act *act, float *y);
+void wren_job_matmuls(wren_job *job, const wren_act *act, int n_w, const wren_weights *const *w, float *const *y);
+int wren_check_weights(const wren_weights *w);
 int wren_check_matmul(const wren_weights *w, const wren_act *act, size_t y_len);
 
 #endif

@@ -4,38 +4,29 @@
 #include <time.h>
 #include "internal.h"
 
-int wren_check_matmul(const wren_weights *w, const wren_act *a, size_t y_len) {
-    if (!w || !a || !w->data || !a->q || !a->d || !a->sum) return WREN_E_NULL;
+int wren_check_weights(const wren_weights *w) {
+    if (!w || !w->data) return WREN_E_NULL;
     if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
     if (!wren_kernel_set_get(w->variant)) return WREN_E_VARIANT;
-    if (w->n <= 0 || w->k <= 0 || w->k % WREN_QK || a->m <= 0 || a->k != w->k) return WREN_E_SHAPE;
+    if (w->n <= 0 || w->k <= 0 || w->k % WREN_QK) return WREN_E_SHAPE;
     const size_t need = wren_packed_bytes(w->variant, w->format, w->n, w->k);
     if (need == 0) return WREN_E_SHAPE;
     if (w->bytes < need) return WREN_E_BUFFER;
-    if ((uintptr_t)w->data % 16 || (uintptr_t)a->q % 32 || (uintptr_t)a->d % 4 || (uintptr_t)a->sum % 4)
-        return WREN_E_ALIGN;
+    if ((uintptr_t)w->data % 16) return WREN_E_ALIGN;
+    return WREN_OK;
+}
+
+int wren_check_matmul(const wren_weights *w, const wren_act *a, size_t y_len) {
+    if (!w || !a || !w->data || !a->q || !a->d || !a->sum) return WREN_E_NULL;
+    const int st = wren_check_weights(w);
+    if (st) return st;
+    if (a->m <= 0 || a->k != w->k) return WREN_E_SHAPE;
+    if ((uintptr_t)a->q % 32 || (uintptr_t)a->d % 4 || (uintptr_t)a->sum % 4) return WREN_E_ALIGN;
     if ((uint64_t)a->m > SIZE_MAX / (uint64_t)w->n || y_len < (size_t)a->m * (size_t)w->n) return WREN_E_BUFFER;
     return WREN_OK;
 }
 
-typedef struct {
-    const wren_kernel_set *ks;
-    const wren_weights *w;
-    const wren_act *a;
-    float *y;
-} matmul_ctx;
-
-static void matmul_range(void *ctx, int64_t t0, int64_t t1, int ith) {
-    (void)ith;
-    const matmul_ctx *c = ctx;
-    const wren_weights *w = c->w;
-    if (c->a->m == 1)
-        c->ks->gemv[w->format](w->data, w->n, w->k, t0, t1, c->a, c->y);
-    else
-        c->ks->gemm[w->format](w->data, w->n, w->k, t0, t1, c->a, c->y, w->n);
-}
-
-int64_t wren_matmul_chunk(int64_t n_tiles, size_t tile_row_bytes, int nth) {
+static int64_t matmul_chunk(int64_t n_tiles, size_t tile_row_bytes, int nth) {
     /* About eight chunks per thread, so a slower core takes fewer; but at least MIN_CHUNK_BYTES of weights each, so
      * the hardware prefetcher streams instead of restarting on every small piece; and a chunk count that is a
      * multiple of the thread count, so small matrices split evenly. */
@@ -51,11 +42,46 @@ int64_t wren_matmul_chunk(int64_t n_tiles, size_t tile_row_bytes, int nth) {
     return chunk < 1 ? 1 : chunk;
 }
 
+/* several products sharing one activation batch, split over the union of their tiles in one parallel step */
+typedef struct {
+    const wren_weights *const *w;
+    float *const *y;
+    int n_w;
+    const wren_act *a;
+    int64_t tiles[WREN_MAX_MATMULS];
+} matmuls_ctx;
+
+static void matmuls_range(void *ctx, int64_t b, int64_t e, int ith) {
+    (void)ith;
+    const matmuls_ctx *c = ctx;
+    int64_t base = 0;
+    for (int i = 0; i < c->n_w; i++) {
+        const int64_t lo = b > base ? b - base : 0, hi = e - base < c->tiles[i] ? e - base : c->tiles[i];
+        if (lo < hi) {
+            const wren_weights *w = c->w[i];
+            const wren_kernel_set *ks = wren_kernel_set_get(w->variant);
+            if (c->a->m == 1) ks->gemv[w->format](w->data, w->n, w->k, lo, hi, c->a, c->y[i]);
+            else ks->gemm[w->format](w->data, w->n, w->k, lo, hi, c->a, c->y[i], w->n);
+        }
+        base += c->tiles[i];
+    }
+}
+
+void wren_job_matmuls(wren_job *job, const wren_act *act, int n_w, const wren_weights *const *w, float *const *y) {
+    matmuls_ctx c = {w, y, n_w, act, {0}};
+    int64_t total = 0;
+    size_t row_bytes = 0;
+    for (int i = 0; i < n_w; i++) {
+        const int rows = wren_variant_rows(w[i]->variant);
+        c.tiles[i] = (w[i]->n + rows - 1) / rows;
+        total += c.tiles[i];
+        row_bytes = (size_t)(w[i]->k / WREN_QK) * wren_tile_bytes(w[i]->format, rows);
+    }
+    wren_job_for(job, total, matmul_chunk(total, row_bytes, job->nth), matmuls_range, &c);
+}
+
 void wren_job_matmul(wren_job *job, const wren_weights *w, const wren_act *act, float *y) {
-    matmul_ctx c = {wren_kernel_set_get(w->variant), w, act, y};
-    const int64_t rows = c.ks->rows, n_tiles = (w->n + rows - 1) / rows;
-    const size_t tile_row_bytes = (size_t)(w->k / WREN_QK) * wren_tile_bytes(w->format, (int)rows);
-    wren_job_for(job, n_tiles, wren_matmul_chunk(n_tiles, tile_row_bytes, job->nth), matmul_range, &c);
+    wren_job_matmuls(job, act, 1, &w, &y);
 }
 
 typedef struct {

@@ -74,17 +74,7 @@ def measure_read(pool: Pool, repeats: int, buf: np.ndarray | None = None) -> flo
 
 def _copies(w: PackedWeights) -> list[PackedWeights]:
     count = max(1, -(-STREAM_BYTES // w.nbytes))
-    copies = [w]
-    for _ in range(count - 1):
-        c = object.__new__(PackedWeights)
-        c.__dict__.update(w.__dict__)
-        c.data = native.aligned_empty(w.nbytes)
-        c.data[:] = w.data
-        c._data_ptr = native.ffi.from_buffer(c.data)
-        c.struct = native.ffi.new("wren_weights *", w.struct[0])
-        c.struct.data = c._data_ptr
-        copies.append(c)
-    return copies
+    return [w] + [w.copy() for _ in range(count - 1)]
 
 
 def run(threads=(1, 2), formats=tuple(Format), shapes=SHAPES, gemm_rows: int = 128, repeats: int = 5,

@@ -51,7 +51,7 @@ def runtime_format(type_name: str, policy: str) -> Format:
 
 
 def _rows_bytes(t: gguffile.TensorInfo) -> int:
-    _, block, block_bytes = gguffile.TYPE_BY_ID[GGML_IDS[t.type_name]]
+    _, block, block_bytes = gguffile.TENSOR_TYPES[t.type_name]
     return t.shape[0] // block * block_bytes
 
 

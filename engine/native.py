@@ -210,6 +210,17 @@ class PackedWeights:
         self.struct.data = self._data_ptr
         self.struct.bytes = nbytes
 
+    def copy(self) -> "PackedWeights":
+        """The same matrix in a buffer of its own (benchmarks cycle copies to stream from memory)."""
+        c = object.__new__(PackedWeights)
+        c.format, c.variant, c.n, c.k = self.format, self.variant, self.n, self.k
+        c.data = aligned_empty(self.nbytes)
+        c.data[:] = self.data
+        c._data_ptr = ffi.from_buffer(c.data)
+        c.struct = ffi.new("wren_weights *", self.struct[0])
+        c.struct.data = c._data_ptr
+        return c
+
     @classmethod
     def from_floats(cls, fmt: Format, x, variant: Variant | None = None) -> "PackedWeights":
         rows = _float_rows(x)

@@ -12,12 +12,8 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_DIRS = [HERE / "data" / "reference", HERE.parent.parent / "shared" / "reference"]
 IN_CI = bool(os.environ.get("CI"))
 
-# model name -> reference file stem
-REFERENCE_FILES = {
-    "SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct.Q4_1",
-    "Gemma-3-270M": "gemma-3-270m-q4_k_m",
-    "Qwen2.5-Coder-1.5B-Instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m",
-}
+# model name -> reference file stem (the reference is named after the model file)
+REFERENCE_FILES = {name: Path(m.file_name).stem for name, m in pypi_models.MODELS.items()}
 
 
 def reference_file(stem: str) -> Path:

@@ -39,6 +39,7 @@ const char *wren_strerror(int status) {
     case WREN_E_CPU: return "a CPU id does not exist or is not available to this process";
     case WREN_E_NOMEM: return "out of memory";
     case WREN_E_SYSTEM: return "a system call failed";
+    case WREN_E_ABORTED: return "stopped by request";
     default: return "unknown error";
     }
 }

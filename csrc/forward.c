@@ -32,6 +32,8 @@ struct wren_ctx {
     size_t act_bytes;
     wren_act act;
     float *rope_cos, *rope_sin;    /* (n_batch, rope_dim / 2) for the global base, then for the sliding base */
+    const volatile int32_t *abort_flag;  /* set by another thread to stop a batch between layers */
+    int32_t aborted;                /* what one thread read from it, for all threads to act on alike */
 };
 
 static int64_t q_dim(const wren_config *c) { return (int64_t)c->n_heads * c->head_dim; }
@@ -87,6 +89,17 @@ size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32
     if (c->ffn_dim > widest) widest = c->ffn_dim;
     return ctx_floats(c, n_ctx, n_batch, n_threads) * sizeof(float) + 2 * cache_values(c, n_ctx) * sizeof(uint16_t) +
            wren_act_bytes(n_batch, widest) + 64 * 16;
+}
+
+void wren_ctx_set_abort(wren_ctx *c, const int32_t *flag) {
+    if (c) c->abort_flag = flag;
+}
+
+/* One thread reads the flag; the barrier after it gives every thread the same answer. */
+static void read_abort(void *p, int64_t b, int64_t e, int ith) {
+    (void)b, (void)e, (void)ith;
+    wren_ctx *c = p;
+    c->aborted = c->abort_flag && *c->abort_flag;
 }
 
 void wren_ctx_destroy(wren_ctx *c) {
@@ -369,6 +382,10 @@ static void forward_job(wren_job *job, void *p) {
     wren_job_for(job, n, 1, embed_rows, f);
     wren_job_for(job, n, 1, rope_tables, f);
     for (int l = 0; l < c->n_layers; l++) {
+        if (n > 1 && ctx->abort_flag) {  /* a prompt batch may stop between layers; a decode step is short */
+            wren_job_for(job, 1, 1, read_abort, ctx);
+            if (ctx->aborted) return;
+        }
         f->layer = l;
         const wren_layer *L = &f->m->layers[l];
         norm_step n1 = {f, L->attn_norm};
@@ -413,5 +430,7 @@ int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int3
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab) return WREN_E_SHAPE;
     if (logits && logits_len < (size_t)(all_logits ? n_tokens : 1) * (size_t)m->cfg.vocab) return WREN_E_BUFFER;
     fwd f = {ctx, m, tokens, n_tokens, pos0, logits, all_logits, 0};
-    return wren_pool_run(pool, forward_job, &f);
+    ctx->aborted = 0;
+    const int status = wren_pool_run(pool, forward_job, &f);
+    return status == WREN_OK && ctx->aborted ? WREN_E_ABORTED : status;
 }

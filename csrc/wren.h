@@ -24,7 +24,8 @@ enum {
     WREN_E_THREADS = -7,    /* thread count out of range */
     WREN_E_CPU = -8,        /* a CPU id that does not exist or that this process may not use */
     WREN_E_NOMEM = -9,      /* an allocation failed */
-    WREN_E_SYSTEM = -10     /* a system call failed (pthread_create, affinity) */
+    WREN_E_SYSTEM = -10,    /* a system call failed (pthread_create, affinity) */
+    WREN_E_ABORTED = -11    /* a forward pass stopped early because its abort flag was set */
 };
 const char *wren_strerror(int status);
 
@@ -189,6 +190,9 @@ int wren_model_check(const wren_model *m);
 size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads);
 int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads, wren_ctx **out);
 void wren_ctx_destroy(wren_ctx *ctx);
+/* A flag the caller may set from another thread: a forward pass of more than one token reads it before each layer
+ * and, when it is non-zero, stops with WREN_E_ABORTED (the cache then holds the positions before pos0 only). */
+void wren_ctx_set_abort(wren_ctx *ctx, const int32_t *flag);
 /* Runs tokens[0..n_tokens) at positions pos0.. (the cache keeps positions < pos0 and is overwritten from pos0 on);
  * logits (vocab floats, or n_tokens * vocab when all_logits) may be NULL. */
 int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,

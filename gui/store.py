@@ -1,0 +1,272 @@
+"""Conversations and messages in SQLite (stdlib sqlite3, WAL journal) in the data dir.
+
+Every write is committed at once: a message when it is added, a partial answer at each `update_message`, so a crash
+or a `kill -9` loses at most the text produced since the last update. Synchronous mode is NORMAL, which in WAL mode
+keeps every commit across a crash of the process (a power cut may lose the last commits, never the file).
+
+The schema version is the database's `PRAGMA user_version`; opening a file of an older version migrates it, a file of
+a newer version is refused. A file that is not a database, or a damaged one, raises StoreError naming the path;
+`Store.move_aside` renames it so that a fresh database can be created.
+
+A Store is used from the Qt main thread only: its connection refuses calls from any other thread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from wren.engine import catalog
+
+FILE_NAME = "wren.sqlite3"
+MODES = ("chat", "email", "reply", "summarize")  # as in wren.engine.settings.MODES
+ROLES = ("system", "user", "assistant")
+SCHEMA_VERSION = 1
+
+# _MIGRATIONS[n] takes a database from version n - 1 to version n
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE conversations (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               title TEXT NOT NULL,
+               mode TEXT NOT NULL,
+               system TEXT NOT NULL DEFAULT '',
+               created REAL NOT NULL,
+               updated REAL NOT NULL)""",
+        """CREATE TABLE messages (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               conversation INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+               role TEXT NOT NULL,
+               content TEXT NOT NULL,
+               complete INTEGER NOT NULL,
+               created REAL NOT NULL,
+               stats TEXT)""",
+        "CREATE INDEX messages_by_conversation ON messages(conversation, id)",
+        "CREATE INDEX conversations_by_updated ON conversations(updated)",
+    ),
+}
+
+
+class StoreError(Exception):
+    """The database cannot be used (not a database, damaged, or written by a newer version)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    mode: str  # one of MODES
+    system: str  # system prompt ("" for none)
+    created: float  # seconds since the epoch
+    updated: float  # creation or last message added
+
+
+@dataclass
+class Message:
+    id: int
+    conversation: int
+    role: str  # one of ROLES
+    content: str
+    complete: bool  # False for an answer that was stopped or is still streaming
+    created: float
+    stats: dict | None  # generation figures of an answer (ttft, tok/s, ...)
+
+
+def default_path() -> Path:
+    return catalog.data_dir() / FILE_NAME
+
+
+def _fold(text: str | None) -> str:
+    return text.casefold() if text else ""
+
+
+class Store:
+    """The conversations database. Main thread only."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        except sqlite3.Error as e:
+            raise StoreError(self.path, f"cannot open the database ({e})") from e
+        try:
+            self._setup()
+        except StoreError:
+            self._db.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreError(self.path, f"not a usable database ({e})") from e
+        self._db.create_function("wren_fold", 1, _fold, deterministic=True)
+
+    def _setup(self) -> None:
+        db = self._db
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(self.path, f"cannot use the WAL journal (journal mode stays {mode})")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreError(self.path, "the database is damaged: " + "; ".join(map(str, problems[:3])))
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(self.path, f"schema version {version} was written by a newer Wren "
+                                        f"(this one reads up to {SCHEMA_VERSION})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # ---- lifetime ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def move_aside(path: Path) -> Path:
+        """Rename a broken database (and its -wal/-shm files) to `<name>.broken-<timestamp>`; return the new path."""
+        path = Path(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+        os.replace(path, target)
+        # a WAL left beside the old file would be replayed into a fresh database of the same name
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+        return target
+
+    # ---- conversations ----------------------------------------------------------------------------------------
+    def new_conversation(self, title: str = "New chat", mode: str = "chat", system: str = "") -> int:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        now = time.time()
+        cur = self._db.execute(
+            "INSERT INTO conversations (title, mode, system, created, updated) VALUES (?, ?, ?, ?, ?)",
+            (title, mode, system, now, now))
+        return cur.lastrowid
+
+    def conversation(self, cid: int) -> Conversation:
+        row = self._db.execute("SELECT id, title, mode, system, created, updated FROM conversations WHERE id = ?",
+                               (cid,)).fetchone()
+        if row is None:
+            raise KeyError(f"no conversation {cid}")
+        return Conversation(*row)
+
+    def conversations(self, search: str = "") -> list[Conversation]:
+        """Most recently updated first; `search` keeps those whose title or a message contains it (any case)."""
+        sql = "SELECT id, title, mode, system, created, updated FROM conversations c"
+        args: tuple = ()
+        needle = _fold(search.strip())
+        if needle:
+            sql += (" WHERE instr(wren_fold(c.title), ?) > 0 OR EXISTS (SELECT 1 FROM messages m"
+                    " WHERE m.conversation = c.id AND instr(wren_fold(m.content), ?) > 0)")
+            args = (needle, needle)
+        sql += " ORDER BY c.updated DESC, c.id DESC"
+        return [Conversation(*row) for row in self._db.execute(sql, args)]
+
+    def rename(self, cid: int, title: str) -> None:
+        self._update_one("UPDATE conversations SET title = ? WHERE id = ?", (title, cid), f"no conversation {cid}")
+
+    def set_system(self, cid: int, system: str) -> None:
+        self._update_one("UPDATE conversations SET system = ? WHERE id = ?", (system, cid), f"no conversation {cid}")
+
+    def delete(self, cid: int) -> None:
+        """Delete a conversation and its messages."""
+        self._update_one("DELETE FROM conversations WHERE id = ?", (cid,), f"no conversation {cid}")
+
+    # ---- messages ---------------------------------------------------------------------------------------------
+    def messages(self, cid: int) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT id, conversation, role, content, complete, created, stats FROM messages"
+            " WHERE conversation = ? ORDER BY id", (cid,))
+        return [Message(mid, conv, role, content, bool(complete), created, json.loads(stats) if stats else None)
+                for mid, conv, role, content, complete, created, stats in rows]
+
+    def add_message(self, cid: int, role: str, content: str, complete: bool = True,
+                    stats: dict | None = None) -> int:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        now = time.time()
+        stats_json = json.dumps(stats) if stats is not None else None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+            if cur.rowcount != 1:
+                raise KeyError(f"no conversation {cid}")
+            cur = self._db.execute(
+                "INSERT INTO messages (conversation, role, content, complete, created, stats)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (cid, role, content, int(complete), now, stats_json))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return cur.lastrowid
+
+    def update_message(self, mid: int, content: str, complete: bool = False, stats: dict | None = None) -> None:
+        """Replace a message's text (a streaming answer so far); `stats=None` keeps the stats it has."""
+        stats_json = json.dumps(stats) if stats is not None else None
+        self._update_one("UPDATE messages SET content = ?, complete = ?, stats = coalesce(?, stats) WHERE id = ?",
+                         (content, int(complete), stats_json, mid), f"no message {mid}")
+
+    def delete_messages_from(self, cid: int, mid: int) -> None:
+        """Delete message `mid` of conversation `cid` and every later message of it."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("SELECT 1 FROM messages WHERE id = ? AND conversation = ?",
+                                (mid, cid)).fetchone() is None:
+                raise KeyError(f"no message {mid} in conversation {cid}")
+            self._db.execute("DELETE FROM messages WHERE conversation = ? AND id >= ?", (cid, mid))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # ---- export -----------------------------------------------------------------------------------------------
+    def export_markdown(self, cid: int) -> str:
+        """The conversation as Markdown: the title as heading, then each message under its role."""
+        conv = self.conversation(cid)
+        title = " ".join(conv.title.split()) or "Untitled"
+        day = time.strftime("%Y-%m-%d %H:%M", time.localtime(conv.created))
+        parts = [f"# {title}", f"*{conv.mode.capitalize()} · {day}*"]
+        if conv.system.strip():
+            parts += ["## System prompt", conv.system.strip()]
+        for m in self.messages(cid):
+            heading = f"## {m.role.capitalize()}"
+            if not m.complete:
+                heading += " (incomplete)"
+            parts += [heading, m.content.strip() or "*(empty)*"]
+        return "\n\n".join(parts) + "\n"
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def _update_one(self, sql: str, args: tuple, missing: str) -> None:
+        # one statement in autocommit mode: committed when it returns
+        if self._db.execute(sql, args).rowcount != 1:
+            raise KeyError(missing)

@@ -215,7 +215,7 @@ class Store:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = time.time()
-        stats_json = json.dumps(stats) if stats is not None else None
+        stats_json = json.dumps(stats, default=str) if stats is not None else None
         self._db.execute("BEGIN IMMEDIATE")
         try:
             cur = self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
@@ -232,7 +232,7 @@ class Store:
 
     def update_message(self, mid: int, content: str, complete: bool = False, stats: dict | None = None) -> None:
         """Replace a message's text (a streaming answer so far); `stats=None` keeps the stats it has."""
-        stats_json = json.dumps(stats) if stats is not None else None
+        stats_json = json.dumps(stats, default=str) if stats is not None else None
         self._update_one("UPDATE messages SET content = ?, complete = ?, stats = coalesce(?, stats) WHERE id = ?",
                          (content, int(complete), stats_json, mid), f"no message {mid}")
 

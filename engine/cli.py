@@ -438,8 +438,9 @@ def cmd_window(args: argparse.Namespace) -> int:
               "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
               "  wren bench --kernels               kernel speed against this machine's memory bandwidth")
         return 0
-    print("The window is not built yet; `wren info` shows what this machine runs.")
-    return 0
+    from wren.gui.app import main as window_main
+
+    return window_main()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,8 +135,6 @@ class Engine:
         loop = asyncio.get_running_loop()
         resolved = resolve_model_path(str(path) if path else (settings.model or None))
         pool_args = settings.pool_settings()  # wrong cores fail here, before the long load
-        if check_memory:
-            catalog.check_memory(resolved, settings.context_length, settings.weight_policy, available_bytes)
 
         def report(done: int, total: int) -> None:
             if progress is not None:
@@ -144,17 +142,18 @@ class Engine:
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-engine")
 
-        def load() -> Generator:
+        def load() -> tuple[Generator, ChatTemplate]:
+            if check_memory:
+                catalog.check_memory(resolved, settings.context_length, settings.weight_policy, available_bytes)
             model = Model(resolved, settings.weight_policy, progress=report)
             tok = Tokenizer.from_gguf(model.gguf)
             pool = native.Pool(**pool_args)
             n_ctx = min(settings.context_length, model.hp.context_length)
             ctx = model.context(n_ctx, settings.batch_size, _ctx_threads(pool_args["threads"]))
-            return Generator(model, tok, pool, ctx)
+            return Generator(model, tok, pool, ctx), ChatTemplate.from_gguf(model.gguf, tok)
 
         try:
-            gen = await loop.run_in_executor(executor, load)
-            template = ChatTemplate.from_gguf(gen.model.gguf, gen.tokenizer)
+            gen, template = await loop.run_in_executor(executor, load)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -164,7 +163,8 @@ class Engine:
 
     @property
     def model_name(self) -> str:
-        name = self._gen.model.gguf.metadata.get("general.name")
+        known = next((k.name for k in catalog.CATALOG.values() if k.file_name == self.path.name), None)
+        name = known or self._gen.model.gguf.metadata.get("general.name")
         return name if isinstance(name, str) and name else self.path.stem
 
     @property
@@ -178,6 +178,10 @@ class Engine:
     @property
     def cpus(self) -> tuple[int, ...] | None:
         return self._gen.pool.settings.cpus
+
+    @property
+    def pinned(self) -> bool:
+        return self._gen.pool.settings.strict
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -6,6 +6,7 @@ and tell the model not to follow anything inside; marker look-alikes inside the 
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -403,13 +404,18 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
         report(hi)
         return done
 
+    # counting and splitting a long text takes a while in Python: off the event loop's thread
     count = engine.count_tokens
-    if count(text) <= budget:
+
+    async def count_async(t: str) -> int:
+        return await asyncio.to_thread(count, t)
+
+    if await count_async(text) <= budget:
         d = await one(text, "", 0.0, 1.0, True)
         report(1.0)
         return Summary(_tidy(d.text), cancelled=d.reason == "cancelled")
 
-    parts = split_text(text, budget, count)
+    parts = await asyncio.to_thread(split_text, text, budget, count)
     n_parts = len(parts)
     level = 1
     lo, span = 0.0, 0.8  # the first round takes 80% of the bar, each later round half of what is left
@@ -426,11 +432,11 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
         level += 1
         lo += span
         span = (1.0 - lo) / 2
-        if count(combined) <= budget:
+        if await count_async(combined) <= budget:
             d = await one(combined, "this document (the summaries of its parts, in order)", lo, 1.0, True)
             report(1.0)
             return Summary(_tidy(d.text), n_parts, level, cancelled=d.reason == "cancelled")
-        parts = split_text(combined, budget, count)
+        parts = await asyncio.to_thread(split_text, combined, budget, count)
 
 
 def _tidy(text: str) -> str:

@@ -37,7 +37,8 @@ class ModeSampling:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.0  # off, as llama.cpp's default: a penalty on the prompt's words pushes a small
+    # model away from the very words of the question
     seed: int = -1  # -1: a new seed each time
     max_new_tokens: int = 512
 
@@ -47,10 +48,10 @@ class ModeSampling:
 
 
 MODE_DEFAULTS = {
-    "chat": ModeSampling(temperature=0.5),
+    "chat": ModeSampling(temperature=0.3),
     "email": ModeSampling(temperature=0.4, max_new_tokens=640),
     "reply": ModeSampling(temperature=0.5, max_new_tokens=120),
-    "summarize": ModeSampling(temperature=0.3, repeat_penalty=1.15, max_new_tokens=400),
+    "summarize": ModeSampling(temperature=0.2, repeat_penalty=1.05, max_new_tokens=400),
 }
 
 

@@ -1,0 +1,612 @@
+"""The main window: conversation sidebar, the four modes, a status bar with speed and memory; it runs the engine on
+qasync's event loop, so the window never waits for the model."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
+                               QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
+                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+
+from wren.engine import catalog, modes
+from wren.engine import settings as wsettings
+from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
+from wren.engine.settings import Settings
+from wren.gui.conversation_model import ConversationListModel
+from wren.gui.store import Store
+from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
+
+NARROW = 900  # below this width the sidebar folds away
+PARTIAL_SAVE_SECONDS = 0.5  # a streaming answer is written to the database this often
+MODES = (("chat", "Chat"), ("email", "Draft email"), ("reply", "Smart reply"), ("summarize", "Summarize"))
+
+OpenEngine = Callable[..., Awaitable[Engine]]
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def apply_theme(theme: str, font_size: int = 0) -> None:
+    app = QGuiApplication.instance()
+    if app is None:
+        return
+    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
+    app.styleHints().setColorScheme(scheme)
+    if font_size:
+        font = QFont(app.font())
+        font.setPointSize(font_size)
+        app.setFont(font)
+
+
+def title_from(text: str) -> str:
+    words = re.sub(r"\s+", " ", text).strip().split(" ")
+    title = " ".join(words[:7])
+    return (title[:60] + "…") if len(title) > 60 or len(words) > 7 else title or "New chat"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
+                 settings_path=None, parent=None):
+        super().__init__(parent)
+        self.settings = settings
+        self.store = store
+        self.open_engine = open_engine
+        self.settings_path = settings_path
+        self.engine: Engine | None = None
+        self.loading = False
+        self.busy = False
+        self.task: asyncio.Future | None = None
+        self.cid: int | None = None  # the conversation shown in the chat view
+        self.setWindowTitle("Wren")
+        self.setMinimumSize(640, 420)
+        self.resize(1100, 720)
+        self._build()
+        self._shortcuts()
+        self.memory_timer = QTimer(self)
+        self.memory_timer.setInterval(2000)
+        self.memory_timer.timeout.connect(self._show_memory)
+        self.memory_timer.start()
+        self._show_memory()
+        self.size_timer = QTimer(self)
+        self.size_timer.setSingleShot(True)
+        self.size_timer.setInterval(300)
+        self.size_timer.timeout.connect(self._count_summary_input)
+        self.refresh_conversations()
+
+    # ---- layout ------------------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        side = QWidget()
+        side.setAccessibleName("Sidebar")
+        side.setMinimumWidth(220)
+        side.setMaximumWidth(340)
+        sl = QVBoxLayout(side)
+        self.mode_group = QButtonGroup(self)
+        self.mode_buttons = {}
+        for i, (key, label) in enumerate(MODES):
+            b = QPushButton(label)
+            b.setCheckable(True)
+            b.setMinimumHeight(36)
+            b.setAccessibleName(f"{label} mode")
+            self.mode_group.addButton(b, i)
+            self.mode_buttons[key] = b
+            sl.addWidget(b)
+        self.mode_group.idClicked.connect(lambda i: self.show_mode(MODES[i][0]))
+        line = QFrame()
+        line.setFrameShape(QFrame.HLine)
+        sl.addWidget(line)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search conversations")
+        self.search.setAccessibleName("Search conversations")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(lambda t: self.refresh_conversations())
+        sl.addWidget(self.search)
+        row = QHBoxLayout()
+        self.new_button = QPushButton("New")
+        self.new_button.setAccessibleName("New chat")
+        self.rename_button = QPushButton("Rename")
+        self.rename_button.setAccessibleName("Rename conversation")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setAccessibleName("Delete conversation")
+        self.export_button = QPushButton("Export")
+        self.export_button.setAccessibleName("Export conversation as Markdown")
+        for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
+            b.setMinimumHeight(32)
+            row.addWidget(b)
+        sl.addLayout(row)
+        self.new_button.clicked.connect(self.new_chat)
+        self.rename_button.clicked.connect(self._rename_dialog)
+        self.delete_button.clicked.connect(self._delete_current)
+        self.export_button.clicked.connect(self._export_dialog)
+        self.conv_model = ConversationListModel(self.store)
+        self.conv_list = QListView()
+        self.conv_list.setAccessibleName("Conversations")
+        self.conv_list.setModel(self.conv_model)
+        self.conv_list.setEditTriggers(QAbstractItemView.EditKeyPressed | QAbstractItemView.DoubleClicked)
+        self.conv_list.clicked.connect(self._conversation_clicked)
+        sl.addWidget(self.conv_list, 1)
+        self.sidebar = side
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        top = QHBoxLayout()
+        self.sidebar_toggle = QToolButton()
+        self.sidebar_toggle.setText("☰")
+        self.sidebar_toggle.setAccessibleName("Show or hide the sidebar")
+        self.sidebar_toggle.clicked.connect(lambda: self.sidebar.setVisible(not self.sidebar.isVisible()))
+        self.mode_title = QLabel()
+        self.mode_title.setAccessibleName("Mode")
+        f = self.mode_title.font()
+        f.setBold(True)
+        self.mode_title.setFont(f)
+        self.settings_button = QPushButton("Settings")
+        self.settings_button.setAccessibleName("Settings")
+        self.settings_button.clicked.connect(self.open_settings)
+        top.addWidget(self.sidebar_toggle)
+        top.addWidget(self.mode_title, 1)
+        top.addWidget(self.settings_button)
+        rl.addLayout(top)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setAccessibleName("Message")
+        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.banner.setStyleSheet("QLabel { background: #fdecea; color: #611a15; padding: 8px; border-radius: 6px; }")
+        self.banner.setVisible(False)
+        rl.addWidget(self.banner)
+        self.fetch_row = QWidget()
+        fr = QHBoxLayout(self.fetch_row)
+        fr.setContentsMargins(0, 0, 0, 0)
+        self.fetch_label = QLabel()
+        self.fetch_button = QPushButton()
+        self.fetch_button.setAccessibleName("Fetch the default model")
+        self.fetch_button.clicked.connect(lambda: self.start(self.fetch_default()))
+        fr.addWidget(self.fetch_label, 1)
+        fr.addWidget(self.fetch_button)
+        self.fetch_row.setVisible(False)
+        rl.addWidget(self.fetch_row)
+        self.stack = QStackedWidget()
+        self.chat = ChatView()
+        self.email = EmailView()
+        self.reply = ReplyView()
+        self.summarize = SummarizeView()
+        self.views = {"chat": self.chat, "email": self.email, "reply": self.reply, "summarize": self.summarize}
+        for v in self.views.values():
+            self.stack.addWidget(v)
+        rl.addWidget(self.stack, 1)
+
+        self.splitter = QSplitter()
+        self.splitter.addWidget(side)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
+        self.setCentralWidget(self.splitter)
+
+        sb = self.statusBar()
+        self.status_model = QLabel("No model")
+        self.status_model.setAccessibleName("Model")
+        self.status_threads = QLabel("")
+        self.status_threads.setAccessibleName("Threads and cores")
+        self.status_speed = QLabel("")
+        self.status_speed.setAccessibleName("Speed of the last answer")
+        self.status_memory = QLabel("")
+        self.status_memory.setAccessibleName("Memory in use")
+        self.load_progress = QProgressBar()
+        self.load_progress.setAccessibleName("Loading progress")
+        self.load_progress.setMaximumWidth(160)
+        self.load_progress.setVisible(False)
+        for w in (self.status_model, self.status_threads, self.status_speed):
+            sb.addWidget(w)
+        sb.addPermanentWidget(self.load_progress)
+        sb.addPermanentWidget(self.status_memory)
+
+        self.chat.sendRequested.connect(self._chat_send)
+        self.chat.regenerateRequested.connect(lambda: self.start(self._chat_regenerate()))
+        self.email.draftRequested.connect(lambda req: self.start(self._draft(req)))
+        self.email.refineRequested.connect(lambda how, s, b: self.start(self._refine(how, s, b)))
+        self.reply.repliesRequested.connect(lambda text: self.start(self._replies(text)))
+        self.reply.expandRequested.connect(self._expand_reply)
+        self.summarize.summarizeRequested.connect(lambda t, s, ln: self.start(self._summarize(t, s, ln)))
+        self.summarize.textChanged.connect(lambda _: self.size_timer.start())
+        for v in self.views.values():
+            v.stopRequested.connect(self.stop)
+        self.email_stream = StreamBuffer(self, lambda text: self.email.body.setPlainText(text))
+        self.show_mode("chat")
+
+    def _shortcuts(self) -> None:
+        def add(seq, slot):
+            sc = QShortcut(QKeySequence(seq), self)
+            sc.setContext(Qt.ApplicationShortcut)
+            sc.activated.connect(slot)
+        add("Esc", self.stop)
+        add("Ctrl+N", self.new_chat)
+        add("Ctrl+,", self.open_settings)
+        add("Ctrl+Shift+V", self.summarize_clipboard)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self.sidebar.setVisible(event.size().width() >= NARROW)
+
+    # ---- state -------------------------------------------------------------------------------------------------
+
+    def show_mode(self, key: str) -> None:
+        self.stack.setCurrentWidget(self.views[key])
+        self.mode_buttons[key].setChecked(True)
+        self.mode_title.setText(dict(MODES)[key])
+
+    def current_mode(self) -> str:
+        return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
+
+    def show_error(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        for v in self.views.values():
+            v.set_busy(busy)
+
+    def start(self, coro) -> asyncio.Future | None:
+        """Run a coroutine on the event loop; its errors land in the banner, never in a crash."""
+        if self.busy:
+            coro.close()
+            return None
+
+        async def guarded():
+            self.set_busy(True)
+            try:
+                await coro
+            except asyncio.CancelledError:
+                pass
+            except Exception as e:  # shown to the user; the window keeps running
+                self.show_error(str(e) or type(e).__name__)
+            finally:
+                self.set_busy(False)
+        self.task = asyncio.ensure_future(guarded())
+        return self.task
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.cancel()
+
+    def need_engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("The model is still loading." if self.loading else
+                               "No model is loaded: open Settings to choose or fetch one.")
+        return self.engine
+
+    def _show_memory(self) -> None:
+        self.status_memory.setText(f"{rss_bytes() / 2**20:.0f} MiB in use")
+
+    def _show_engine(self) -> None:
+        e = self.engine
+        if e is None:
+            self.status_model.setText("No model")
+            self.status_threads.setText("")
+            return
+        self.status_model.setText(e.model_name)
+        cpus = e.cpus
+        where = f"CPUs {','.join(map(str, cpus))}" if cpus else "any CPU"
+        pinned = ", pinned" if e.pinned else ""
+        self.status_threads.setText(f"{e.threads} threads on {where}{pinned}")
+
+    def _show_stats(self, st) -> None:
+        self.status_speed.setText(f"TTFT {1000 * st.ttft_seconds:.0f} ms · prefill {st.prefill_tokens_per_s:.0f} tok/s"
+                                  f" · decode {st.decode_tokens_per_s:.0f} tok/s")
+
+    # ---- the engine --------------------------------------------------------------------------------------------
+
+    async def load_engine(self, settings: Settings | None = None) -> bool:
+        """Open the settings' model; on failure the message shows in the window and the old engine stays."""
+        settings = settings or self.settings
+        self.loading = True
+        self.load_progress.setVisible(True)
+        self.load_progress.setValue(0)
+        self.status_model.setText("Loading the model…")
+
+        def progress(done: int, total: int) -> None:
+            self.load_progress.setMaximum(max(total, 1))
+            self.load_progress.setValue(done)
+        try:
+            engine = await self.open_engine(None, settings, progress=progress)
+        except FileNotFoundError as e:
+            self._offer_fetch(str(e))
+            self._show_engine()
+            return False
+        except Exception as e:  # the loader's message, shown; the app keeps running
+            self.show_error(f"The model could not be loaded: {e}")
+            self._show_engine()
+            return False
+        finally:
+            self.loading = False
+            self.load_progress.setVisible(False)
+        old, self.engine = self.engine, engine
+        if old is not None:
+            await old.close()
+        self.fetch_row.setVisible(False)
+        self.show_error("")
+        self._show_engine()
+        return True
+
+    def _offer_fetch(self, why: str) -> None:
+        known = catalog.CATALOG[catalog.DEFAULT_MODEL]
+        self.fetch_label.setText(f"{why}\nWren can fetch {known.name} ({known.size / 2**20:.0f} MiB) now.")
+        self.fetch_button.setText(f"Fetch {known.name}")
+        self.fetch_row.setVisible(True)
+
+    async def fetch_default(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.load_progress.setVisible(True)
+
+        def progress(done: int, total: int, what: str) -> None:
+            def show():
+                self.load_progress.setMaximum(max(total, 1))
+                self.load_progress.setValue(min(done, total))
+                self.status_model.setText(f"Fetching the model: {what}")
+            loop.call_soon_threadsafe(show)
+        try:
+            await asyncio.to_thread(catalog.fetch, catalog.DEFAULT_MODEL, progress)
+        finally:
+            self.load_progress.setVisible(False)
+        self.fetch_row.setVisible(False)
+        await self.load_engine()
+
+    async def apply_settings(self, new: Settings) -> None:
+        if self.settings_path is not None:
+            wsettings.save(new, self.settings_path)
+        old, self.settings = self.settings, new
+        apply_theme(new.theme, new.font_size)
+        if self.engine is None:
+            await self.load_engine(new)
+            return
+        reopen = await self.engine.apply_settings(new)
+        if reopen:  # another model or weight policy: load it (the running engine stays until it is ready)
+            await self.load_engine(new)
+        self._show_engine()
+
+    def open_settings(self) -> None:
+        from wren.gui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, parent=self)
+        dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
+        dialog.setModal(True)
+        dialog.show()
+        self.settings_dialog = dialog
+
+    # ---- conversations -----------------------------------------------------------------------------------------
+
+    def refresh_conversations(self) -> None:
+        self.conv_model.refresh(self.search.text())
+        if self.cid is not None:
+            row = self.conv_model.row_of(self.cid)
+            if row is not None and row >= 0:
+                self.conv_list.setCurrentIndex(self.conv_model.index(row, 0))
+
+    def new_chat(self) -> None:
+        if self.busy:
+            return
+        self.cid = None
+        self.chat.set_messages([])
+        self.show_mode("chat")
+        self.conv_list.clearSelection()
+        self.chat.input.setFocus()
+
+    def open_conversation(self, cid: int) -> None:
+        if self.busy:
+            return
+        self.cid = cid
+        self.chat.set_messages(self._view_messages(cid))
+        self.show_mode("chat")
+
+    def _view_messages(self, cid: int) -> list[dict]:
+        return [{"id": m.id, "role": m.role, "content": m.content, "complete": m.complete}
+                for m in self.store.messages(cid)]
+
+    def _conversation_clicked(self, index: QModelIndex) -> None:
+        cid = self.conv_model.conversation_id(index.row())
+        if cid is not None:
+            self.open_conversation(cid)
+
+    def _rename_dialog(self) -> None:
+        if self.cid is None:
+            return
+        title, ok = QInputDialog.getText(self, "Rename", "Title", text=self.store.conversation(self.cid).title)
+        if ok and title.strip():
+            self.store.rename(self.cid, title.strip())
+            self.refresh_conversations()
+
+    def _delete_current(self) -> None:
+        if self.cid is None or self.busy:
+            return
+        if QMessageBox.question(self, "Delete", "Delete this conversation?") != QMessageBox.Yes:
+            return
+        self.delete_conversation(self.cid)
+
+    def delete_conversation(self, cid: int) -> None:
+        self.store.delete(cid)
+        if cid == self.cid:
+            self.new_chat()
+        self.refresh_conversations()
+
+    def _export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.cid is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export as Markdown", "conversation.md", "Markdown (*.md)")
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(self.store.export_markdown(self.cid))
+
+    # ---- chat ----------------------------------------------------------------------------------------------------
+
+    def _chat_send(self, text: str, edited) -> None:
+        if self.busy:
+            return
+        self.start(self._chat_turn(text, edited))
+
+    async def _chat_turn(self, text: str, edited=None) -> None:
+        self.need_engine()
+        if self.cid is None:
+            self.cid = self.store.new_conversation(title_from(text))
+        elif edited is not None:
+            self.store.delete_messages_from(self.cid, edited)
+        self.store.add_message(self.cid, "user", text)
+        self.refresh_conversations()
+        await self._answer()
+
+    async def _chat_regenerate(self) -> None:
+        self.need_engine()
+        msgs = self.store.messages(self.cid) if self.cid is not None else []
+        last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=None)
+        if last_user is None:
+            return
+        if last_user + 1 < len(msgs):
+            self.store.delete_messages_from(self.cid, msgs[last_user + 1].id)
+        await self._answer()
+
+    async def _answer(self) -> None:
+        engine = self.need_engine()
+        cid = self.cid
+        conv = self.store.conversation(cid)
+        stored = self.store.messages(cid)
+        session = ChatSession(system=conv.system,
+                              messages=[{"role": m.role, "content": m.content} for m in stored if m.role != "system"])
+        self.chat.set_messages(self._view_messages(cid))
+        self.chat.begin_answer()
+        mid = self.store.add_message(cid, "assistant", "", complete=False)
+        parts: list[str] = []
+        last_save = time.monotonic()
+        done = None
+        try:
+            async for ev in engine.chat(session):
+                if isinstance(ev, Token):
+                    parts.append(ev.text)
+                    self.chat.add_token(ev.text)
+                    if time.monotonic() - last_save >= PARTIAL_SAVE_SECONDS:
+                        self.store.update_message(mid, "".join(parts), complete=False)
+                        last_save = time.monotonic()
+                elif isinstance(ev, ContextTrimmed):
+                    self.statusBar().showMessage(f"The conversation outgrew the context: its {ev.dropped_messages} "
+                                                 "oldest messages are no longer sent to the model", 8000)
+                elif isinstance(ev, Done):
+                    done = ev
+        finally:
+            text = "".join(parts).strip()
+            complete = done is not None and done.reason in ("stop", "length")
+            stats = None
+            if done is not None:
+                st = done.stats
+                stats = {"ttft_s": st.ttft_seconds, "prefill_tok_s": st.prefill_tokens_per_s,
+                         "decode_tok_s": st.decode_tokens_per_s, "reason": st.finish_reason}
+            if text:
+                self.store.update_message(mid, text, complete=complete, stats=stats)
+            else:
+                self.store.delete_messages_from(cid, mid)
+            self.chat.end_answer(text, complete, mid if text else None)
+            if not text and self.chat.messages and self.chat.messages[-1]["role"] == "assistant":
+                self.chat.messages.pop()
+                self.chat.render()
+            self.refresh_conversations()
+        if done is not None:
+            self._show_stats(done.stats)
+            if done.reason == "error":
+                self.show_error(done.error)
+
+    # ---- email, reply, summarize ---------------------------------------------------------------------------------
+
+    async def _draft(self, req: dict) -> None:
+        engine = self.need_engine()
+        self.email_stream.start()
+        try:
+            draft = await modes.draft_email(engine, req["points"], to=req["to"], thread=req["thread"],
+                                            tone=req["tone"], length=req["length"], on_token=self.email_stream.add)
+        finally:
+            self.email_stream.stop()
+        self.email.show_draft(draft.subject, draft.body)
+        self._last_stats()
+
+    async def _refine(self, how: str, subject: str, body: str) -> None:
+        engine = self.need_engine()
+        self.email_stream.start()
+        try:
+            draft = await modes.refine_email(engine, modes.EmailDraft(subject, body), how,
+                                             on_token=self.email_stream.add)
+        finally:
+            self.email_stream.stop()
+        self.email.show_draft(draft.subject, draft.body)
+        self._last_stats()
+
+    async def _replies(self, text: str) -> None:
+        engine = self.need_engine()
+        self.reply.show_replies([])
+        result = await modes.smart_reply(engine, text)
+        self.reply.show_replies(result.replies, result.no_reply_needed, result.reason)
+        self._last_stats()
+
+    def _expand_reply(self, chip: str, message: str) -> None:
+        self.email.points.setPlainText(chip)
+        self.email.thread.setPlainText(message)
+        self.show_mode("email")
+        self.start(self._draft(self.email.request()))
+
+    async def _summarize(self, text: str, style: str, length: str) -> None:
+        engine = self.need_engine()
+        self.summarize.set_progress(0.0)
+        stream = StreamBuffer(self, self.summarize.show_summary)
+        stream.start()
+        try:
+            result = await modes.summarize(engine, text, style=style, length=length,
+                                           progress=self.summarize.set_progress, on_token=stream.add)
+        finally:
+            stream.stop()
+            self.summarize.set_progress(None)
+        self.summarize.show_summary(result.summary)
+        self._last_stats()
+
+    def _last_stats(self) -> None:
+        if self.engine is not None and self.engine.last_stats is not None:
+            self._show_stats(self.engine.last_stats)
+
+    def summarize_clipboard(self) -> None:
+        self.show_mode("summarize")
+        self.summarize.paste_clipboard()
+        self.summarize._go()
+
+    def _count_summary_input(self) -> None:
+        if self.engine is None:
+            return
+        text = self.summarize.text.toPlainText()
+        engine = self.engine
+
+        async def count():
+            n = await asyncio.to_thread(engine.count_tokens, text) if text.strip() else 0
+            self.summarize.show_size(n, engine.n_ctx)
+        asyncio.ensure_future(count())
+
+    # ---- closing -------------------------------------------------------------------------------------------------
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.stop()
+        super().closeEvent(event)
+
+    async def shutdown(self) -> None:
+        self.stop()
+        if self.task is not None and not self.task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 5)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        if self.engine is not None:
+            await self.engine.close()
+            self.engine = None

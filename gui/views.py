@@ -1,0 +1,508 @@
+"""The four mode views: chat, draft email, smart reply, summarize. They hold widgets and emit requests; the main
+window runs the requests on the engine and feeds results back, so every view can be tested without a model."""
+from __future__ import annotations
+
+import email.message
+import urllib.parse
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
+                               QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser, QVBoxLayout,
+                               QWidget)
+
+STREAM_INTERVAL_MS = 50  # streamed text reaches the screen in batches this often
+
+
+def _button(text: str, name: str, tip: str = "") -> QPushButton:
+    b = QPushButton(text)
+    b.setAccessibleName(name)
+    b.setMinimumHeight(36)
+    if tip:
+        b.setToolTip(tip)
+    return b
+
+
+def _send_shortcut(widget: QWidget, slot) -> None:
+    for seq in ("Ctrl+Return", "Ctrl+Enter"):
+        sc = QShortcut(QKeySequence(seq), widget)
+        sc.setContext(Qt.WidgetWithChildrenShortcut)
+        sc.activated.connect(slot)
+
+
+class StreamBuffer:
+    """Collects streamed pieces; a timer hands them to `flush(text_so_far)` at most every STREAM_INTERVAL_MS."""
+
+    def __init__(self, parent: QWidget, flush):
+        self.text = ""
+        self._dirty = False
+        self._flush = flush
+        self.timer = QTimer(parent)
+        self.timer.setInterval(STREAM_INTERVAL_MS)
+        self.timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self.text, self._dirty = "", False
+        self.timer.start()
+
+    def add(self, piece: str) -> None:
+        self.text += piece
+        self._dirty = True
+
+    def _tick(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._flush(self.text)
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self._tick()
+
+
+# ---- chat ------------------------------------------------------------------------------------------------------
+
+
+class ChatView(QWidget):
+    """The conversation as Markdown, an input box, and Send / Stop / Regenerate / Copy. Each user message has an
+    "edit" link: its text comes back into the input, and sending replaces it and what followed."""
+    sendRequested = Signal(str, object)  # text, id of the user message being edited (None for a new one)
+    stopRequested = Signal()
+    regenerateRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.messages: list[dict] = []  # {"id", "role", "content", "complete"}
+        self.editing: object = None
+        self.transcript = QTextBrowser()
+        self.transcript.setAccessibleName("Conversation")
+        self.transcript.setOpenLinks(False)
+        self.transcript.anchorClicked.connect(self._anchor)
+        self.input = QPlainTextEdit()
+        self.input.setAccessibleName("Message")
+        self.input.setPlaceholderText("Ask anything. Ctrl+Enter sends, Esc stops.")
+        self.input.setMaximumHeight(120)
+        self.edit_label = QLabel()
+        self.edit_label.setVisible(False)
+        self.send = _button("Send", "Send", "Send (Ctrl+Enter)")
+        self.stop = _button("Stop", "Stop", "Stop the answer (Esc)")
+        self.regen = _button("Regenerate", "Regenerate", "Answer the last message again")
+        self.copy = _button("Copy", "Copy answer", "Copy the last answer")
+        self.send.clicked.connect(self._send)
+        self.stop.clicked.connect(self.stopRequested)
+        self.regen.clicked.connect(self.regenerateRequested)
+        self.copy.clicked.connect(self._copy_last)
+        _send_shortcut(self, self._send)
+        buttons = QHBoxLayout()
+        for b in (self.send, self.stop, self.regen, self.copy):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.edit_label)
+        layout.addWidget(self.input)
+        layout.addLayout(buttons)
+        self.stream = StreamBuffer(self, self._show_partial)
+        self.set_busy(False)
+
+    # what the window calls
+    def set_messages(self, messages: list[dict]) -> None:
+        self.messages = [dict(m) for m in messages]
+        self.render()
+
+    def begin_answer(self) -> None:
+        self.messages.append({"id": None, "role": "assistant", "content": "", "complete": False})
+        self.stream.start()
+        self.render()
+
+    def add_token(self, piece: str) -> None:
+        self.stream.add(piece)
+
+    def end_answer(self, text: str, complete: bool, mid=None) -> None:
+        self.stream.stop()
+        if self.messages and self.messages[-1]["role"] == "assistant":
+            self.messages[-1].update(content=text, complete=complete, id=mid)
+        self.render()
+
+    def set_busy(self, busy: bool) -> None:
+        self.send.setEnabled(not busy)
+        self.regen.setEnabled(not busy and any(m["role"] == "assistant" for m in self.messages))
+        self.stop.setEnabled(busy)
+
+    def markdown(self) -> str:
+        parts = []
+        for m in self.messages:
+            if m["role"] == "system":
+                continue
+            if m["role"] == "user":
+                link = f" [edit](edit:{m['id']})" if m.get("id") is not None else ""
+                parts.append(f"**You**{link}\n\n{m['content']}")
+            else:
+                note = "" if m.get("complete", True) or m is self.messages[-1] else "\n\n*(stopped)*"
+                parts.append(f"**Wren**\n\n{m['content'] or '…'}{note}")
+        return "\n\n---\n\n".join(parts)
+
+    def render(self) -> None:
+        bar = self.transcript.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 4
+        self.transcript.document().setMarkdown(self.markdown())
+        if at_end:
+            self.transcript.moveCursor(QTextCursor.End)
+            bar.setValue(bar.maximum())
+
+    def _show_partial(self, text: str) -> None:
+        if self.messages and self.messages[-1]["role"] == "assistant":
+            self.messages[-1]["content"] = text
+            self.render()
+
+    def _send(self) -> None:
+        if not self.send.isEnabled():
+            return
+        text = self.input.toPlainText().strip()
+        if not text:
+            return
+        edited, self.editing = self.editing, None
+        self.edit_label.setVisible(False)
+        self.input.clear()
+        self.sendRequested.emit(text, edited)
+
+    def _anchor(self, url: QUrl) -> None:
+        if url.scheme() == "edit":
+            mid = url.path() or url.toString().split(":", 1)[1]
+            for m in self.messages:
+                if str(m.get("id")) == mid and m["role"] == "user":
+                    self.start_edit(m["id"], m["content"])
+
+    def start_edit(self, mid, text: str) -> None:
+        self.editing = mid
+        self.input.setPlainText(text)
+        self.edit_label.setText("Editing an earlier message: sending replaces it and everything after it.")
+        self.edit_label.setVisible(True)
+        self.input.setFocus()
+
+    def _copy_last(self) -> None:
+        for m in reversed(self.messages):
+            if m["role"] == "assistant":
+                QGuiApplication.clipboard().setText(m["content"])
+                return
+
+
+# ---- draft email -----------------------------------------------------------------------------------------------
+
+
+class EmailView(QWidget):
+    draftRequested = Signal(dict)  # points, to, thread, tone, length
+    refineRequested = Signal(str, str, str)  # how, subject, body
+    stopRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.points = QPlainTextEdit()
+        self.points.setAccessibleName("What the email should say")
+        self.points.setPlaceholderText("What should the email say? Free text or bullet points.")
+        self.to = QLineEdit()
+        self.to.setAccessibleName("Recipient")
+        self.to.setPlaceholderText("Optional: who it is for, e.g. \"my manager\"")
+        self.thread = QPlainTextEdit()
+        self.thread.setAccessibleName("Thread being replied to")
+        self.thread.setPlaceholderText("Optional: paste the message you are replying to")
+        self.thread.setMaximumHeight(90)
+        self.tone = QComboBox()
+        self.tone.setAccessibleName("Tone")
+        self.tone.addItems(["Formal", "Neutral", "Friendly", "Direct"])
+        self.tone.setCurrentText("Neutral")
+        self.length = QComboBox()
+        self.length.setAccessibleName("Length")
+        self.length.addItems(["Short", "Medium", "Long"])
+        self.length.setCurrentText("Medium")
+        self.generate = _button("Draft", "Draft email", "Write the email (Ctrl+Enter)")
+        self.stop = _button("Stop", "Stop")
+        self.subject = QLineEdit()
+        self.subject.setAccessibleName("Subject")
+        self.body = QPlainTextEdit()
+        self.body.setAccessibleName("Body")
+        self.copy = _button("Copy", "Copy email")
+        self.regen = _button("Regenerate", "Regenerate email")
+        self.refine = _button("Refine", "Refine email")
+        menu = QMenu(self.refine)
+        for label, how in (("Shorter", "shorter"), ("Longer", "longer"), ("More formal", "formal"),
+                           ("Friendlier", "friendlier")):
+            act = menu.addAction(label)
+            act.triggered.connect(lambda _=False, h=how: self.refineRequested.emit(h, self.subject.text(),
+                                                                                 self.body.toPlainText()))
+        self.refine.setMenu(menu)
+        self.mailto = _button("Open in mail app", "Open in mail app")
+        self.save = _button("Save as .eml", "Save as eml")
+        self.generate.clicked.connect(self._draft)
+        self.regen.clicked.connect(self._draft)
+        self.stop.clicked.connect(self.stopRequested)
+        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(
+            f"Subject: {self.subject.text()}\n\n{self.body.toPlainText()}"))
+        self.mailto.clicked.connect(lambda: QDesktopServices.openUrl(QUrl(self.mailto_url())))
+        self.save.clicked.connect(self._save_dialog)
+        _send_shortcut(self, self._draft)
+
+        form = QFormLayout()
+        form.addRow("Say", self.points)
+        form.addRow("To", self.to)
+        form.addRow("Replying to", self.thread)
+        opts = QHBoxLayout()
+        opts.addWidget(QLabel("Tone"))
+        opts.addWidget(self.tone)
+        opts.addWidget(QLabel("Length"))
+        opts.addWidget(self.length)
+        opts.addStretch(1)
+        opts.addWidget(self.generate)
+        opts.addWidget(self.stop)
+        actions = QHBoxLayout()
+        for b in (self.copy, self.regen, self.refine, self.mailto, self.save):
+            actions.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(opts)
+        layout.addWidget(QLabel("Subject"))
+        layout.addWidget(self.subject)
+        layout.addWidget(self.body, 1)
+        layout.addLayout(actions)
+        self.set_busy(False)
+
+    def request(self) -> dict:
+        return {"points": self.points.toPlainText().strip(), "to": self.to.text().strip(),
+                "thread": self.thread.toPlainText().strip(), "tone": self.tone.currentText().lower(),
+                "length": self.length.currentText().lower()}
+
+    def _draft(self) -> None:
+        if self.generate.isEnabled() and self.points.toPlainText().strip():
+            self.draftRequested.emit(self.request())
+
+    def show_draft(self, subject: str, body: str) -> None:
+        self.subject.setText(subject)
+        self.body.setPlainText(body)
+
+    def set_busy(self, busy: bool) -> None:
+        for b in (self.generate, self.regen, self.refine):
+            b.setEnabled(not busy)
+        self.stop.setEnabled(busy)
+
+    def mailto_url(self) -> str:
+        q = urllib.parse.urlencode({"subject": self.subject.text(), "body": self.body.toPlainText()},
+                                   quote_via=urllib.parse.quote)
+        return f"mailto:{urllib.parse.quote(self.to.text()) if '@' in self.to.text() else ''}?{q}"
+
+    def eml_bytes(self) -> bytes:
+        msg = email.message.EmailMessage()
+        msg["Subject"] = self.subject.text()
+        if "@" in self.to.text():
+            msg["To"] = self.to.text()
+        msg.set_content(self.body.toPlainText())
+        return bytes(msg)
+
+    def save_eml(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.eml_bytes())
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save email", "email.eml", "Email (*.eml)")
+        if path:
+            self.save_eml(path)
+
+
+# ---- smart reply -----------------------------------------------------------------------------------------------
+
+
+class ReplyView(QWidget):
+    repliesRequested = Signal(str)
+    expandRequested = Signal(str, str)  # chip text, the original message
+    stopRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.message = QPlainTextEdit()
+        self.message.setAccessibleName("Received message")
+        self.message.setPlaceholderText("Paste a message you received.")
+        self.suggest = _button("Suggest replies", "Suggest replies", "Three short replies (Ctrl+Enter)")
+        self.stop = _button("Stop", "Stop")
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.chips: list[tuple[QLabel, QPushButton, QPushButton]] = []
+        chips = QVBoxLayout()
+        for i in range(3):
+            label = QLabel()
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            label.setAccessibleName(f"Reply {i + 1}")
+            label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+            label.setStyleSheet("QLabel { border: 1px solid palette(mid); border-radius: 14px; padding: 8px; }")
+            copy = _button("Copy", f"Copy reply {i + 1}")
+            expand = _button("Expand", f"Expand reply {i + 1} into an email")
+            copy.clicked.connect(lambda _=False, n=i: QGuiApplication.clipboard().setText(self.chips[n][0].text()))
+            expand.clicked.connect(lambda _=False, n=i: self.expandRequested.emit(
+                self.chips[n][0].text(), self.message.toPlainText()))
+            row = QHBoxLayout()
+            row.addWidget(label, 1)
+            row.addWidget(copy)
+            row.addWidget(expand)
+            chips.addLayout(row)
+            self.chips.append((label, copy, expand))
+        self.suggest.clicked.connect(self._suggest)
+        self.stop.clicked.connect(self.stopRequested)
+        _send_shortcut(self, self._suggest)
+        top = QHBoxLayout()
+        top.addStretch(1)
+        top.addWidget(self.suggest)
+        top.addWidget(self.stop)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message, 1)
+        layout.addLayout(top)
+        layout.addWidget(self.note)
+        layout.addLayout(chips)
+        layout.addStretch(1)
+        self.show_replies([])
+        self.set_busy(False)
+
+    def _suggest(self) -> None:
+        if self.suggest.isEnabled() and self.message.toPlainText().strip():
+            self.repliesRequested.emit(self.message.toPlainText())
+
+    def show_replies(self, replies: list[str], no_reply_needed: bool = False, reason: str = "") -> None:
+        self.note.setText(f"No reply needed: {reason}." if no_reply_needed else "")
+        for i, (label, copy, expand) in enumerate(self.chips):
+            text = replies[i] if i < len(replies) else ""
+            label.setText(text)
+            for w in (label, copy, expand):
+                w.setVisible(bool(text))
+
+    def replies(self) -> list[str]:
+        return [label.text() for label, _, _ in self.chips if label.text()]
+
+    def set_busy(self, busy: bool) -> None:
+        self.suggest.setEnabled(not busy)
+        self.stop.setEnabled(busy)
+
+
+# ---- summarize -------------------------------------------------------------------------------------------------
+
+
+class _DropText(QPlainTextEdit):
+    """A text box that also takes dropped .txt / .md / .eml files."""
+    fileDropped = Signal(str)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasUrls() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasUrls():
+            for url in source.urls():
+                if url.isLocalFile():
+                    self.fileDropped.emit(url.toLocalFile())
+                    return
+        super().insertFromMimeData(source)
+
+
+class SummarizeView(QWidget):
+    summarizeRequested = Signal(str, str, str)  # text, style, length
+    stopRequested = Signal()
+    textChanged = Signal(str)
+
+    STYLES = (("Paragraph", "paragraph"), ("Key points", "key_points"), ("TL;DR", "tldr"),
+              ("Action items", "action_items"))
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = _DropText()
+        self.text.setAccessibleName("Text to summarize")
+        self.text.setPlaceholderText("Paste text, drop a .txt/.md/.eml file, or open one.")
+        self.text.fileDropped.connect(self.load_file)
+        self.open = _button("Open file…", "Open file")
+        self.paste = _button("Paste clipboard", "Paste clipboard")
+        self.style = QComboBox()
+        self.style.setAccessibleName("Summary style")
+        for label, _ in self.STYLES:
+            self.style.addItem(label)
+        self.length = QComboBox()
+        self.length.setAccessibleName("Summary length")
+        self.length.addItems(["Short", "Medium", "Detailed"])
+        self.length.setCurrentText("Medium")
+        self.size = QLabel()
+        self.size.setAccessibleName("Input size")
+        self.go = _button("Summarize", "Summarize", "Summarize (Ctrl+Enter)")
+        self.stop = _button("Stop", "Stop")
+        self.progress = QProgressBar()
+        self.progress.setAccessibleName("Summary progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
+        self.result = QTextBrowser()
+        self.result.setAccessibleName("Summary")
+        self.copy = _button("Copy", "Copy summary")
+        self.open.clicked.connect(self._open_dialog)
+        self.paste.clicked.connect(self.paste_clipboard)
+        self.go.clicked.connect(self._go)
+        self.stop.clicked.connect(self.stopRequested)
+        self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.result.toPlainText()))
+        self.text.textChanged.connect(lambda: self.textChanged.emit(self.text.toPlainText()))
+        _send_shortcut(self, self._go)
+        row = QHBoxLayout()
+        for w in (self.open, self.paste, QLabel("Style"), self.style, QLabel("Length"), self.length):
+            row.addWidget(w)
+        row.addStretch(1)
+        row.addWidget(self.go)
+        row.addWidget(self.stop)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text, 2)
+        layout.addWidget(self.size)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.result, 2)
+        layout.addWidget(self.copy)
+        self.set_busy(False)
+
+    def style_key(self) -> str:
+        return self.STYLES[self.style.currentIndex()][1]
+
+    def _go(self) -> None:
+        if self.go.isEnabled() and self.text.toPlainText().strip():
+            self.summarizeRequested.emit(self.text.toPlainText(), self.style_key(), self.length.currentText().lower())
+
+    def load_file(self, path: str) -> None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            self.size.setText(f"Cannot open {path}: {e}")
+            return
+        if Path(path).suffix.lower() == ".eml":
+            import email
+            from email import policy
+
+            msg = email.message_from_bytes(data, policy=policy.default)
+            body = msg.get_body(preferencelist=("plain", "html"))
+            text = f"Subject: {msg.get('subject', '')}\n\n" + (body.get_content() if body else "")
+        else:
+            text = data.decode("utf-8", errors="replace")
+        self.text.setPlainText(text)
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a text", "", "Text (*.txt *.md *.eml);;All files (*)")
+        if path:
+            self.load_file(path)
+
+    def paste_clipboard(self) -> None:
+        self.text.setPlainText(QGuiApplication.clipboard().text())
+
+    def show_size(self, tokens: int, n_ctx: int) -> None:
+        if tokens <= 0:
+            self.size.setText("")
+        elif tokens < n_ctx * 0.7:
+            self.size.setText(f"{tokens:,} tokens — fits the context window of {n_ctx:,}")
+        else:
+            self.size.setText(f"{tokens:,} tokens — more than the context window of {n_ctx:,}: it will be "
+                              "summarized in parts, then the parts combined")
+
+    def set_progress(self, fraction: float | None) -> None:
+        self.progress.setVisible(fraction is not None)
+        if fraction is not None:
+            self.progress.setValue(int(fraction * 1000))
+
+    def show_summary(self, text: str) -> None:
+        self.result.setMarkdown(text)
+
+    def set_busy(self, busy: bool) -> None:
+        self.go.setEnabled(not busy)
+        self.stop.setEnabled(busy)

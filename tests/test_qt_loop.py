@@ -1,0 +1,39 @@
+"""The window's event loop survives a long session: qasync runs every asyncio callback through a Python timerEvent,
+and a PySide6 that mishandles those references aborts the interpreter after a few thousand (one per streamed
+token). The loop runs in a subprocess, so that such an abort fails this test instead of the whole run."""
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+import asyncio, sys, threading
+import qasync
+from PySide6.QtWidgets import QApplication
+app = QApplication(sys.argv)
+loop = qasync.QEventLoop(app)
+asyncio.set_event_loop(loop)
+seen = []
+async def main():
+    def worker():  # events from another thread, as the engine sends them
+        for i in range(5000):
+            loop.call_soon_threadsafe(seen.append, i)
+    t = threading.Thread(target=worker)
+    t.start()
+    for i in range(15000):
+        loop.call_soon(seen.append, i)
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    t.join()
+    while len(seen) < 20000:
+        await asyncio.sleep(0.01)
+with loop:
+    loop.run_until_complete(main())
+print(len(seen))
+"""
+
+
+def test_twenty_thousand_callbacks_and_a_clean_exit():
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "20000"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
     closed = asyncio.Event()
     app.aboutToQuit.connect(closed.set)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C in the terminal, or a script ending a headless run
+        try:
+            loop.add_signal_handler(sig, app.quit)
+        except (NotImplementedError, RuntimeError):
+            pass
     with loop:
         loop.create_task(window.load_engine())
         loop.run_until_complete(closed.wait())

@@ -376,3 +376,65 @@ def test_kill_during_streaming_keeps_the_partial_answer(tmp_path):
         assert msgs[0].role == "user" and "dragon" in msgs[0].content
         assert msgs[-1].role == "assistant" and not msgs[-1].complete
         assert msgs[-1].content.startswith(partial[:40])
+
+
+def test_settings_from_the_dialog_apply_to_the_running_engine(real_window, loop):
+    w = real_window
+    cpus = sorted(os.sched_getaffinity(0))
+    w.open_settings()
+    dialog = w.settings_dialog
+    from dataclasses import replace
+    dialog.set_settings(replace(w.settings, cores="custom", custom_cpus=(cpus[-1],), threads=1))
+    applied = dialog.apply()
+    assert applied is not None
+    run(loop, idle(w))
+    assert w.engine.threads == 1
+    assert run(loop, w.engine.worker_cpus()) == [cpus[-1]]
+    assert f"CPUs {cpus[-1]}" in w.status_threads.text()
+    dialog.set_settings(replace(w.settings, cores="big", custom_cpus=(), threads=0))
+    dialog.apply()
+    run(loop, idle(w))
+    dialog.close()
+    assert w.engine.threads == len(w.settings.pool_settings()["cpus"] or cpus)
+
+
+def test_corrupt_model_from_the_dialog_shows_the_loaders_message(real_window, loop, tmp_path):
+    w = real_window
+    engine_before = w.engine
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(200))
+    w.open_settings()
+    dialog = w.settings_dialog
+    assert dialog.open_model_file(bad) is None  # the dialog itself shows the loader's message
+    from dataclasses import replace
+    run(loop, w.apply_settings(replace(w.settings, model=str(bad))))
+    assert "broken.gguf" in w.banner.text() and w.banner.isVisible()
+    assert w.engine is engine_before  # still running the model it had
+    run(loop, w.apply_settings(replace(w.settings, model="")))
+    dialog.close()
+    run(loop, w._chat_turn("Say hi."))
+    assert w.store.messages(w.cid)[-1].role == "assistant"
+
+
+def test_first_run_offers_to_fetch_the_default_model(qtbot, loop, tmp_path):
+    async def missing(path, settings, progress=None):
+        raise FileNotFoundError("model SmolLM2-135M-Instruct is not installed")
+    w, _ = make_window(tmp_path, None, qtbot)
+    w.open_engine = missing
+    assert not run(loop, w.load_engine())
+    assert w.fetch_row.isVisible() and "SmolLM2-135M-Instruct" in w.fetch_button.text()
+
+
+def test_headless_wren_opens_the_window_and_quits_cleanly(tmp_path):
+    model_or_skip("SmolLM2-135M-Instruct")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", WREN_DATA_DIR=str(tmp_path / "data"),
+               WREN_CONFIG_DIR=str(tmp_path / "config"))
+    proc = subprocess.Popen([sys.executable, "-m", "wren.engine.cli"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    time.sleep(8)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"Traceback" not in err
+    assert (tmp_path / "data" / "wren.sqlite3").exists()

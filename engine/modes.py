@@ -439,6 +439,13 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
         parts = await asyncio.to_thread(split_text, combined, budget, count)
 
 
+_PREFACE = re.compile(r"^\s*(?:here(?:'s| is| are)|sure|certainly|below is)\b[^\n]{0,80}:\s*\n", re.I)
+
+
 def _tidy(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text.strip())
+    """A summary without our markers echoed back, and without a "Here is a summary:" line before it."""
+    clean = re.sub(r"</?\s*(?:document|message|thread|draft)\s*>", "", text)
+    rest = _PREFACE.sub("", clean, count=1)
+    clean = rest if rest.strip() else clean
+    return re.sub(r"\n{3,}", "\n\n", clean.strip())
 

@@ -7,12 +7,19 @@ import urllib.parse
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
                                QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser, QVBoxLayout,
                                QWidget)
 
 STREAM_INTERVAL_MS = 50  # streamed text reaches the screen in batches this often
+# model output is Markdown without raw HTML: a stray "<tag>" in an answer must not hide the text after it
+MARKDOWN = QTextDocument.MarkdownFeature(QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
+                                         | QTextDocument.MarkdownFeature.MarkdownNoHTML.value)
+
+
+def set_markdown(browser: QTextBrowser, text: str) -> None:
+    browser.document().setMarkdown(text, MARKDOWN)
 
 
 def _button(text: str, name: str, tip: str = "") -> QPushButton:
@@ -144,7 +151,7 @@ class ChatView(QWidget):
     def render(self) -> None:
         bar = self.transcript.verticalScrollBar()
         at_end = bar.value() >= bar.maximum() - 4
-        self.transcript.document().setMarkdown(self.markdown())
+        set_markdown(self.transcript, self.markdown())
         if at_end:
             self.transcript.moveCursor(QTextCursor.End)
             bar.setValue(bar.maximum())
@@ -501,7 +508,7 @@ class SummarizeView(QWidget):
             self.progress.setValue(int(fraction * 1000))
 
     def show_summary(self, text: str) -> None:
-        self.result.setMarkdown(text)
+        set_markdown(self.result, text)
 
     def set_busy(self, busy: bool) -> None:
         self.go.setEnabled(not busy)

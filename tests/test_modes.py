@@ -100,3 +100,9 @@ def test_summary_inputs_are_checked():
     with pytest.raises(modes.ModeError, match="style"):
         modes.summary_messages("x", "haiku")
     assert "one-sentence" in modes.summary_messages("x", "tldr")[1]["content"]
+
+
+def test_summary_tidy_drops_prefaces_and_echoed_markers():
+    assert modes._tidy("Here is a summary of the document:\n\n<document>\nThe library closes.\n</document>") == \
+        "The library closes."
+    assert modes._tidy("Here are the key points:") == "Here are the key points:"  # nothing else: kept

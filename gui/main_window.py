@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
-from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeySequence, QPalette, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
                                QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
@@ -37,12 +37,34 @@ def rss_bytes() -> int:
         return 0
 
 
+def dark_palette() -> QPalette:
+    p = QPalette()
+    colors = {
+        QPalette.Window: "#202124", QPalette.WindowText: "#e8eaed", QPalette.Base: "#17181a",
+        QPalette.AlternateBase: "#26272b", QPalette.ToolTipBase: "#2b2c30", QPalette.ToolTipText: "#e8eaed",
+        QPalette.Text: "#e8eaed", QPalette.Button: "#2b2c30", QPalette.ButtonText: "#e8eaed",
+        QPalette.BrightText: "#ff6b6b", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3d6bd6",
+        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9aa0a6", QPalette.Mid: "#5f6368",
+    }
+    for role, color in colors.items():
+        p.setColor(role, QColor(color))
+    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
+        p.setColor(QPalette.Disabled, role, QColor("#80868b"))
+    return p
+
+
 def apply_theme(theme: str, font_size: int = 0) -> None:
-    app = QGuiApplication.instance()
+    """Light, dark, or the system's: the color scheme hint for platforms that follow it, and the palette itself
+    (Fusion draws with it), so that the choice holds everywhere."""
+    app = QApplication.instance()
     if app is None:
         return
     scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
     app.styleHints().setColorScheme(scheme)
+    if theme == "dark":
+        app.setPalette(dark_palette())
+    else:
+        app.setPalette(app.style().standardPalette())
     if font_size:
         font = QFont(app.font())
         font.setPointSize(font_size)

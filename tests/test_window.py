@@ -438,3 +438,36 @@ def test_headless_wren_opens_the_window_and_quits_cleanly(tmp_path):
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"Traceback" not in err
     assert (tmp_path / "data" / "wren.sqlite3").exists()
+
+
+def test_every_control_has_an_accessible_name(qtbot, loop, tmp_path):
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QListView, QPlainTextEdit, QTextBrowser
+    w, _ = make_window(tmp_path, ScriptedEngine(), qtbot)
+    kinds = (QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit, QTextBrowser, QListView)
+    def inner(c):  # parts Qt builds inside a combo box or a line edit (its popup, its clear button)
+        p = c.parent()
+        while p is not None:
+            if isinstance(p, (QComboBox, QLineEdit)):
+                return True
+            p = p.parent()
+        return False
+    controls = [c for c in w.findChildren(kinds[0].__mro__[1]) if isinstance(c, kinds) and not inner(c)]
+    assert len(controls) > 30
+    unnamed = [f"{type(c).__name__} {c.text() if hasattr(c, 'text') else ''!r}" for c in controls
+               if not c.accessibleName()]
+    assert not unnamed, unnamed
+
+
+def test_themes_follow_the_setting(qtbot, loop, tmp_path):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from wren.gui.main_window import apply_theme
+    app = QApplication.instance()
+    try:
+        apply_theme("dark")
+        assert app.palette().color(QPalette.Window).lightness() < 80
+        apply_theme("light")
+        assert app.palette().color(QPalette.Window).lightness() > 180
+    finally:
+        apply_theme("system")

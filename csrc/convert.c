@@ -1,4 +1,5 @@
-/* convert.c - GGUF tensor types into floats, and Q4_K folded losslessly-but-for-fp16 into Q4_1 blocks of 32.
+/* convert.c - GGUF tensor types into floats, Q4_K folded losslessly-but-for-fp16 into Q4_1 blocks of 32, and Q5_0
+ * into Q8_0 blocks exactly.
  *
  * Block layouts are GGML's (the file format): each dequantizer below mirrors the maths of one block type. */
 #include <math.h>
@@ -180,6 +181,29 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
                 o.qs[l] = (uint8_t)(((q[l] >> shift) & 15) | (((q[l + 16] >> shift) & 15) << 4));
             memcpy(&out[sb * 8 + j], &o, sizeof o);
         }
+    }
+    return WREN_OK;
+}
+
+int wren_q5_0_to_q8_0(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
+    if (!src || !dst) return WREN_E_NULL;
+    if (n <= 0 || n % 32) return WREN_E_SHAPE;
+    if (src_bytes < (size_t)(n / 32) * sizeof(blk_q5_0) || dst_bytes < (size_t)(n / 32) * sizeof(wren_block_q8_0))
+        return WREN_E_BUFFER;
+    const uint8_t *s = src;
+    wren_block_q8_0 *out = dst;
+    for (int64_t b = 0; b < n / 32; b++) {
+        blk_q5_0 blk;
+        memcpy(&blk, s + b * sizeof blk, sizeof blk);
+        uint32_t qh;
+        memcpy(&qh, blk.qh, 4);
+        wren_block_q8_0 o;
+        o.d = blk.d;                                    /* the same scale: q - 16 in -16..15 is an int8 */
+        for (int j = 0; j < 16; j++) {
+            o.qs[j] = (int8_t)(((blk.qs[j] & 15) | (((qh >> j) & 1) << 4)) - 16);
+            o.qs[j + 16] = (int8_t)(((blk.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+        }
+        memcpy(&out[b], &o, sizeof o);
     }
     return WREN_OK;
 }

@@ -11,6 +11,9 @@
  *   xn = rmsnorm(x) * ffn_norm; h = act(xn Wg^T) * (xn Wu^T); f = h Wd^T; f = rmsnorm(f) * post_ffn_norm (gemma3)
  *   x += f
  * then logits = (rmsnorm(x) * output_norm) Wout^T for the last token or for all of them.
+ * Each product's input is quantized to int8 blocks of 32, with an fp16 scale per block, or with one fp32 scale per 256
+ * values for weights whose act_group is 256 (llama.cpp's Q8_K for K-quant matrices); a step whose matrices differ
+ * quantizes its input both ways. Attention rounds q and the softmax probabilities to fp16 as llama.cpp does.
  * Every step is a parallel loop over rows, heads or weight tiles, separated by barriers. */
 #include <math.h>
 #include <stdlib.h>
@@ -28,9 +31,9 @@ struct wren_ctx {
     float *o;               /* (n_batch, dim)         attention or ffn output before the residual add */
     float *gate, *up;       /* (n_batch, ffn_dim) */
     float *scores;          /* (n_threads, n_ctx) */
-    void *act_buf;          /* quantized activations of up to n_batch rows of max(dim, q_dim, ffn_dim) */
-    size_t act_bytes;
-    wren_act act;
+    void *act_buf[2];       /* quantized activations of up to n_batch rows of max(dim, q_dim, ffn_dim): */
+    size_t act_bytes;       /* [0] blocks of 32 with their own scales, [1] scales shared by 256 values */
+    wren_act act[2];
     float *rope_cos, *rope_sin;    /* (n_batch, rope_dim / 2) for the global base, then for the sliding base */
     const volatile int32_t *abort_flag;  /* set by another thread to stop a batch between layers */
     int32_t aborted;                /* what one thread read from it, for all threads to act on alike */
@@ -44,7 +47,8 @@ static int64_t kv_dim(const wren_config *c) { return (int64_t)c->n_kv_heads * c-
 static int check_weights(const wren_weights *w, int64_t n, int64_t k) {
     const int st = wren_check_weights(w);
     if (st) return st;
-    return w->n == n && w->k == k ? WREN_OK : WREN_E_SHAPE;
+    const int group_ok = w->act_group == 0 || w->act_group == WREN_QK || (w->act_group == WREN_QK_K && k % WREN_QK_K == 0);
+    return w->n == n && w->k == k && group_ok ? WREN_OK : WREN_E_SHAPE;
 }
 
 int wren_model_check(const wren_model *m) {
@@ -88,7 +92,7 @@ size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32
     int64_t widest = c->dim > q_dim(c) ? c->dim : q_dim(c);
     if (c->ffn_dim > widest) widest = c->ffn_dim;
     return ctx_floats(c, n_ctx, n_batch, n_threads) * sizeof(float) + 2 * cache_values(c, n_ctx) * sizeof(uint16_t) +
-           wren_act_bytes(n_batch, widest) + 64 * 16;
+           2 * wren_act_bytes(n_batch, widest) + 64 * 16;
 }
 
 void wren_ctx_set_abort(wren_ctx *c, const int32_t *flag) {
@@ -106,7 +110,8 @@ void wren_ctx_destroy(wren_ctx *c) {
     if (!c) return;
     free(c->k_cache);
     free(c->scratch);
-    free(c->act_buf);
+    free(c->act_buf[0]);
+    free(c->act_buf[1]);
     free(c);
 }
 
@@ -131,11 +136,13 @@ int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t
     uint16_t *kv = aligned_alloc(64, (cache_bytes + 63) & ~(size_t)63);
     int64_t widest = wide > c->ffn_dim ? wide : c->ffn_dim;
     ctx->act_bytes = wren_act_bytes(n_batch, widest);
-    ctx->act_buf = aligned_alloc(64, (ctx->act_bytes + 63) & ~(size_t)63);
-    if (!p || !kv || !ctx->act_buf) {
+    ctx->act_buf[0] = aligned_alloc(64, (ctx->act_bytes + 63) & ~(size_t)63);
+    ctx->act_buf[1] = aligned_alloc(64, (ctx->act_bytes + 63) & ~(size_t)63);
+    if (!p || !kv || !ctx->act_buf[0] || !ctx->act_buf[1]) {
         free(p);
         free(kv);
-        free(ctx->act_buf);
+        free(ctx->act_buf[0]);
+        free(ctx->act_buf[1]);
         free(ctx);
         return WREN_E_NOMEM;
     }
@@ -169,10 +176,12 @@ typedef struct {
     int layer;              /* the layer of the step: each thread runs the steps with its own copy of this struct */
 } fwd;
 
+/* llama.cpp's rounding: squares in float, summed in double, the mean rounded to float, 1 / sqrtf in float */
 static inline float rms_scale(const float *x, int64_t n, float eps) {
-    double ss = 0.0;        /* in double: the sum of 2048 squares keeps its digits */
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    return (float)(1.0 / sqrt(ss / (double)n + eps));
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float mean = (float)(ss / (double)n);
+    return 1.0f / sqrtf(mean + eps);
 }
 
 static inline void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
@@ -225,25 +234,45 @@ static void norm_rows(void *p, int64_t b, int64_t e, int ith) {
         rmsnorm(s->f->c->xn + t * c->dim, s->f->c->x + t * c->dim, s->weight, c->dim, c->norm_eps);
 }
 
-typedef struct { const fwd *f; const float *src; int64_t k; } quant_step;
+typedef struct { const fwd *f; const float *src; int64_t k; int g; } quant_step;
 
 static void quantize_rows(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const quant_step *s = p;
     const wren_kernel_set *ks = wren_kernel_set_get(s->f->m->layers[0].wq.variant);
-    wren_act *a = &s->f->c->act;
+    wren_act *a = &s->f->c->act[s->g];
     const int64_t nb = s->k / WREN_QK;
-    for (int64_t t = b; t < e; t++)
-        ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
+    for (int64_t t = b; t < e; t++) {
+        if (s->g) wren_quantize_act_row_k(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
+        else ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
+    }
 }
 
-/* quantize m rows of k floats into the context's activation buffer (parallel over rows) */
-static void job_quantize(wren_job *job, const fwd *f, const float *src, int64_t m, int64_t k) {
-    wren_act *a = &f->c->act;
-    if (job->ith == 0) wren_act_init(a, f->c->act_buf, f->c->act_bytes, m, k);
-    wren_job_barrier(job);
-    quant_step s = {f, src, k};
-    wren_job_for(job, m, 1, quantize_rows, &s);
+static int act_slot(const wren_weights *w) { return w->act_group == WREN_QK_K ? 1 : 0; }
+
+/* quantize m rows of k floats into the context's activation buffers that the weights w[0..n_w) read (parallel over
+ * rows), then run their products */
+static void job_products(wren_job *job, const fwd *f, const float *src, int64_t m, int64_t k, int n_w,
+                         const wren_weights *const *w, float *const *y) {
+    for (int g = 0; g < 2; g++) {
+        const wren_weights *ws[WREN_MAX_MATMULS];
+        float *ys[WREN_MAX_MATMULS];
+        int n = 0;
+        for (int i = 0; i < n_w; i++)
+            if (act_slot(w[i]) == g) { ws[n] = w[i]; ys[n] = y[i]; n++; }
+        if (!n) continue;
+        wren_act *a = &f->c->act[g];
+        if (job->ith == 0) wren_act_init(a, f->c->act_buf[g], f->c->act_bytes, m, k);
+        wren_job_barrier(job);
+        quant_step s = {f, src, k, g};
+        wren_job_for(job, m, 1, quantize_rows, &s);
+        wren_job_matmuls(job, a, n, ws, ys);
+    }
+}
+
+static void job_product(wren_job *job, const fwd *f, const float *src, int64_t m, int64_t k, const wren_weights *w,
+                        float *y) {
+    job_products(job, f, src, m, k, 1, &w, &y);
 }
 
 static void rope_vec(float *x, const float *cs, const float *sn, int rope_dim, int neox) {
@@ -296,6 +325,25 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
+/* x rounded to the nearest fp16 value (ties to even), as a float: wren_fp16_to_f32(wren_f32_to_fp16(x)) without the
+ * branches on the common paths */
+static inline float fp16_round(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    const uint32_t a = b & 0x7fffffffu;
+    if (a >= 0x38800000u && a < 0x477ff000u) {         /* the result is a normal fp16: drop 13 mantissa bits */
+        b += 0xfffu + ((b >> 13) & 1u);
+        b &= ~0x1fffu;
+        memcpy(&x, &b, sizeof x);
+        return x;
+    }
+    if (a < 0x38800000u) {                              /* subnormal fp16: a multiple of 2^-24, where 0.5 + |x| has */
+        const float r = (fabsf(x) + 0.5f) - 0.5f;       /* its ulp */
+        return copysignf(r, x);
+    }
+    return wren_fp16_to_f32(wren_f32_to_fp16(x));       /* overflow to inf, nan */
+}
+
 /* attention for (token, head) pairs: index i = t * n_heads + h; output into xn (n, q_dim) */
 static void attention(void *p, int64_t b, int64_t e, int ith) {
     const fwd *f = p;
@@ -314,21 +362,25 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         const float *q = ctx->q + t * q_dim(c) + (size_t)h * hd;
         const uint16_t *kc = ctx->k_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
         const uint16_t *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
+        /* llama.cpp's rounding points (with its fp16 cache and no flash attention): q goes to fp16 for q.k, the
+         * softmax sums in double, and the probabilities go to fp16 for p.v */
+        float qh[1024];     /* head_dim <= 1024 (wren_model_check) */
+        for (int d = 0; d < hd; d++) qh[d] = fp16_round(q[d]);
         float mx = -INFINITY;
         for (int64_t j = start; j <= pos; j++) {
-            const float s = vec->dot_f16(q, kc + j * hd, hd) * c->attn_scale;
+            const float s = vec->dot_f16(qh, kc + j * hd, hd) * c->attn_scale;
             scores[j] = s;
             if (s > mx) mx = s;
         }
-        float sum = 0.0f;
+        double sum = 0.0;
         for (int64_t j = start; j <= pos; j++) {
             scores[j] = expf(scores[j] - mx);
             sum += scores[j];
         }
-        const float inv = 1.0f / sum;
+        const float inv = (float)(1.0 / sum);
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int64_t j = start; j <= pos; j++) vec->axpy_f16(out, scores[j] * inv, vc + j * hd, hd);
+        for (int64_t j = start; j <= pos; j++) vec->axpy_f16(out, fp16_round(scores[j] * inv), vc + j * hd, hd);
     }
 }
 
@@ -390,33 +442,28 @@ static void forward_job(wren_job *job, void *p) {
         const wren_layer *L = &f->m->layers[l];
         norm_step n1 = {f, L->attn_norm};
         wren_job_for(job, n, 1, norm_rows, &n1);
-        job_quantize(job, f, ctx->xn, n, c->dim);
         const wren_weights *qkv[] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[] = {ctx->q, ctx->k, ctx->v};
-        wren_job_matmuls(job, &ctx->act, 3, qkv, qkv_out);
+        job_products(job, f, ctx->xn, n, c->dim, 3, qkv, qkv_out);
         wren_job_for(job, n, 1, qkv_post, f);
         wren_job_for(job, n * c->n_heads, 1, attention, f);
-        job_quantize(job, f, ctx->xn, n, q_dim(c));
-        wren_job_matmul(job, &L->wo, &ctx->act, ctx->o);
+        job_product(job, f, ctx->xn, n, q_dim(c), &L->wo, ctx->o);
         residual_step r1 = {f, L->post_attn_norm};
         wren_job_for(job, n, 1, residual_rows, &r1);
         norm_step n2 = {f, L->ffn_norm};
         wren_job_for(job, n, 1, norm_rows, &n2);
-        job_quantize(job, f, ctx->xn, n, c->dim);
         const wren_weights *gate_up[] = {&L->w_gate, &L->w_up};
         float *const gate_up_out[] = {ctx->gate, ctx->up};
-        wren_job_matmuls(job, &ctx->act, 2, gate_up, gate_up_out);
+        job_products(job, f, ctx->xn, n, c->dim, 2, gate_up, gate_up_out);
         wren_job_for(job, n, 1, glu_rows, f);
-        job_quantize(job, f, ctx->gate, n, c->ffn_dim);
-        wren_job_matmul(job, &L->w_down, &ctx->act, ctx->o);
+        job_product(job, f, ctx->gate, n, c->ffn_dim, &L->w_down, ctx->o);
         residual_step r2 = {f, L->post_ffn_norm};
         wren_job_for(job, n, 1, residual_rows, &r2);
     }
     if (!f->logits) return;
     const int64_t n_out = f->all_logits ? n : 1;
     wren_job_for(job, n_out, 1, final_norm_rows, f);
-    job_quantize(job, f, ctx->xn, n_out, c->dim);
-    wren_job_matmul(job, &f->m->output, &ctx->act, f->logits);
+    job_product(job, f, ctx->xn, n_out, c->dim, &f->m->output, f->logits);
 }
 
 int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,

@@ -95,6 +95,9 @@ typedef struct {
 /* Reference kernels (quant.c, ref.c), and the helpers SIMD tails may call. */
 extern const wren_kernel_set wren_kernels_ref;
 void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+/* one fp32 scale per 256 values (k a multiple of 256), replicated into the 8 block slots: Q8_K's rounding */
+enum { WREN_QK_K = 256 };
+void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
 /* one row r (0 <= r < R) of a packed tile column range, against activation row i: the scalar twin of the SIMD
  * inner loop, for tails and tests */
 float wren_dot_tile_row_ref(int format, const uint8_t *w, int rows, int interleave, int64_t k, int r,

@@ -249,6 +249,34 @@ void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, i
     }
 }
 
+/* Blocks of 32 that share one scale per 256 values (the Q8_K scheme llama.cpp uses for the activations of K-quant
+ * matrices): id = 127 / max|x| over the 256, q = round_half_even(x id), d = 1 / id kept in fp32 (not rounded to
+ * fp16) and written into each of the 8 block slots, so every kernel reads it as it reads a block's own scale. */
+void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    for (int64_t g = 0; g < k / WREN_QK_K; g++) {
+        const float *xg = x + g * WREN_QK_K;
+        float amax = 0.0f;
+        for (int j = 0; j < WREN_QK_K; j++) {
+            const float a = fabsf(xg[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const float dg = amax != 0.0f ? 1.0f / id : 0.0f;
+        for (int b = 0; b < WREN_QK_K / WREN_QK; b++) {
+            const float *xb = xg + b * WREN_QK;
+            int8_t *qb = q + g * WREN_QK_K + b * WREN_QK;
+            int32_t s = 0;
+            for (int j = 0; j < WREN_QK; j++) {
+                const int v = round_even(xb[j] * id);
+                qb[j] = (int8_t)v;
+                s += v;
+            }
+            d[g * (WREN_QK_K / WREN_QK) + b] = dg;
+            sum[g * (WREN_QK_K / WREN_QK) + b] = s;
+        }
+    }
+}
+
 int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) {
     if (!x || !act || !act->q || !act->d || !act->sum) return WREN_E_NULL;
     const wren_kernel_set *ks = wren_kernel_set_get(variant);
@@ -258,6 +286,16 @@ int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) 
     const int64_t nb = act->k / WREN_QK;
     for (int64_t i = 0; i < act->m; i++)
         ks->quantize_act(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
+    return WREN_OK;
+}
+
+int wren_quantize_act_k(const float *x, size_t x_len, wren_act *act) {
+    if (!x || !act || !act->q || !act->d || !act->sum) return WREN_E_NULL;
+    if (act->m <= 0 || act->k <= 0 || act->k % WREN_QK_K) return WREN_E_SHAPE;
+    if (x_len < (size_t)(act->m * act->k)) return WREN_E_BUFFER;
+    const int64_t nb = act->k / WREN_QK;
+    for (int64_t i = 0; i < act->m; i++)
+        wren_quantize_act_row_k(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
     return WREN_OK;
 }
 

@@ -77,6 +77,7 @@ typedef struct {
     int64_t k;              /* columns (inputs), a multiple of 32 */
     const void *data;       /* (ceil(n / R), k / 32) tiles; rows past n are zero */
     size_t bytes;
+    int32_t act_group;      /* values per activation scale in the forward pass: 32 (0 means 32) or 256 */
 } wren_weights;
 
 size_t wren_packed_bytes(int variant, int format, int64_t n, int64_t k);   /* 0 when the arguments are invalid */
@@ -100,6 +101,10 @@ typedef struct {
 size_t wren_act_bytes(int64_t m, int64_t k);      /* 0 when the arguments are invalid */
 int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k);   /* buf: 64-byte aligned */
 int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act);
+/* The same blocks of 32, but every 256 values (k a multiple of 256) share one scale d = 1 / (127 / max|x|), kept in
+ * fp32 and written into each of the 8 blocks' slots: llama.cpp's Q8_K rounding for the inputs of K-quant matrices.
+ * Any variant's kernels read it as they read blocks of 32. */
+int wren_quantize_act_k(const float *x, size_t x_len, wren_act *act);
 
 /* ---- thread pool ------------------------------------------------------------------------------------------------
  * Persistent workers; the caller hands out a job and sleeps until it is done. Workers take work in chunks from an
@@ -144,6 +149,8 @@ enum {
 size_t wren_ggml_bytes(int ggml_type, int64_t n);          /* 0 when unknown or n is not whole blocks */
 int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n, float *dst, size_t dst_len);
 int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
+/* Q5_0 blocks as Q8_0 blocks with the same fp16 scale (q - 16 fits an int8): exact */
+int wren_q5_0_to_q8_0(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
 
 /* Row r of packed weights as floats (embedding lookup from a matrix that is also the tied output layer). */
 int wren_weights_row(const wren_weights *w, int64_t r, float *out, int64_t out_len);

@@ -1,9 +1,16 @@
 """Loading a GGUF model into runtime formats, and running it.
 
 Weight policy (`mixed` by default):
-- mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K folds into Q4_1 blocks of 32; every wider type
-  (Q5_0, Q5_1, Q5_K, Q6_K, F16, BF16, F32) is requantized to int8 (Q8_0).
+- mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K folds into Q4_1 blocks of 32; Q5_0 becomes Q8_0 blocks
+  with the same scale (exact); every wider type (Q5_1, Q5_K, Q6_K, F16, BF16, F32) is requantized to int8 (Q8_0).
 - int4: every matrix int4: Q4_0 / Q4_1 as they are, Q4_K folded, everything else requantized to Q4_0.
+
+Activation blocks (`act_blocks`): the forward pass quantizes each matrix's input to int8 blocks of 32.
+- "llama.cpp" (the default): as llama.cpp does, the inputs of matrices that the file stores as K-quants (Q4_K, Q5_K,
+  Q6_K) share one fp32 scale per 256 values (its Q8_K); all others have an fp16 scale per block of 32 (Q8_0).
+  Wren's logits then follow llama.cpp's, outliers and all (docs/parity.md).
+- "32": every block of 32 has its own scale: closer to an exact forward pass, a little lower perplexity where
+  activations have outliers (Qwen2.5), further from llama.cpp there.
 Tied embeddings (no output.weight) are converted once and serve as both the lookup table and the output layer.
 """
 from __future__ import annotations
@@ -26,6 +33,8 @@ from wren.engine.models import HParams, architecture_for
 from wren.engine.native import Format, PackedWeights, Pool
 
 POLICIES = ("mixed", "int4")
+ACT_BLOCKS = ("llama.cpp", "32")
+K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
 DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
 CHUNK_VALUES = 1 << 24  # values dequantized at a time when requantizing (64 MiB of floats)
@@ -76,6 +85,10 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
     fmt = runtime_format(t.type_name, policy)
     if t.type_name in DIRECT and fmt == DIRECT[t.type_name]:
         plain = raw
+    elif t.type_name == "Q5_0" and fmt == Format.Q8_0:
+        plain = np.empty(n * k // 32 * 34, dtype=np.uint8)
+        native.check(lib.wren_q5_0_to_q8_0(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
+                                           plain.nbytes), f"convert {name}")
     elif t.type_name == "Q4_K" and fmt == Format.Q4_1:
         plain = np.empty(n * k // 32 * 20, dtype=np.uint8)
         native.check(lib.wren_q4_k_to_q4_1(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
@@ -119,9 +132,12 @@ class Model:
     """A model in runtime formats: the wren_model struct and every buffer it points at."""
 
     def __init__(self, path: str | Path, policy: str = "mixed",
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, act_blocks: str = "llama.cpp"):
         if policy not in POLICIES:
             raise ValueError(f"weight policy {policy!r} is not one of {', '.join(POLICIES)}")
+        if act_blocks not in ACT_BLOCKS:
+            raise ValueError(f"activation blocks {act_blocks!r} are not one of {', '.join(ACT_BLOCKS)}")
+        self.act_blocks = act_blocks
         start = time.perf_counter()
         self.path = Path(path)
         self.policy = policy
@@ -145,10 +161,11 @@ class Model:
         def convert(name: str) -> PackedWeights:
             if not hasattr(scratch, "buf"):
                 scratch.buf = np.empty(CHUNK_VALUES, dtype=np.float32)
-            if name in fused:
-                src, row0, n = fused[name]
-                return convert_matrix(g, src, policy, row0, n, scratch=scratch.buf)
-            return convert_matrix(g, name, policy, scratch=scratch.buf)
+            src, row0, n = fused[name] if name in fused else (name, 0, None)
+            w = convert_matrix(g, src, policy, row0, n, scratch=scratch.buf)
+            if act_blocks == "llama.cpp" and g.tensors[src].type_name in K_QUANTS:
+                w.struct.act_group = 256
+            return w
 
         workers = max(1, min(len(os.sched_getaffinity(0)), 4))
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -247,9 +247,10 @@ class PackedWeights:
 
 
 class Activations:
-    """Rows of activations quantized to int8 blocks of 32 (scale and block sum per block)."""
+    """Rows of activations quantized to int8 blocks of 32 (scale and block sum per block); scale_group=256 shares
+    one fp32 scale between the 8 blocks of every 256 values (llama.cpp's Q8_K, for K-quant matrices)."""
 
-    def __init__(self, x, variant: Variant = Variant.REFERENCE):
+    def __init__(self, x, variant: Variant = Variant.REFERENCE, scale_group: int = QK):
         rows = _float_rows(x)
         self.m, self.k = rows.shape
         nbytes = lib.wren_act_bytes(self.m, self.k)
@@ -258,10 +259,16 @@ class Activations:
         self._buf = aligned_empty(nbytes)
         self.struct = ffi.new("wren_act *")
         check(lib.wren_act_init(self.struct, ffi.from_buffer(self._buf), nbytes, self.m, self.k), "activations")
-        check(
-            lib.wren_quantize_act(Variant(variant), ffi.from_buffer("float[]", rows), rows.size, self.struct),
-            f"quantize activations with {Variant(variant).label}",
-        )
+        if scale_group == 256:
+            check(lib.wren_quantize_act_k(ffi.from_buffer("float[]", rows), rows.size, self.struct),
+                  "quantize activations with scales per 256 values")
+        elif scale_group == QK:
+            check(
+                lib.wren_quantize_act(Variant(variant), ffi.from_buffer("float[]", rows), rows.size, self.struct),
+                f"quantize activations with {Variant(variant).label}",
+            )
+        else:
+            raise InvalidArgumentError(lib.WREN_E_SHAPE, f"activation scale group {scale_group}: 32 or 256")
 
     def _view(self, ptr, dtype, count) -> np.ndarray:
         return np.frombuffer(ffi.buffer(ptr, count * np.dtype(dtype).itemsize), dtype=dtype)

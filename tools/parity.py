@@ -1,6 +1,6 @@
 """Parity figures of one model against llama.cpp's reference outputs, under a weight policy, and its perplexity.
 
-    python tools/parity.py MODEL.gguf REFERENCE.json [--policy mixed|int4] [--text FILE]
+    python tools/parity.py MODEL.gguf REFERENCE.json [--policy mixed|int4] [--act-blocks llama.cpp|32] [--text FILE]
 
 Prints: top-1 agreement over every prompt position, the worst top-16 logit difference, how many 24-token greedy
 continuations are identical, and (with --text) the perplexity over the text in windows of 512 tokens.
@@ -12,13 +12,14 @@ import math
 import numpy as np
 
 from wren.engine import native
-from wren.engine.model import Model
+from wren.engine.model import ACT_BLOCKS, Model
 from wren.engine.tokenizer import Tokenizer
 
 
 def parity(m: Model, ref: dict, pool) -> dict:
     agree = total = 0
     worst = 0.0
+    sq = []
     same = 0
     for p in ref["prompts"]:
         ids = p["ids"]
@@ -28,7 +29,9 @@ def parity(m: Model, ref: dict, pool) -> dict:
         for i, top in enumerate(p["top16_per_position"]):
             agree += int(np.argmax(logits[i]) == top["ids"][0])
             total += 1
-            worst = max(worst, float(np.abs(logits[i][top["ids"]] - np.array(top["logits"])).max()))
+            diff = logits[i][top["ids"]] - np.array(top["logits"])
+            worst = max(worst, float(np.abs(diff).max()))
+            sq.append(diff ** 2)
         out, pos, tok = [], len(ids), int(np.argmax(logits[-1]))
         for _ in range(len(want)):
             out.append(tok)
@@ -36,6 +39,7 @@ def parity(m: Model, ref: dict, pool) -> dict:
             pos += 1
         same += int(out == want)
     return {"top1": f"{agree}/{total}", "top1_pct": round(100 * agree / total, 1), "worst_top16": round(worst, 3),
+            "rms_top16": round(float(np.sqrt(np.mean(np.concatenate(sq)))), 4),
             "greedy_identical": f"{same}/{len(ref['prompts'])}"}
 
 
@@ -62,12 +66,14 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("reference")
     ap.add_argument("--policy", default="mixed", choices=["mixed", "int4"])
+    ap.add_argument("--act-blocks", default="llama.cpp", choices=list(ACT_BLOCKS),
+                    help="activation blocks of K-quant matrices (engine/model.py)")
     ap.add_argument("--text")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    m = Model(args.model, args.policy)
+    m = Model(args.model, args.policy, act_blocks=args.act_blocks)
     ref = json.loads(open(args.reference, encoding="utf-8").read())
-    out = {"model": m.path.name, "policy": args.policy, "formats": m.stats.formats}
+    out = {"model": m.path.name, "policy": args.policy, "act_blocks": args.act_blocks, "formats": m.stats.formats}
     with native.Pool(args.threads) as pool:
         out.update(parity(m, ref, pool))
         if args.text:

@@ -1,13 +1,16 @@
 """The C forward pass: small random-weight models of every architecture against a float64 numpy forward pass, the
 KV cache, threads; and the three real models against llama.cpp's reference outputs.
 
-Tolerance for real models, and why: activations enter every matrix product as int8 blocks of 32 (as in llama.cpp),
-which puts noise of a few tenths of a logit on the final logits; it differs between two implementations because it
-hinges on rounding decisions. Measured against an exact float64 forward pass over the same dequantized weights,
-llama.cpp's own top-16 logits are off by about 0.25 (RMS) and up to ~0.8. We therefore require (a) that Wren is no
-farther from the float64 result than llama.cpp is (RMS within 1.25x of llama.cpp's), and (b) that every top-16 logit
-is within 1.5 of llama.cpp's (two independent errors of up to ~0.8 each), with the top-1 token the same at 98% or
-more of all prompt positions.
+Tolerance for real models, and why: activations enter every matrix product as int8 blocks (as in llama.cpp), which
+puts noise of a few tenths of a logit on the final logits; it differs between two implementations because it hinges
+on rounding decisions (two builds of llama.cpp itself, AVX2 and AVX-512, differ by 0.10-0.23 RMS on these prompts).
+Measured against an exact float64 forward pass over the same dequantized weights, llama.cpp's own top-16 logits are
+off by about 0.25 (RMS), and by 1.5 on Qwen2.5, whose activation outliers meet llama.cpp's scales per 256 values. We
+therefore require (a) that Wren is no farther from the float64 result than llama.cpp is (RMS within 1.25x of
+llama.cpp's), and that its blocks of 32 are closer still; (b) that where the top-1 token differs from llama.cpp's,
+it is a near-tie or the float64 pass sides with Wren; and (c) the agreement figures of docs/parity.md: top-1 the same
+at 98% of all prompt positions and 4 of 5 greedy continuations identical, or, where a model falls short of that,
+the floor recorded below.
 """
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ gguf = pytest.importorskip("gguf")
 
 import numpy_forward  # noqa: E402
 from wren.engine import gguffile, native  # noqa: E402
-from wren.engine.model import Model  # noqa: E402
+from wren.engine.model import K_QUANTS, Model  # noqa: E402
 
 ARCHS = ["llama", "qwen2", "gemma3", "phi3"]
 
@@ -165,6 +168,53 @@ def test_bad_positions_and_tokens_are_refused(tmp_path):
         m.context(16, 8, 1).forward([1], 0, pool)  # the context was sized for one thread
 
 
+def test_activation_scales_per_256_values():
+    """llama.cpp's Q8_K rounding for the inputs of K-quant matrices: one fp32 scale d = 1 / (127 / max|x|) per 256
+    values, written into each of the 8 blocks' slots, q = x * (127 / max|x|) rounded half to even."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3, 768)) * np.array([1.0, 30.0, 0.01])[:, None]).astype(np.float32)
+    x[0, 7] = 200.0  # an outlier coarsens the 255 values of its group, and no other
+    x[2, 256:512] = 0.0
+    a = native.Activations(x, scale_group=256)
+    g = x.reshape(3, 3, 256)
+    amax = np.abs(g).max(axis=2)
+    with np.errstate(divide="ignore"):
+        iscale = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+        d = np.where(iscale > 0, np.float32(1) / iscale, np.float32(0)).astype(np.float32)
+    q = np.rint(g * iscale[..., None]).astype(np.int8)  # float32 products, rounded half to even
+    assert np.array_equal(a.q.reshape(3, 3, 256), q)
+    assert np.array_equal(a.d.reshape(3, 3, 8), np.repeat(d[..., None], 8, axis=2))
+    assert np.array_equal(a.sum, q.reshape(3, 24, 32).sum(axis=2, dtype=np.int32))
+    assert (a.d[0, 8:] < a.d[0, 0] / 10).all()  # the outlier's scale stays in its own group
+    with pytest.raises(native.InvalidArgumentError):
+        native.Activations(x[:, :288], scale_group=256)  # k must be whole groups of 256
+
+
+def test_forward_with_activation_scales_per_256_values(tmp_path):
+    """A product whose weights ask for act_group 256 reads activations quantized that way: the forward pass still
+    follows float64, differs from blocks of 32, and mixes both kinds within one step (q, k, v)."""
+    path = write_synthetic(tmp_path / "l.gguf", "llama", dim=256, n_heads=4, n_kv=2, ffn=512)
+    tokens = [3, 17, 42, 5, 88, 1, 60, 7]
+    exact = numpy_forward.forward(gguffile.read(path), tokens)
+    m = Model(path)
+    blocks32 = m.context(32, 32, 1).forward(tokens, 0, None, all_logits=True)
+    for L in m.layers[0:m.hp.n_layers]:
+        for field in ("wq", "wv", "wo", "w_gate", "w_down"):  # wk, w_up keep blocks of 32
+            getattr(L, field).act_group = 256
+    with native.Pool(2) as pool:
+        grouped = m.context(32, 32, 2).forward(tokens, 0, pool, all_logits=True)
+    assert not np.array_equal(grouped, blocks32)
+    scale = np.abs(exact).max()
+    assert np.abs(grouped - exact).max() <= 0.05 * scale
+    assert np.corrcoef(grouped.ravel(), exact.ravel())[0, 1] > 0.999
+    steps = m.context(32, 32, 1)
+    one_by_one = np.stack([steps.forward([t], i, None)[0] for i, t in enumerate(tokens)])
+    np.testing.assert_allclose(one_by_one, grouped, atol=1e-3 * np.abs(grouped).max())
+    m.layers[0].wq.act_group = 64  # neither 32 nor 256
+    with pytest.raises(native.InvalidArgumentError):
+        m.context(32, 32, 1)
+
+
 # ---- the real models against llama.cpp --------------------------------------------------------------------------
 
 
@@ -172,11 +222,11 @@ def test_bad_positions_and_tokens_are_refused(tmp_path):
 def loaded():
     cache = {}
 
-    def get(name, path, policy="mixed"):
-        if (name, policy) not in cache:
+    def get(name, path, policy="mixed", act_blocks="llama.cpp"):
+        if (name, policy, act_blocks) not in cache:
             cache.clear()  # one model in memory at a time
-            cache[(name, policy)] = Model(path, policy)
-        return cache[(name, policy)]
+            cache[(name, policy, act_blocks)] = Model(path, policy, act_blocks=act_blocks)
+        return cache[(name, policy, act_blocks)]
     return get
 
 
@@ -198,6 +248,13 @@ def real_logits(model, ids, pool):
 
 
 NEAR_TIE = 0.5  # logits: two candidates this close are a coin toss for int8-activation noise (see the header)
+
+# Agreement with llama.cpp under the default weight policy and activation blocks: top-1 share of all prompt positions,
+# and greedy continuations identical out of 5. The target is 98% and 4; the models below fall short of it and keep
+# the floor given here (docs/parity.md, "What is left": every remaining departure is a near-tie or settled by
+# float64, and llama.cpp's own AVX-512 build misses the target on these models too).
+TARGET = (0.98, 4)
+FLOOR = {"Gemma-3-270M": (0.97, 4), "Qwen2.5-Coder-1.5B-Instruct": (0.95, 3)}
 
 
 def test_real_model_matches_llama_cpp(real_model, loaded, oracle):
@@ -239,7 +296,7 @@ def test_real_model_matches_llama_cpp(real_model, loaded, oracle):
     print(f"{name}: top-1 agreement with llama.cpp {agree}/{total} ({100 * agree / total:.1f}%); "
           f"{total - agree - settled} near-ties, {settled} settled by float64 in Wren's favour; "
           f"worst top-16 logit difference {worst:.3f}")
-    assert agree / total >= 0.9
+    assert agree / total >= FLOOR.get(name, TARGET)[0]
 
 
 def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded, oracle):
@@ -260,6 +317,31 @@ def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded, oracle)
     rms_ref = float(np.sqrt(np.mean(np.concatenate(e_ref) ** 2)))
     print(f"{name}: RMS distance of the top-16 logits to float64 - wren {rms_ours:.3f}, llama.cpp {rms_ref:.3f}")
     assert rms_ours <= 1.25 * rms_ref
+
+
+def test_blocks_of_32_are_closer_to_float64(real_model, loaded, oracle):
+    """The accuracy price of the default activation blocks: for the inputs of K-quant matrices llama.cpp (and Wren by
+    default) shares one scale between 256 values; with a scale per block of 32 Wren's logits are closer to the
+    float64 forward pass, by far on Qwen2.5 where one outlier coarsens 255 neighbours."""
+    name, path, ref = real_model
+    m = loaded(name, path)
+    exact = oracle(name, m, ref)
+    if not any(t.type_name in K_QUANTS for t in m.gguf.tensors.values()):
+        pytest.skip(f"{name} has no K-quant matrices: both settings are the same")
+
+    def rms_to_exact(model):
+        err = []
+        with native.Pool(2) as pool:
+            for p, ex in zip(ref["prompts"], exact):
+                logits = real_logits(model, p["ids"], pool)
+                err += [logits[i][top["ids"]] - ex[i][top["ids"]] for i, top in enumerate(p["top16_per_position"])]
+        return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
+
+    default = rms_to_exact(m)
+    blocks32 = rms_to_exact(loaded(name, path, act_blocks="32"))
+    print(f"{name}: RMS distance of the top-16 logits to float64 - scales per 256 values for K-quants {default:.3f}, "
+          f"per block of 32 {blocks32:.3f}")
+    assert blocks32 < default
 
 
 def greedy(model, ids, n, pool):
@@ -293,3 +375,4 @@ def test_real_model_greedy_continuations(real_model, loaded):
     print(f"{name}: greedy continuations identical for {same} of {len(ref['prompts'])} prompts; "
           f"departures (step, Wren's margin): {[(j, round(mg, 3)) for j, mg in departures]}")
     assert all(0 <= mg <= NEAR_TIE for _, mg in departures)
+    assert same >= FLOOR.get(name, TARGET)[1]

@@ -358,6 +358,9 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         self.show_error("")
         self._show_engine()
+        from wren.gui.settings_dialog import warm_model_cache
+
+        asyncio.ensure_future(asyncio.to_thread(warm_model_cache))  # the settings dialog then opens at once
         return True
 
     def _offer_fetch(self, why: str) -> None:

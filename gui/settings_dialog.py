@@ -111,6 +111,19 @@ def _describe(path: Path) -> catalog.ModelInfo:
     return info
 
 
+def warm_model_cache() -> int:
+    """Describe every installed model ahead of time (on a worker thread), so that the dialog opens at once.
+    Returns how many were described; damaged files are skipped (the dialog shows their error when it opens)."""
+    n = 0
+    for m in catalog.installed():
+        try:
+            _describe(m.path)
+            n += 1
+        except Exception:  # listed with its error by the dialog itself
+            pass
+    return n
+
+
 # ---- background jobs -------------------------------------------------------------------------------------------
 
 

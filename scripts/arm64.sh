@@ -81,7 +81,9 @@ fi
 
 # ---- the userland: debootstrap's first stage here, its second stage inside (arm64 code under qemu) -------------
 if [ ! -e "$root/.wren-userland-ready" ]; then
-    rm -rf "$root"
+    # a run that was killed may have left its mounts: never let rm reach the host's /dev or /sys through them
+    for m in proc sys dev; do ! mountpoint -q "$root/$m" || umount -l "$root/$m"; done
+    rm -rf --one-file-system "$root"
     log "debootstrap $suite arm64, first stage ($(elapsed))"
     debootstrap --arch=arm64 --foreign --variant=minbase \
         --include=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev \

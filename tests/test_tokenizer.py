@@ -185,13 +185,24 @@ def test_hf_tokenizers_agree_on_random_text(model_tok):
         pytest.skip("only the BPE models have merges HF tokenizers can load")
     hf = _hf_bpe(tok)
 
+    # control characters are left out: where the vocabulary has no token for a control byte, llama.cpp drops it
+    # (and Wren with it: test_control_bytes_without_a_token_are_dropped) while HF may merge it with its neighbours
     @settings(max_examples=150, deadline=None)
-    @given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn", "Co"), max_codepoint=0x2FFFF),
-                        max_size=40))
+    @given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn", "Co", "Cc"),
+                                               max_codepoint=0x2FFFF), max_size=40))
     def check(text):
         assert tok.encode(text, add_special=False) == hf.encode(text, add_special_tokens=False).ids
 
     check()
+
+
+def test_control_bytes_without_a_token_are_dropped(model_tok):
+    """As llama.cpp 0.3.36 does (measured with llama-cpp-python): SmolLM2's vocabulary has no token for byte 0x16,
+    so ':\x16:' is ':' ':' there, where HF tokenizers gives one merged token."""
+    name, tok, _ = model_tok
+    expected = {"SmolLM2-135M-Instruct": [42, 42], "Qwen2.5-Coder-1.5B-Instruct": [25, 210, 25],
+                "Gemma-3-270M": [236787, 260, 236787]}[name]
+    assert tok.encode(":\x16:", add_special=False) == expected
 
 
 def _hf_bpe(tok):

@@ -44,12 +44,15 @@ def quote_data(text: str, tag: str) -> str:
 
 
 async def _complete(engine: Engine, messages: list[dict], sampling: SamplingParams, max_new_tokens: int,
-                    on_token: Callable[[str], None] | None = None) -> Done:
+                    on_token: Callable[[str], None] | None = None,
+                    on_prefill: Callable[[int, int], None] | None = None) -> Done:
     done = None
     async for ev in engine.generate(Request(messages=messages, sampling=sampling, max_new_tokens=max_new_tokens,
                                             trim=False)):
         if isinstance(ev, Token) and on_token:
             on_token(ev.text)
+        elif isinstance(ev, Progress) and on_prefill:
+            on_prefill(ev.done, ev.total)
         elif isinstance(ev, Done):
             done = ev
     assert done is not None
@@ -385,22 +388,10 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
     part_tokens = max(32, min(answer_tokens, budget // 3))  # so that each round shrinks the text
 
     async def one(chunk: str, part: str, lo: float, hi: float, stream: bool) -> Done:
-        total = [1]
-        done = None
-        limit = answer_tokens if stream else part_tokens
-        async for ev in engine.generate(Request(messages=summary_messages(chunk, style, length, part),
-                                                sampling=params, max_new_tokens=limit, trim=False)):
-            if isinstance(ev, Progress):  # prefill: the first half of this step's share
-                total[0] = max(ev.total, 1)
-                report(lo + (hi - lo) * 0.5 * ev.done / total[0])
-            elif isinstance(ev, Token):
-                if stream and on_token:
-                    on_token(ev.text)
-            elif isinstance(ev, Done):
-                done = ev
-        assert done is not None
-        if done.reason == "error":
-            raise ModeError(done.error)
+        # the prefill fills the first half of this step's share of the bar
+        done = await _complete(engine, summary_messages(chunk, style, length, part), params,
+                               answer_tokens if stream else part_tokens, on_token if stream else None,
+                               lambda d, t: report(lo + (hi - lo) * 0.5 * d / max(t, 1)))
         report(hi)
         return done
 

@@ -51,3 +51,14 @@ def real_model(request):
     """(name, path, reference dict) for each of the three real models."""
     name = request.param
     return name, model_or_skip(name), json.loads(reference_file(REFERENCE_FILES[name]).read_text())
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A small valid GGUF (a random-weight llama) at tmp_path/src/tiny-llama.gguf."""
+    from test_forward import write_synthetic
+
+    path = tmp_path / "src" / "tiny-llama.gguf"
+    path.parent.mkdir()
+    write_synthetic(path, "llama")
+    return path

@@ -14,7 +14,6 @@ from wren.engine import catalog, pypi_models
 from wren.engine.gguffile import GGUFError
 
 gguf = pytest.importorskip("gguf")
-from test_forward import write_synthetic  # noqa: E402
 
 
 @pytest.fixture
@@ -22,14 +21,6 @@ def library(tmp_path, monkeypatch):
     monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("WREN_MODELS_DIR", raising=False)
     return tmp_path / "data" / "models"
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "src" / "tiny-llama.gguf"
-    path.parent.mkdir()
-    write_synthetic(path, "llama")
-    return path
 
 
 def sha(path: Path) -> str:

@@ -28,7 +28,6 @@ from wren.engine.topology import read_topology  # noqa: E402
 from wren.gui.settings_dialog import TOUCH_HEIGHT, SettingsDialog  # noqa: E402
 
 gguf = pytest.importorskip("gguf")
-from test_forward import write_synthetic  # noqa: E402
 
 RK3588_CPUS = list(range(8))
 
@@ -44,14 +43,6 @@ def library(tmp_path, monkeypatch):
     """An empty model library of this test (the real models stay visible through WREN_MODELS_DIR)."""
     monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data" / "models"
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "src" / "tiny-llama.gguf"
-    path.parent.mkdir()
-    write_synthetic(path, "llama")
-    return path
 
 
 def make(qtbot, settings=None, topo=None, **kwargs) -> SettingsDialog:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeySequence, QPalette, QShortcut
+from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
                                QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
@@ -389,7 +389,7 @@ class MainWindow(QMainWindow):
     async def apply_settings(self, new: Settings) -> None:
         if self.settings_path is not None:
             wsettings.save(new, self.settings_path)
-        old, self.settings = self.settings, new
+        self.settings = new
         apply_theme(new.theme, new.font_size)
         if self.engine is None:
             await self.load_engine(new)

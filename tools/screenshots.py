@@ -15,7 +15,6 @@ from pathlib import Path
 import qasync
 from PySide6.QtWidgets import QApplication
 
-from wren.engine.sampling import SamplingParams
 from wren.engine.settings import Settings
 from wren.gui.main_window import MainWindow
 from wren.gui.store import Store

@@ -428,13 +428,13 @@ def cmd_window(args: argparse.Namespace) -> int:
             or os.environ.get("QT_QPA_PLATFORM") == "offscreen"):
         print("No display found. Wren's command line works without one:\n"
               "  wren info                         CPU features, chosen kernels, big/LITTLE layout\n"
-              "  wren chat                          chat in the terminal (Ctrl+C stops an answer)\n"
-              "  wren email --points TEXT           draft an email (--to, --thread FILE, --tone, --length)\n"
-              "  wren reply FILE                    three short replies to a message\n"
-              "  wren summarize FILE                summarize a text (--style, --length)\n"
-              "  wren models list                   installed and known models (fetch, import, remove)\n"
-              "  wren run --raw [--greedy] FILE     continue a text file with the default model (SmolLM2-135M)\n"
-              "  wren tokenize FILE                 token ids of a text file\n"
+              "  wren chat                         chat in the terminal (Ctrl+C stops an answer)\n"
+              "  wren email --points TEXT          draft an email (--to, --thread FILE, --tone, --length)\n"
+              "  wren reply FILE                   three short replies to a message\n"
+              "  wren summarize FILE               summarize a text (--style, --length)\n"
+              "  wren models list                  installed and known models (fetch, import, remove)\n"
+              "  wren run --raw [--greedy] FILE    continue a text file with the default model (SmolLM2-135M)\n"
+              "  wren tokenize FILE                token ids of a text file\n"
               "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
               "  wren bench --kernels               kernel speed against this machine's memory bandwidth")
         return 0

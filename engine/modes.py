@@ -233,6 +233,11 @@ def clean_reply(line: str, max_words: int = 16) -> str:
     return s
 
 
+def _reply_key(reply: str) -> str:
+    """What makes two replies the same: their words, without case and punctuation."""
+    return re.sub(r"\W+", " ", reply.lower()).strip()
+
+
 def parse_replies(text: str) -> list[str]:
     """Distinct, non-empty reply lines from what the model wrote, in order."""
     out: list[str] = []
@@ -241,7 +246,7 @@ def parse_replies(text: str) -> list[str]:
         if not line.strip() or line.strip().endswith(":") and len(line.split()) <= 4:
             continue
         r = clean_reply(line)
-        key = re.sub(r"\W+", " ", r.lower()).strip()
+        key = _reply_key(r)
         if len(key) < 2 or key in seen or key.startswith("no reply") or "a reply that" in key:
             continue
         seen.add(key)
@@ -270,7 +275,7 @@ async def smart_reply(engine: Engine, message: str, sampling: SamplingParams | N
     if not replies and re.match(r"^\s*no reply", done.text, re.I):
         return SmartReplies(no_reply_needed=True, reason="the model says it needs no reply")
     # a model that ignored the format: ask for each missing intent on its own, with a new seed each try
-    keys = {re.sub(r"\W+", " ", r.lower()).strip() for r in replies}
+    keys = {_reply_key(r) for r in replies}
     seed = params.seed if params.seed is not None else 0
     for attempt in range(attempts):
         if len(replies) >= 3:
@@ -284,7 +289,7 @@ async def smart_reply(engine: Engine, message: str, sampling: SamplingParams | N
             if one.reason == "cancelled":
                 return SmartReplies(replies, reason="cancelled")
             for r in parse_replies(one.text)[:1]:
-                k = re.sub(r"\W+", " ", r.lower()).strip()
+                k = _reply_key(r)
                 if k not in keys:
                     keys.add(k)
                     replies.append(r)

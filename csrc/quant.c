@@ -3,6 +3,14 @@
 #include <stdlib.h>
 #include "internal.h"
 
+/* A product x * id is rounded to float before it is rounded to an integer, as the SIMD quantizers do: no FMA may
+ * fuse it into round_even's addition (GCC contracts by default where the target has FMA, e.g. aarch64). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0"};
 static const size_t format_block_bytes[WREN_N_FORMATS] = {
     sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0)};

@@ -9,6 +9,7 @@
 #
 # --profile: also attributes Wren's decode instructions to files and functions (tools/arm_profile.py).
 # --no-wren: only llama.cpp.
+# WREN_ARM_PYTHONPATH: a quick build of this checkout to measure instead of the userland's (tools/arm_dev_build.sh).
 # --llama DIR: llama-bench-dotprod / llama-bench-i8mm built by tools/build_llama_arm64.sh (optional).
 # Models: SmolLM2-135M-Instruct Q4_1 (the shipped file, from WREN_MODELS_DIR or the userland's copy) and its Q4_0
 # requantization, written once with llama-cpp-python's llama_model_quantize (allow_requantize) when the host
@@ -66,7 +67,7 @@ trap 'rm -rf "$tmp"' EXIT
 instructions() {
     local cpu=$1 plugin=$so,out=$tmp/count; shift
     [ -z "${BLOCKS:-}" ] || plugin=$plugin,blocks=$BLOCKS
-    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 WREN_MAPS_OUT=${MAPS:-} \
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 PYTHONPATH="${WREN_ARM_PYTHONPATH:+$WREN_ARM_PYTHONPATH:}$site" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 WREN_MAPS_OUT=${MAPS:-} \
         qemu-aarch64 -cpu "$cpu" -L "$root" -plugin "$plugin" "$@" > "$tmp/out" 2>&1 \
         || { cat "$tmp/out" >&2; return 1; }
     awk '{print $2}' "$tmp/count"

@@ -205,7 +205,8 @@ int main(void) {
         printf("chosen %s: %s\n", wren_format_name(f), wren_variant_name(wren_variant_chosen(f)));
 
     static const int64_t shapes[][3] = {{1, 32, 1}, {7, 64, 3}, {8, 32, 1},   {13, 96, 5},  {33, 160, 2},
-                                        {64, 256, 9}, {100, 320, 4}, {17, 32, 17}, {576, 576, 1}, {96, 1536, 6}};
+                                        {64, 256, 9}, {100, 320, 4}, {17, 32, 17}, {576, 576, 1}, {96, 1536, 6},
+                                        {20, 96, 7},  {12, 4352, 11}};
     char exercised[256] = "";
     for (int v = 0; v < WREN_N_VARIANTS; v++) {
         if (!wren_variant_available(v)) continue;

@@ -1,5 +1,6 @@
-/* arm_common.h - private to csrc/arch/arm: the packed layout the three Arm kernel sets share, and the few functions
- * one set borrows from another.
+/* arm_common.h - private to csrc/arch/arm: the packed layout of the neon and i8mm sets (dotprod.c has its own,
+ * rows interleaved by 4 bytes, with the same tile sizes), the loads all three use, and the few functions one set
+ * borrows from another.
  *
  * Include it after the file's `#pragma GCC target(...)` and <arm_neon.h>: the inline helpers below are compiled for
  * the ISA of the including file.
@@ -33,12 +34,12 @@ enum {
 /* neon.c: activation quantization (armv8.0), shared by all three sets */
 void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
 
-/* dotprod.c: the SDOT GEMV, which i8mm.c reuses for GEMV and for the odd activation row of its GEMM */
-void wren_arm_dotprod_gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+/* sdot8.c: the SDOT GEMV on this layout, which i8mm.c uses for GEMV and for the odd activation row of its GEMM */
+void wren_arm_sdot8_gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                                 float *y);
-void wren_arm_dotprod_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+void wren_arm_sdot8_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                                 float *y);
-void wren_arm_dotprod_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+void wren_arm_sdot8_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                                 float *y);
 
 /* activation row i of a as a one-row batch, so a GEMV kernel can serve a GEMM's leftover row */
@@ -46,6 +47,14 @@ WREN_ARM_INLINE wren_act wren_arm_act_row(const wren_act *a, int64_t i) {
     const int64_t nb = a->k / WREN_QK;
     wren_act r = {a->q + i * a->k, a->d + i * nb, a->sum + i * nb, 1, a->k};
     return r;
+}
+
+/* the 4 outputs of tile rows r0..r0+3 as stored (rows >= n read as 0) */
+WREN_ARM_INLINE float32x4_t wren_arm_load_tile(const float *y, int64_t r0, int64_t n) {
+    if (r0 + 4 <= n) return vld1q_f32(y + r0);
+    float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t r = 0; r < n - r0; r++) tmp[r] = y[r0 + r];
+    return vld1q_f32(tmp);
 }
 
 /* the 4 outputs of tile rows r0..r0+3; rows >= n are padding and are not written */
@@ -86,6 +95,30 @@ WREN_ARM_INLINE float32x4x2_t wren_arm_ld_f16x8(const uint8_t **p) {
 WREN_ARM_INLINE int8x16x4_t wren_arm_ld1x4(const uint8_t **p) {
     int8x16x4_t r;
     __asm__("ld1 {%S0.16b - %V0.16b}, [%1], #64" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 64));
+    return r;
+}
+
+/* 32 bytes at *p as 2 vectors; *p += 32 */
+WREN_ARM_INLINE int8x16x2_t wren_arm_ld1x2(const int8_t **p) {
+    int8x16x2_t r;
+    __asm__("ld1 {%S0.16b - %T0.16b}, [%1], #32" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 32));
+    return r;
+}
+
+/* 4, 8 or 16 floats at *p as 1, 2 or 4 vectors; *p advances past them */
+WREN_ARM_INLINE float32x4_t wren_arm_ld1_f32x1(const float **p) {
+    float32x4_t r;
+    __asm__("ld1 {%0.4s}, [%1], #16" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 16));
+    return r;
+}
+WREN_ARM_INLINE float32x4x2_t wren_arm_ld1_f32x2(const float **p) {
+    float32x4x2_t r;
+    __asm__("ld1 {%S0.4s - %T0.4s}, [%1], #32" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 32));
+    return r;
+}
+WREN_ARM_INLINE float32x4x4_t wren_arm_ld1_f32x4(const float **p) {
+    float32x4x4_t r;
+    __asm__("ld1 {%S0.4s - %V0.4s}, [%1], #64" : "=w"(r), "+r"(*p) : WREN_ARM_MEM(*p, 64));
     return r;
 }
 

@@ -1,174 +1,215 @@
-/* dotprod.c - Arm kernels with SDOT (armv8.2-a+dotprod: Cortex-A55, A76 and later). Layout: arm_common.h.
+/* dotprod.c - Arm kernels with SDOT (armv8.2-a+dotprod: Cortex-A55, A76 and later).
  *
- * SDOT of a weight vector (rows 2p, 2p+1 of one 8-byte unit) with the matching 8 activation bytes duplicated into
- * both halves (LD4R {.2d} loads the 4 groups of a block at once) leaves lanes [row 2p: 2 partial sums, row 2p+1: 2];
- * one ADDP of the two row-pair accumulators gives the 4 row sums of the block.
- * GEMV takes 2 tiles per pass (one activation load and scale serve both; a last odd tile goes alone). GEMM reuses
- * each unpacked weight vector for 4 activation rows (then 3, 2 or 1 for the rows left over). */
+ * Layout (.rows = 4, .interleave = 4; tile sizes as in arm_common.h): tile (t, b) = rows 4t..4t+3 of block column b
+ * at w + (t * (k / 32) + b) * TILE_BYTES holds fp16 d[4]; (Q4_1 only: fp16 m[4]); then the quants, byte j of row
+ * r's plain quants at qs[(j / 4) * 16 + r * 4 + j % 4]. So each 16-byte vector v holds plain bytes 4v..4v+3 of the
+ * 4 rows, one row per 32-bit lane, and SDOT by element (vdotq_laneq_s32: the 4 activation bytes of one lane against
+ * every row's 4 bytes) adds each row's 4 products to that row's own lane. 8 SDOT per block and activation row give
+ * the 4 row sums, with no pairwise add:
+ *   Q4_0 / Q4_1: 4 vectors; low nibbles of v = weights 4v..4v+3 (activation bytes 0..15, lane v), high nibbles =
+ *                weights 16+4v..16+4v+3 (activation bytes 16..31, lane v).
+ *   Q8_0:        8 vectors; vector v = weights 4v..4v+3 (activation vector v / 4, lane v % 4).
+ * Rows >= n are zero (scale 0, quants 0): kernels compute them and never store them.
+ *
+ * Q4_1 unpacks with AND 0x0f / USHR 4 (unsigned nibbles). Q4_0: u = byte ^ 0x88 holds q - 8 in 4-bit two's
+ * complement per nibble, so u << 4 and u & 0xf0 are 16 (q - 8) as int8 and the sums 16 (isum - 8 sum_x), made exact
+ * floats by SCVTF #4. Per block: (d_w d_x) * isum, plus for Q4_1 m_w * (d_x sum_x) (the order of avx2.c).
+ *
+ * GEMM: activation rows 8 at a time (then the 1..7 left), each unpacked weight tile serving all of them. The rows'
+ * block scales are gathered first into 4-row vectors (d_x; for Q4_1 also d_x sum_x), one LD1 per block. */
 #if defined(__aarch64__)
 #pragma GCC target("arch=armv8.2-a+dotprod")
+/* GCC 12's scheduling before register allocation interleaves the 8 rows of the GEMM until they spill (137
+ * instructions per block of 8 rows instead of 127); out-of-order cores reorder by themselves */
+#pragma GCC optimize("no-schedule-insns")
 #include <arm_neon.h>
 #include "arm_common.h"
 
-/* The kernels below take MR activation rows from i0 and NT tiles at a time over [t0, t1), (t1 - t0) % NT == 0;
- * (MR, NT) is (1..4, 1) or (1, 2).
- *
- * 4-bit formats: nibbles unsigned (AND 0x0f, USHR 4). Q4_0's -8 sum_x starts the accumulators: both row-pair
- * accumulators begin at -4 sum_x in every lane, so after the ADDP each row sum is isum - 8 sum_x (LD1R + MUL + MOV in
- * place of 2 zeroings and a correction). */
-WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
-                             const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
-    const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : WREN_ARM_TILE_Q4_1;
-    const uint8x16_t m0f = vdupq_n_u8(0x0f);
-    const int32x4_t cm4 = wren_arm_opaque_s32(vdupq_n_s32(-4));
-    for (int64_t t = t0; t < t1; t += NT) {
-        const uint8_t *p[2];
-        p[0] = w + (size_t)(t * nb) * tb;
-        p[1] = p[0] + (size_t)nb * tb;                 /* the next tile (NT = 2) */
-        const uint8_t *const end = p[1];
-        const int8_t *xq[4];
-        const float *xd[4];
-        const int32_t *xs[4];
-        float32x4_t acc[4][2];
+enum { CHUNK = 128 };      /* blocks per pass of the GEMM (its gathered scales live on the stack) */
+
+/* the 8 weight vectors of one tile's block, unpacked, into v, and its scales into d (and m); *p moves on */
+WREN_ARM_INLINE void load_tile(const int fmt, const uint8_t **p, int8x16_t v[8], float32x4_t *d, float32x4_t *m,
+                               const int plain_q4_0) {
+    if (fmt == WREN_Q4_1) {
+        const float32x4x2_t dm = wren_arm_ld_f16x8(p);
+        *d = dm.val[0];
+        *m = dm.val[1];
+    } else {
+        *d = *m = wren_arm_ld_f16x4(p);
+    }
+    if (fmt == WREN_Q8_0) {
+        const int8x16x4_t a = wren_arm_ld1x4(p), b = wren_arm_ld1x4(p);
 #pragma GCC unroll 4
-        for (int r = 0; r < MR; r++) {
-            xq[r] = a->q + (i0 + r) * k;
-            xd[r] = a->d + (i0 + r) * nb;
-            xs[r] = a->sum + (i0 + r) * nb;
-#pragma GCC unroll 2
-            for (int j = 0; j < NT; j++) acc[r][j] = vdupq_n_f32(0.0f);
-        }
-        do {
-            float32x4_t dw[2], mw[2];
-            int8x16_t lo[2][4], hi[2][4];
+        for (int j = 0; j < 4; j++) v[j] = a.val[j], v[4 + j] = b.val[j];
+    } else {
+        const int8x16x4_t q = wren_arm_ld1x4(p);
 #pragma GCC unroll 4
-            for (int r = 0; r < MR; r++) {
-                const int8x16x4_t x = wren_arm_ld4r(&xq[r]);
-                const float32x4_t dx = wren_arm_ld_f32(&xd[r]);
-                int32x4_t init = vdupq_n_s32(0);
-                float32x4_t sx = vdupq_n_f32(0.0f);
-                if (fmt == WREN_Q4_0) init = vmulq_s32(wren_arm_ld1r_s32(&xs[r]), cm4);
-                else sx = vcvtq_f32_s32(wren_arm_ld_s32(&xs[r]));
-#pragma GCC unroll 2
-                for (int j = 0; j < NT; j++) {
-                    if (r == 0) {                      /* load and unpack tile j of this block */
-                        if (fmt == WREN_Q4_1) {
-                            const float32x4x2_t dm = wren_arm_ld_f16x8(&p[j]);
-                            dw[j] = dm.val[0];
-                            mw[j] = dm.val[1];
-                        } else {
-                            dw[j] = mw[j] = wren_arm_ld_f16x4(&p[j]);
-                        }
-                        const int8x16x4_t qv = wren_arm_ld1x4(&p[j]);
-#pragma GCC unroll 4
-                        for (int v = 0; v < 4; v++) {
-                            lo[j][v] = vreinterpretq_s8_u8(vandq_u8(vreinterpretq_u8_s8(qv.val[v]), m0f));
-                            hi[j][v] = vreinterpretq_s8_u8(vshrq_n_u8(vreinterpretq_u8_s8(qv.val[v]), 4));
-                        }
-                    }
-                    int32x4_t s01 = init, s23 = init;
-                    s01 = vdotq_s32(s01, lo[j][0], x.val[0]);   /* unit 0 low nibbles: group 0 */
-                    s23 = vdotq_s32(s23, lo[j][1], x.val[0]);
-                    s01 = vdotq_s32(s01, hi[j][0], x.val[2]);   /* unit 0 high nibbles: group 2 */
-                    s23 = vdotq_s32(s23, hi[j][1], x.val[2]);
-                    s01 = vdotq_s32(s01, lo[j][2], x.val[1]);   /* unit 1 low: group 1 */
-                    s23 = vdotq_s32(s23, lo[j][3], x.val[1]);
-                    s01 = vdotq_s32(s01, hi[j][2], x.val[3]);   /* unit 1 high: group 3 */
-                    s23 = vdotq_s32(s23, hi[j][3], x.val[3]);
-                    const float32x4_t fs = vcvtq_f32_s32(vpaddq_s32(s01, s23));
-                    acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), fs);
-                    if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], vmulq_laneq_f32(mw[j], dx, 0), sx, 0);
-                }
+        for (int j = 0; j < 4; j++) {
+            const uint8x16_t b = vreinterpretq_u8_s8(q.val[j]);
+            if (fmt == WREN_Q4_0 && !plain_q4_0) {
+                const uint8x16_t u = veorq_u8(b, vdupq_n_u8(0x88));
+                v[j] = vreinterpretq_s8_u8(vshlq_n_u8(u, 4));
+                v[4 + j] = vreinterpretq_s8_u8(vandq_u8(u, vdupq_n_u8(0xf0)));
+            } else {
+                v[j] = vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0f)));
+                v[4 + j] = vreinterpretq_s8_u8(vshrq_n_u8(b, 4));
             }
-        } while (p[0] != end);
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++)
-#pragma GCC unroll 2
-            for (int j = 0; j < NT; j++)
-                wren_arm_store_tile(y + (i0 + r) * ldy, (t + j) * WREN_ARM_ROWS, n, acc[r][j]);
+        }
     }
 }
 
-/* Q8_0: the 8 weight vectors as they are */
-WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                             int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
+/* the 4 rows' block sums against one activation row's block x (as float: exact), starting from s0 */
+WREN_ARM_INLINE float32x4_t block_sums(const int fmt, const int8x16_t v[8], int8x16_t x0, int8x16_t x1, int32x4_t s0,
+                                       const int plain_q4_0) {
+    int32x4_t s = s0;
+    s = vdotq_laneq_s32(s, v[0], x0, 0);
+    s = vdotq_laneq_s32(s, v[1], x0, 1);
+    s = vdotq_laneq_s32(s, v[2], x0, 2);
+    s = vdotq_laneq_s32(s, v[3], x0, 3);
+    s = vdotq_laneq_s32(s, v[4], x1, 0);
+    s = vdotq_laneq_s32(s, v[5], x1, 1);
+    s = vdotq_laneq_s32(s, v[6], x1, 2);
+    s = vdotq_laneq_s32(s, v[7], x1, 3);
+    return fmt == WREN_Q4_0 && !plain_q4_0 ? vcvtq_n_f32_s32(s, 4) : vcvtq_f32_s32(s);
+}
+
+/* acc += (d_w * dx[lane]) * fs (+ m_w * mx[lane] for Q4_1) */
+#define ADD_BLOCK(fmt, acc, dw, mw, fs, dxv, mxv, lane)                                                            \
+    do {                                                                                                           \
+        (acc) = vfmaq_f32((acc), vmulq_laneq_f32((dw), (dxv), (lane)), (fs));                                      \
+        if ((fmt) == WREN_Q4_1) (acc) = vfmaq_laneq_f32((acc), (mw), (mxv), (lane));                              \
+    } while (0)
+
+/* ---- GEMV: one activation row, NT tiles (1 or 2) per pass, over [t0, t1), (t1 - t0) % NT == 0. Q4_0 takes its
+ * nibbles as they are and starts each block's sums at -8 sum_x (one LD1R and MUL per block for all the tiles, instead
+ * of an EOR per weight vector). ---- */
+WREN_ARM_INLINE void gemv_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                                const wren_act *a, float *y, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = WREN_ARM_TILE_Q8_0;
+    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
+    const int32x4_t cm8 = wren_arm_opaque_s32(vdupq_n_s32(-8));
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
         p[0] = w + (size_t)(t * nb) * tb;
         p[1] = p[0] + (size_t)nb * tb;
         const uint8_t *const end = p[1];
-        const int8_t *xq[4];
-        const float *xd[4];
-        float32x4_t acc[4][2];
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++) {
-            xq[r] = a->q + (i0 + r) * k;
-            xd[r] = a->d + (i0 + r) * nb;
-#pragma GCC unroll 2
-            for (int j = 0; j < NT; j++) acc[r][j] = vdupq_n_f32(0.0f);
-        }
+        const int8_t *xq = a->q;
+        const float *xd = a->d;
+        const int32_t *xs = a->sum;
+        float32x4_t acc[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
         do {
-            float32x4_t dw[2];
-            int8x16x4_t wa[2], wb[2];
-#pragma GCC unroll 4
-            for (int r = 0; r < MR; r++) {
-                const int8x16x4_t x = wren_arm_ld4r(&xq[r]);
-                const float32x4_t dx = wren_arm_ld_f32(&xd[r]);
+            const int8x16x2_t x = wren_arm_ld1x2(&xq);
+            const float32x4_t dx = wren_arm_ld_f32(&xd);
+            float32x4_t mx = dx;
+            int32x4_t s0 = vdupq_n_s32(0);
+            if (fmt == WREN_Q4_1) mx = vmulq_f32(dx, vcvtq_f32_s32(wren_arm_ld_s32(&xs)));
+            if (fmt == WREN_Q4_0) s0 = vmulq_s32(wren_arm_ld1r_s32(&xs), cm8);
 #pragma GCC unroll 2
-                for (int j = 0; j < NT; j++) {
-                    if (r == 0) {
-                        dw[j] = wren_arm_ld_f16x4(&p[j]);
-                        wa[j] = wren_arm_ld1x4(&p[j]);
-                        wb[j] = wren_arm_ld1x4(&p[j]);
-                    }
-                    int32x4_t s01 = vdupq_n_s32(0), s23 = vdupq_n_s32(0);
-                    s01 = vdotq_s32(s01, wa[j].val[0], x.val[0]);
-                    s23 = vdotq_s32(s23, wa[j].val[1], x.val[0]);
-                    s01 = vdotq_s32(s01, wa[j].val[2], x.val[1]);
-                    s23 = vdotq_s32(s23, wa[j].val[3], x.val[1]);
-                    s01 = vdotq_s32(s01, wb[j].val[0], x.val[2]);
-                    s23 = vdotq_s32(s23, wb[j].val[1], x.val[2]);
-                    s01 = vdotq_s32(s01, wb[j].val[2], x.val[3]);
-                    s23 = vdotq_s32(s23, wb[j].val[3], x.val[3]);
-                    const float32x4_t fs = vcvtq_f32_s32(vpaddq_s32(s01, s23));
-                    acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), fs);
-                }
+            for (int j = 0; j < NT; j++) {
+                int8x16_t v[8];
+                float32x4_t dw, mw;
+                load_tile(fmt, &p[j], v, &dw, &mw, 1);
+                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], s0, 1);
+                ADD_BLOCK(fmt, acc[j], dw, mw, fs, dx, mx, 0);
             }
         } while (p[0] != end);
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++)
 #pragma GCC unroll 2
-            for (int j = 0; j < NT; j++)
-                wren_arm_store_tile(y + (i0 + r) * ldy, (t + j) * WREN_ARM_ROWS, n, acc[r][j]);
+        for (int j = 0; j < NT; j++) wren_arm_store_tile(y, (t + j) * WREN_ARM_ROWS, n, acc[j]);
     }
 }
 
-/* ---- entry points ---- */
-WREN_ARM_INLINE void rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
-                          const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
-    if (fmt == WREN_Q8_0) q8_rows(w, n, k, t0, t1, a, i0, y, ldy, MR, NT);
-    else q4_rows(fmt, w, n, k, t0, t1, a, i0, y, ldy, MR, NT);
-}
-
-/* one activation row: 2 tiles per pass, a last odd tile alone */
 WREN_ARM_INLINE void gemv(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                           const wren_act *a, float *y) {
     const int64_t t2 = t1 - (t1 - t0) % 2;
-    if (t2 > t0) rows(fmt, w, n, k, t0, t2, a, 0, y, 0, 1, 2);
-    if (t2 < t1) rows(fmt, w, n, k, t2, t1, a, 0, y, 0, 1, 1);
+    if (t2 > t0) gemv_tiles(fmt, w, n, k, t0, t2, a, y, 2);
+    if (t2 < t1) gemv_tiles(fmt, w, n, k, t2, t1, a, y, 1);
 }
 
-/* activation rows 4 at a time, then 3 or 2 together, or a last one through the GEMV */
+/* ---- GEMM ---- */
+
+/* MR activation rows from i0, blocks [b0, b0 + nc): per block, d_x of the rows in 4-row vectors (rows past MR 0),
+ * then for Q4_1 d_x sum_x the same way */
+WREN_ARM_INLINE void gather_scales(const int fmt, const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc,
+                                   float *sc) {
+    const int64_t nb = a->k / WREN_QK;
+    const int NG = (MR + 3) / 4, SV = fmt == WREN_Q4_1 ? 2 * NG : NG;
+    for (int64_t b = 0; b < nc; b++) {
+        float *s = sc + b * SV * 4;
+        for (int r = 0; r < 4 * NG; r++) {
+            const float dx = r < MR ? a->d[(i0 + r) * nb + b0 + b] : 0.0f;
+            s[r] = dx;
+            if (fmt == WREN_Q4_1) s[4 * NG + r] = r < MR ? dx * (float)a->sum[(i0 + r) * nb + b0 + b] : 0.0f;
+        }
+    }
+}
+
+/* MR (1..8) activation rows from i0 against tiles [t0, t1), blocks [b0, b0 + nc) (sc: their gathered scales);
+ * first: the outputs start at 0, otherwise at what y holds */
+WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                               const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc, const float *sc,
+                               int first, float *y, int64_t ldy) {
+    const int64_t nb = k / WREN_QK;
+    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *p = w + (size_t)(t * nb + b0) * tb;
+        const uint8_t *const end = p + (size_t)nc * tb;
+        const int8_t *xq[8];
+        const float *s = sc;
+        float32x4_t acc[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            xq[r] = a->q + (i0 + r) * k + b0 * WREN_QK;
+            acc[r] = first ? vdupq_n_f32(0.0f) : wren_arm_load_tile(y + (i0 + r) * ldy, t * WREN_ARM_ROWS, n);
+        }
+        do {
+            int8x16_t v[8];
+            float32x4_t dw, mw, dx[2], mx[2];
+            load_tile(fmt, &p, v, &dw, &mw, 0);
+            if (MR > 4 && fmt == WREN_Q4_1) {
+                const float32x4x4_t v = wren_arm_ld1_f32x4(&s);
+                dx[0] = v.val[0], dx[1] = v.val[1], mx[0] = v.val[2], mx[1] = v.val[3];
+            } else if (MR > 4 || fmt == WREN_Q4_1) {
+                const float32x4x2_t v = wren_arm_ld1_f32x2(&s);
+                dx[0] = v.val[0], dx[1] = mx[0] = mx[1] = v.val[1];
+            } else {
+                dx[0] = dx[1] = mx[0] = mx[1] = wren_arm_ld1_f32x1(&s);
+            }
+            if (MR <= 4) mx[0] = dx[1];     /* Q4_1 with one group: [d_x | d_x sum_x] */
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; r++) {
+                const int8x16x2_t x = wren_arm_ld1x2(&xq[r]);
+                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], vdupq_n_s32(0), 0);
+                ADD_BLOCK(fmt, acc[r], dw, mw, fs, dx[r / 4], mx[r / 4], r % 4);
+            }
+        } while (p != end);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) wren_arm_store_tile(y + (i0 + r) * ldy, t * WREN_ARM_ROWS, n, acc[r]);
+    }
+}
+
+WREN_ARM_INLINE void gemm_group(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                                const wren_act *a, int64_t i0, const int MR, float *y, int64_t ldy) {
+    const int64_t nb = k / WREN_QK;
+    float sc[CHUNK * 16];
+    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
+        const int64_t nc = nb - b0 < CHUNK ? nb - b0 : CHUNK;
+        gather_scales(fmt, a, i0, MR, b0, nc, sc);
+        gemm_rows(fmt, w, n, k, t0, t1, a, i0, MR, b0, nc, sc, b0 == 0, y, ldy);
+    }
+}
+
+/* activation rows 8 at a time, then the rest together (a single row through the GEMV) */
 WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                           const wren_act *a, float *y, int64_t ldy) {
     int64_t i = 0;
-    for (; i + 4 <= a->m; i += 4) rows(fmt, w, n, k, t0, t1, a, i, y, ldy, 4, 1);
+    for (; i + 8 <= a->m; i += 8) gemm_group(fmt, w, n, k, t0, t1, a, i, 8, y, ldy);
     switch (a->m - i) {
-    case 3: rows(fmt, w, n, k, t0, t1, a, i, y, ldy, 3, 1); break;
-    case 2: rows(fmt, w, n, k, t0, t1, a, i, y, ldy, 2, 1); break;
+    case 7: gemm_group(fmt, w, n, k, t0, t1, a, i, 7, y, ldy); break;
+    case 6: gemm_group(fmt, w, n, k, t0, t1, a, i, 6, y, ldy); break;
+    case 5: gemm_group(fmt, w, n, k, t0, t1, a, i, 5, y, ldy); break;
+    case 4: gemm_group(fmt, w, n, k, t0, t1, a, i, 4, y, ldy); break;
+    case 3: gemm_group(fmt, w, n, k, t0, t1, a, i, 3, y, ldy); break;
+    case 2: gemm_group(fmt, w, n, k, t0, t1, a, i, 2, y, ldy); break;
     case 1: {
         const wren_act row = wren_arm_act_row(a, i);
         gemv(fmt, w, n, k, t0, t1, &row, y + i * ldy);
@@ -178,38 +219,25 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
     }
 }
 
-/* the GEMV entry points are shared with i8mm.c */
-void wren_arm_dotprod_gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                                float *y) {
-    gemv(WREN_Q4_0, w, n, k, t0, t1, a, y);
-}
-void wren_arm_dotprod_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                                float *y) {
-    gemv(WREN_Q4_1, w, n, k, t0, t1, a, y);
-}
-void wren_arm_dotprod_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                                float *y) {
-    gemv(WREN_Q8_0, w, n, k, t0, t1, a, y);
-}
-static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
-}
+#define ENTRY(fmt, suffix)                                                                                         \
+    static void gemv_##suffix(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,   \
+                              float *y) {                                                                          \
+        gemv(fmt, w, n, k, t0, t1, a, y);                                                                          \
+    }                                                                                                              \
+    static void gemm_##suffix(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,   \
+                              float *y, int64_t ldy) {                                                             \
+        gemm(fmt, w, n, k, t0, t1, a, y, ldy);                                                                     \
+    }
+ENTRY(WREN_Q4_0, q4_0)
+ENTRY(WREN_Q4_1, q4_1)
+ENTRY(WREN_Q8_0, q8_0)
 
 const wren_kernel_set wren_kernels_dotprod = {
     .name = "dotprod",
     .rows = WREN_ARM_ROWS,
-    .interleave = WREN_ARM_IL,
+    .interleave = 4,
     .quantize_act = wren_arm_quantize_act,
-    .gemv = {wren_arm_dotprod_gemv_q4_0, wren_arm_dotprod_gemv_q4_1, wren_arm_dotprod_gemv_q8_0},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0},
     .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
 };
 #endif

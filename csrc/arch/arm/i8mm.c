@@ -6,7 +6,7 @@
  * [i.w2p, i.w2p+1, i+1.w2p, i+1.w2p+1] of dot products. Two LD4 (single structure, .d lanes 0 and 1) build the 4
  * A vectors of a pair; two accumulators (p = 0, 1) per pair, whose 64-bit halves ZIP1/ZIP2 regroup into row i's and
  * row i+1's 4 sums. The GEMM takes activation rows 4 at a time (2 pairs), then a last pair, and an odd last row goes
- * to the SDOT GEMV of dotprod.c, which is also this set's GEMV (SMMLA would waste half its work on one row). */
+ * to the SDOT GEMV of sdot8.c, which is also this set's GEMV (SMMLA would waste half its work on one row). */
 #if defined(__aarch64__)
 #pragma GCC target("arch=armv8.6-a+i8mm")
 #include <arm_neon.h>
@@ -126,16 +126,16 @@ WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64
             GEMV(w, n, k, t0, t1, &row, y + i * ldy);                                                                \
         }                                                                                                            \
     }
-GEMM_I8MM(gemm_q4_0, WREN_Q4_0, wren_arm_dotprod_gemv_q4_0)
-GEMM_I8MM(gemm_q4_1, WREN_Q4_1, wren_arm_dotprod_gemv_q4_1)
-GEMM_I8MM(gemm_q8_0, WREN_Q8_0, wren_arm_dotprod_gemv_q8_0)
+GEMM_I8MM(gemm_q4_0, WREN_Q4_0, wren_arm_sdot8_gemv_q4_0)
+GEMM_I8MM(gemm_q4_1, WREN_Q4_1, wren_arm_sdot8_gemv_q4_1)
+GEMM_I8MM(gemm_q8_0, WREN_Q8_0, wren_arm_sdot8_gemv_q8_0)
 
 const wren_kernel_set wren_kernels_i8mm = {
     .name = "i8mm",
     .rows = WREN_ARM_ROWS,
     .interleave = WREN_ARM_IL,
     .quantize_act = wren_arm_quantize_act,
-    .gemv = {wren_arm_dotprod_gemv_q4_0, wren_arm_dotprod_gemv_q4_1, wren_arm_dotprod_gemv_q8_0},
+    .gemv = {wren_arm_sdot8_gemv_q4_0, wren_arm_sdot8_gemv_q4_1, wren_arm_sdot8_gemv_q8_0},
     .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
 };
 #endif

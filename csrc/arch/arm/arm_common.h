@@ -156,5 +156,38 @@ WREN_ARM_INLINE int32x4_t wren_arm_opaque_s32(int32x4_t v) {
     return v;
 }
 
+/* For GEMMs that take up to 8 activation rows at a time, blocks WREN_ARM_CHUNK at a time: the block scales of MR
+ * activation rows from i0, blocks [b0, b0 + nc), gathered so one LD1 loads a block's: per block, d_x of the rows in
+ * 4-row vectors (rows past MR 0), then for Q4_1 d_x sum_x the same way (at most 16 floats per block). */
+enum { WREN_ARM_CHUNK = 128 };
+WREN_ARM_INLINE void wren_arm_gather_scales(const int fmt, const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc,
+                                            float *sc) {
+    const int64_t nb = a->k / WREN_QK;
+    const int NG = (MR + 3) / 4, SV = fmt == WREN_Q4_1 ? 2 * NG : NG;
+    for (int64_t b = 0; b < nc; b++) {
+        float *s = sc + b * SV * 4;
+        for (int r = 0; r < 4 * NG; r++) {
+            const float dx = r < MR ? a->d[(i0 + r) * nb + b0 + b] : 0.0f;
+            s[r] = dx;
+            if (fmt == WREN_Q4_1) s[4 * NG + r] = r < MR ? dx * (float)a->sum[(i0 + r) * nb + b0 + b] : 0.0f;
+        }
+    }
+}
+
+/* one block's gathered scales (*s advances past them): dx[g], mx[g] = rows 4g..4g+3's d_x and d_x sum_x */
+WREN_ARM_INLINE void wren_arm_ld_scales(const int fmt, const int MR, const float **s, float32x4_t dx[2],
+                                        float32x4_t mx[2]) {
+    if (MR > 4 && fmt == WREN_Q4_1) {
+        const float32x4x4_t v = wren_arm_ld1_f32x4(s);
+        dx[0] = v.val[0], dx[1] = v.val[1], mx[0] = v.val[2], mx[1] = v.val[3];
+    } else if (MR > 4 || fmt == WREN_Q4_1) {
+        const float32x4x2_t v = wren_arm_ld1_f32x2(s);
+        dx[0] = v.val[0], dx[1] = v.val[1];
+        mx[0] = mx[1] = v.val[1];         /* Q4_1 with one group of rows: [d_x | d_x sum_x] */
+    } else {
+        dx[0] = dx[1] = mx[0] = mx[1] = wren_arm_ld1_f32x1(s);
+    }
+}
+
 #endif
 #endif

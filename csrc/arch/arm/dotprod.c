@@ -25,7 +25,6 @@
 #include <arm_neon.h>
 #include "arm_common.h"
 
-enum { CHUNK = 128 };      /* blocks per pass of the GEMM (its gathered scales live on the stack) */
 
 /* the 8 weight vectors of one tile's block, unpacked, into v, and its scales into d (and m); *p moves on */
 WREN_ARM_INLINE void load_tile(const int fmt, const uint8_t **p, int8x16_t v[8], float32x4_t *d, float32x4_t *m,
@@ -127,22 +126,6 @@ WREN_ARM_INLINE void gemv(const int fmt, const uint8_t *w, int64_t n, int64_t k,
 
 /* ---- GEMM ---- */
 
-/* MR activation rows from i0, blocks [b0, b0 + nc): per block, d_x of the rows in 4-row vectors (rows past MR 0),
- * then for Q4_1 d_x sum_x the same way */
-WREN_ARM_INLINE void gather_scales(const int fmt, const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc,
-                                   float *sc) {
-    const int64_t nb = a->k / WREN_QK;
-    const int NG = (MR + 3) / 4, SV = fmt == WREN_Q4_1 ? 2 * NG : NG;
-    for (int64_t b = 0; b < nc; b++) {
-        float *s = sc + b * SV * 4;
-        for (int r = 0; r < 4 * NG; r++) {
-            const float dx = r < MR ? a->d[(i0 + r) * nb + b0 + b] : 0.0f;
-            s[r] = dx;
-            if (fmt == WREN_Q4_1) s[4 * NG + r] = r < MR ? dx * (float)a->sum[(i0 + r) * nb + b0 + b] : 0.0f;
-        }
-    }
-}
-
 /* MR (1..8) activation rows from i0 against tiles [t0, t1), blocks [b0, b0 + nc) (sc: their gathered scales);
  * first: the outputs start at 0, otherwise at what y holds */
 WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
@@ -165,16 +148,7 @@ WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64
             int8x16_t v[8];
             float32x4_t dw, mw, dx[2], mx[2];
             load_tile(fmt, &p, v, &dw, &mw, 0);
-            if (MR > 4 && fmt == WREN_Q4_1) {
-                const float32x4x4_t v = wren_arm_ld1_f32x4(&s);
-                dx[0] = v.val[0], dx[1] = v.val[1], mx[0] = v.val[2], mx[1] = v.val[3];
-            } else if (MR > 4 || fmt == WREN_Q4_1) {
-                const float32x4x2_t v = wren_arm_ld1_f32x2(&s);
-                dx[0] = v.val[0], dx[1] = mx[0] = mx[1] = v.val[1];
-            } else {
-                dx[0] = dx[1] = mx[0] = mx[1] = wren_arm_ld1_f32x1(&s);
-            }
-            if (MR <= 4) mx[0] = dx[1];     /* Q4_1 with one group: [d_x | d_x sum_x] */
+            wren_arm_ld_scales(fmt, MR, &s, dx, mx);
 #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
                 const int8x16x2_t x = wren_arm_ld1x2(&xq[r]);
@@ -190,10 +164,10 @@ WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64
 WREN_ARM_INLINE void gemm_group(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                                 const wren_act *a, int64_t i0, const int MR, float *y, int64_t ldy) {
     const int64_t nb = k / WREN_QK;
-    float sc[CHUNK * 16];
-    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-        const int64_t nc = nb - b0 < CHUNK ? nb - b0 : CHUNK;
-        gather_scales(fmt, a, i0, MR, b0, nc, sc);
+    float sc[WREN_ARM_CHUNK * 16];
+    for (int64_t b0 = 0; b0 < nb; b0 += WREN_ARM_CHUNK) {
+        const int64_t nc = nb - b0 < WREN_ARM_CHUNK ? nb - b0 : WREN_ARM_CHUNK;
+        wren_arm_gather_scales(fmt, a, i0, MR, b0, nc, sc);
         gemm_rows(fmt, w, n, k, t0, t1, a, i0, MR, b0, nc, sc, b0 == 0, y, ldy);
     }
 }

@@ -5,10 +5,12 @@
  * and B = a weight vector (rows 2p, 2p+1 of the unit meeting group g) it adds the 2x2 block
  * [i.w2p, i.w2p+1, i+1.w2p, i+1.w2p+1] of dot products. Two LD4 (single structure, .d lanes 0 and 1) build the 4
  * A vectors of a pair; two accumulators (p = 0, 1) per pair, whose 64-bit halves ZIP1/ZIP2 regroup into row i's and
- * row i+1's 4 sums. The GEMM takes activation rows 4 at a time (2 pairs), then a last pair, and an odd last row goes
- * to the SDOT GEMV of sdot8.c, which is also this set's GEMV (SMMLA would waste half its work on one row). */
+ * row i+1's 4 sums. The GEMM takes activation rows 8 at a time (4 pairs, each unpacked weight tile serving all of
+ * them; the rows' block scales gathered first, as in dotprod.c), then the pairs left together, and an odd last row
+ * goes to the SDOT GEMV of sdot8.c, which is also this set's GEMV (SMMLA would waste half its work on one row). */
 #if defined(__aarch64__)
 #pragma GCC target("arch=armv8.6-a+i8mm")
+#pragma GCC optimize("no-schedule-insns")     /* as in dotprod.c: keeps the 8-row GEMM from spilling */
 #include <arm_neon.h>
 #include "arm_common.h"
 
@@ -24,29 +26,27 @@ WREN_ARM_INLINE int8x16x4_t act_pair(const int8_t **pa, const int8_t **pb) {
     return g;
 }
 
-/* fmt: Q4_0, Q4_1 or Q8_0; MP activation pairs (1 or 2) starting at act row i0 */
+/* fmt: Q4_0, Q4_1 or Q8_0; MP activation pairs (1..4) starting at act row i0, tiles [t0, t1), blocks [b0, b0 + nc)
+ * (sc: the rows' gathered scales); first: the outputs start at 0, otherwise at what y holds */
 WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
-                               const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MP) {
+                               const wren_act *a, int64_t i0, const int MP, int64_t b0, int64_t nc, const float *sc,
+                               int first, float *y, int64_t ldy) {
     const int64_t nb = k / WREN_QK;
     const size_t tb =
         fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
-    const uint8x16_t m88 = vdupq_n_u8(0x88), mf0 = vdupq_n_u8(0xf0), m0f = vdupq_n_u8(0x0f);
     const int MR = 2 * MP;
     for (int64_t t = t0; t < t1; t++) {
-        const uint8_t *p = w + (size_t)(t * nb) * tb, *const end = p + (size_t)nb * tb;
-        const int8_t *xq[4];
-        const float *xd[4];
-        const int32_t *xs[4];
-        float32x4_t acc[4];
-#pragma GCC unroll 4
+        const uint8_t *p = w + (size_t)(t * nb + b0) * tb, *const end = p + (size_t)nc * tb;
+        const int8_t *xq[8];
+        const float *s = sc;
+        float32x4_t acc[8];
+#pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
-            xq[r] = a->q + (i0 + r) * k;
-            xd[r] = a->d + (i0 + r) * nb;
-            xs[r] = a->sum + (i0 + r) * nb;
-            acc[r] = vdupq_n_f32(0.0f);
+            xq[r] = a->q + (i0 + r) * k + b0 * WREN_QK;
+            acc[r] = first ? vdupq_n_f32(0.0f) : wren_arm_load_tile(y + (i0 + r) * ldy, t * WREN_ARM_ROWS, n);
         }
         do {
-            float32x4_t dw, mw;
+            float32x4_t dw, mw, dx[2], mx[2];
             if (fmt == WREN_Q4_1) {
                 const float32x4x2_t dm = wren_arm_ld_f16x8(&p);
                 dw = dm.val[0];
@@ -70,16 +70,17 @@ WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64
                     const int c = v / 2, pr = v % 2;
                     const uint8x16_t q = vreinterpretq_u8_s8(qv.val[v]);
                     if (fmt == WREN_Q4_0) {
-                        const uint8x16_t u = veorq_u8(q, m88);
+                        const uint8x16_t u = veorq_u8(q, vdupq_n_u8(0x88));
                         wv[c][pr] = vreinterpretq_s8_u8(vshlq_n_u8(u, 4));
-                        wv[2 + c][pr] = vreinterpretq_s8_u8(vandq_u8(u, mf0));
+                        wv[2 + c][pr] = vreinterpretq_s8_u8(vandq_u8(u, vdupq_n_u8(0xf0)));
                     } else {
-                        wv[c][pr] = vreinterpretq_s8_u8(vandq_u8(q, m0f));
+                        wv[c][pr] = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f)));
                         wv[2 + c][pr] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
                     }
                 }
             }
-#pragma GCC unroll 2
+            wren_arm_ld_scales(fmt, MR, &s, dx, mx);
+#pragma GCC unroll 4
             for (int ip = 0; ip < MP; ip++) {
                 const int8x16x4_t g = act_pair(&xq[2 * ip], &xq[2 * ip + 1]);
                 int32x4_t c0 = vdupq_n_s32(0), c1 = vdupq_n_s32(0);
@@ -97,38 +98,60 @@ WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     const int r = 2 * ip + h;
-                    const float32x4_t dx = wren_arm_ld_f32(&xd[r]);
                     const float32x4_t fs = fmt == WREN_Q4_0 ? vcvtq_n_f32_s32(is[h], 4) : vcvtq_f32_s32(is[h]);
-                    acc[r] = vfmaq_f32(acc[r], vmulq_laneq_f32(dw, dx, 0), fs);
-                    if (fmt == WREN_Q4_1) {
-                        const float32x4_t sx = vcvtq_f32_s32(wren_arm_ld_s32(&xs[r]));
-                        acc[r] = vfmaq_laneq_f32(acc[r], vmulq_laneq_f32(mw, dx, 0), sx, 0);
-                    }
+                    acc[r] = vfmaq_f32(acc[r], vmulq_laneq_f32(dw, dx[r / 4], r % 4), fs);
+                    if (fmt == WREN_Q4_1) acc[r] = vfmaq_laneq_f32(acc[r], mw, mx[r / 4], r % 4);
                 }
             }
         } while (p != end);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < MR; r++) wren_arm_store_tile(y + (i0 + r) * ldy, t * WREN_ARM_ROWS, n, acc[r]);
     }
 }
 
-#define GEMM_I8MM(name, FMT, GEMV)                                                                                   \
-    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,  \
-                     int64_t ldy) {                                                                                  \
-        int64_t i = 0;                                                                                               \
-        for (; i + 4 <= a->m; i += 4) pair_rows(FMT, w, n, k, t0, t1, a, i, y, ldy, 2);                              \
-        if (i + 2 <= a->m) {                                                                                         \
-            pair_rows(FMT, w, n, k, t0, t1, a, i, y, ldy, 1);                                                        \
-            i += 2;                                                                                                  \
-        }                                                                                                            \
-        if (i < a->m) {                                                                                              \
-            const wren_act row = wren_arm_act_row(a, i);                                                             \
-            GEMV(w, n, k, t0, t1, &row, y + i * ldy);                                                                \
-        }                                                                                                            \
+WREN_ARM_INLINE void pair_group(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                                const wren_act *a, int64_t i0, const int MP, float *y, int64_t ldy) {
+    const int64_t nb = k / WREN_QK;
+    float sc[WREN_ARM_CHUNK * 16];
+    for (int64_t b0 = 0; b0 < nb; b0 += WREN_ARM_CHUNK) {
+        const int64_t nc = nb - b0 < WREN_ARM_CHUNK ? nb - b0 : WREN_ARM_CHUNK;
+        wren_arm_gather_scales(fmt, a, i0, 2 * MP, b0, nc, sc);
+        pair_rows(fmt, w, n, k, t0, t1, a, i0, MP, b0, nc, sc, b0 == 0, y, ldy);
     }
-GEMM_I8MM(gemm_q4_0, WREN_Q4_0, wren_arm_sdot8_gemv_q4_0)
-GEMM_I8MM(gemm_q4_1, WREN_Q4_1, wren_arm_sdot8_gemv_q4_1)
-GEMM_I8MM(gemm_q8_0, WREN_Q8_0, wren_arm_sdot8_gemv_q8_0)
+}
+
+/* activation rows 8 at a time (4 pairs), then the pairs left together, and an odd last row through the GEMV */
+WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                          const wren_act *a, float *y, int64_t ldy) {
+    int64_t i = 0;
+    for (; i + 8 <= a->m; i += 8) pair_group(fmt, w, n, k, t0, t1, a, i, 4, y, ldy);
+    switch ((a->m - i) / 2) {
+    case 3: pair_group(fmt, w, n, k, t0, t1, a, i, 3, y, ldy); break;
+    case 2: pair_group(fmt, w, n, k, t0, t1, a, i, 2, y, ldy); break;
+    case 1: pair_group(fmt, w, n, k, t0, t1, a, i, 1, y, ldy); break;
+    default: break;
+    }
+    i += (a->m - i) / 2 * 2;
+    if (i < a->m) {
+        const wren_act row = wren_arm_act_row(a, i);
+        if (fmt == WREN_Q4_0) wren_arm_sdot8_gemv_q4_0(w, n, k, t0, t1, &row, y + i * ldy);
+        else if (fmt == WREN_Q4_1) wren_arm_sdot8_gemv_q4_1(w, n, k, t0, t1, &row, y + i * ldy);
+        else wren_arm_sdot8_gemv_q8_0(w, n, k, t0, t1, &row, y + i * ldy);
+    }
+}
+
+static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
+}
+static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
+}
+static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
+}
 
 const wren_kernel_set wren_kernels_i8mm = {
     .name = "i8mm",

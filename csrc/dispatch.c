@@ -188,3 +188,14 @@ const wren_vec_ops *wren_vec_ops_get(void) {
 #endif
     return &wren_vec_ref;
 }
+
+wren_quantize_act_fn wren_quantize_act_k_get(void) {
+    pthread_once(&once, init_once);
+    if (forced_reference) return wren_quantize_act_row_k_ref;
+#if defined(__x86_64__)
+    if (cpu_runs(WREN_AVX2)) return wren_quantize_act_k_avx2;
+#elif defined(__aarch64__)
+    if (cpu_runs(WREN_NEON)) return wren_quantize_act_k_neon;
+#endif
+    return wren_quantize_act_row_k_ref;
+}

@@ -98,6 +98,15 @@ void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, i
 /* one fp32 scale per 256 values (k a multiple of 256), replicated into the 8 block slots: Q8_K's rounding */
 enum { WREN_QK_K = 256 };
 void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+/* its scalar definition, and the implementation this CPU runs (avx2.c, neon.c: bit-identical to it) */
+void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+wren_quantize_act_fn wren_quantize_act_k_get(void);
+#if defined(__x86_64__) || defined(_M_X64)
+void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+#endif
+#if defined(__aarch64__)
+void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+#endif
 /* one row r (0 <= r < R) of a packed tile column range, against activation row i: the scalar twin of the SIMD
  * inner loop, for tails and tests */
 float wren_dot_tile_row_ref(int format, const uint8_t *w, int rows, int interleave, int64_t k, int r,

@@ -260,7 +260,7 @@ void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, i
 /* Blocks of 32 that share one scale per 256 values (the Q8_K scheme llama.cpp uses for the activations of K-quant
  * matrices): id = 127 / max|x| over the 256, q = round_half_even(x id), d = 1 / id kept in fp32 (not rounded to
  * fp16) and written into each of the 8 block slots, so every kernel reads it as it reads a block's own scale. */
-void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
     for (int64_t g = 0; g < k / WREN_QK_K; g++) {
         const float *xg = x + g * WREN_QK_K;
         float amax = 0.0f;
@@ -283,6 +283,11 @@ void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int
             sum[g * (WREN_QK_K / WREN_QK) + b] = s;
         }
     }
+}
+
+/* the same, with the SIMD twin the CPU runs (bit for bit the same result) */
+void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    wren_quantize_act_k_get()(x, k, q, d, sum);
 }
 
 int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) {

@@ -148,6 +148,26 @@ static void test_variant(int variant, int format, int64_t n, int64_t k, int64_t 
     free(y_ref); free(y_var); free(y_thr);
 }
 
+/* the activation quantizer of K-quant matrices (one scale per 256 values): the SIMD one equals the reference bit
+ * for bit, on every kind of block content, with and without a whole group of zeros */
+static void test_act_k(void) {
+    const wren_quantize_act_fn fn = wren_quantize_act_k_get();
+    enum { K = 256 * 7 };
+    float *x = xalloc(sizeof(float) * K), *d1 = xalloc(sizeof(float) * K / 32), *d2 = xalloc(sizeof(float) * K / 32);
+    int8_t *q1 = xalloc(K), *q2 = xalloc(K);
+    int32_t *s1 = xalloc(sizeof(int32_t) * K / 32), *s2 = xalloc(sizeof(int32_t) * K / 32);
+    for (int trial = 0; trial < 40; trial++) {
+        fill(x, K, trial % 2);
+        if (trial % 5 == 4) memset(x + 256, 0, sizeof(float) * 256);
+        if (trial % 7 == 3) x[trial] = 127.5f * (trial % 2 ? 1 : -1);     /* ties of x id at the group's max */
+        fn(x, K, q1, d1, s1);
+        wren_quantize_act_row_k_ref(x, K, q2, d2, s2);
+        check(memcmp(q1, q2, K) == 0 && memcmp(d1, d2, sizeof(float) * K / 32) == 0 &&
+              memcmp(s1, s2, sizeof(int32_t) * K / 32) == 0, "quantize_act_k bit-identical to the reference");
+    }
+    free(x); free(d1); free(d2); free(q1); free(q2); free(s1); free(s2);
+}
+
 /* the forward pass's vector operations (attention over the fp16 KV cache) against the portable ones */
 static void test_vec_ops(void) {
     const wren_vec_ops *v = wren_vec_ops_get(), *r = &wren_vec_ref;
@@ -219,6 +239,7 @@ int main(void) {
     }
     printf("variants exercised:%s\n", exercised);
     test_vec_ops();
+    test_act_k();
     test_bad_arguments();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -42,6 +42,37 @@ void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32
     }
 }
 
+/* Q8_K-style rows (wren_quantize_act_row_k_ref): one scale per 256 values; max|x| is exact in any order, and the
+ * product x id is rounded to float before FCVTNS rounds it half to even, as in the reference. */
+void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    for (int64_t g = 0; g < k / WREN_QK_K; g++) {
+        const float *xg = x + g * WREN_QK_K;
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < WREN_QK_K; j += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(xg + j)));
+        const float amax = fmaxf(vmaxnmvq_f32(m), 0.0f);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const float dg = amax != 0.0f ? 1.0f / id : 0.0f;
+        for (int b = 0; b < WREN_QK_K / WREN_QK; b++) {
+            const float *xb = xg + b * WREN_QK;
+            const float32x4x4_t u = vld1q_f32_x4(xb), v = vld1q_f32_x4(xb + 16);
+            const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(u.val[0], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(u.val[1], id));
+            const int32x4_t q2 = vcvtnq_s32_f32(vmulq_n_f32(u.val[2], id)), q3 = vcvtnq_s32_f32(vmulq_n_f32(u.val[3], id));
+            const int32x4_t q4 = vcvtnq_s32_f32(vmulq_n_f32(v.val[0], id)), q5 = vcvtnq_s32_f32(vmulq_n_f32(v.val[1], id));
+            const int32x4_t q6 = vcvtnq_s32_f32(vmulq_n_f32(v.val[2], id)), q7 = vcvtnq_s32_f32(vmulq_n_f32(v.val[3], id));
+            const int16x8_t h0 = vuzp1q_s16(vreinterpretq_s16_s32(q0), vreinterpretq_s16_s32(q1));
+            const int16x8_t h1 = vuzp1q_s16(vreinterpretq_s16_s32(q2), vreinterpretq_s16_s32(q3));
+            const int16x8_t h2 = vuzp1q_s16(vreinterpretq_s16_s32(q4), vreinterpretq_s16_s32(q5));
+            const int16x8_t h3 = vuzp1q_s16(vreinterpretq_s16_s32(q6), vreinterpretq_s16_s32(q7));
+            int8x16x2_t out;
+            out.val[0] = vuzp1q_s8(vreinterpretq_s8_s16(h0), vreinterpretq_s8_s16(h1));
+            out.val[1] = vuzp1q_s8(vreinterpretq_s8_s16(h2), vreinterpretq_s8_s16(h3));
+            vst1q_s8_x2(q + g * WREN_QK_K + b * WREN_QK, out);
+            d[g * (WREN_QK_K / WREN_QK) + b] = dg;
+            sum[g * (WREN_QK_K / WREN_QK) + b] = vaddlvq_s16(vaddq_s16(vaddq_s16(h0, h1), vaddq_s16(h2, h3)));
+        }
+    }
+}
+
 /* The kernels below take MR activation rows from i0 and NT tiles at a time over [t0, t1), (t1 - t0) % NT == 0;
  * (MR, NT) is (1..4, 1) or (1, 2). Per block: activation row 0, then tile j loaded, unpacked and used at once (so the
  * two tiles of the GEMV are not live together), then the other activation rows on the unpacked tile.

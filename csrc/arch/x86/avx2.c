@@ -94,6 +94,47 @@ static void quantize_act_avx2(const float *x, int64_t k, int8_t *q, float *d, in
     }
 }
 
+/* Q8_K-style rows (wren_quantize_act_row_k_ref): one scale per 256 values. max|x| is exact in any order, and the
+ * product x id is rounded to float before cvtps2dq rounds it half to even, as in the reference. A group where
+ * cvtps2dq gives 0x80000000 (NaN or inf) is left to the reference, as quantize_act_avx2 does for a block. */
+void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t g = 0; g < k / WREN_QK_K; g++) {
+        const float *xg = x + g * WREN_QK_K;
+        int8_t *qg = q + g * WREN_QK_K;
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < WREN_QK_K; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xg + j)), m);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const float dg = amax != 0.0f ? 1.0f / id : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i bad = _mm256_setzero_si256();
+        for (int b = 0; b < WREN_QK_K / WREN_QK; b++) {
+            const float *xb = xg + b * WREN_QK;
+            const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb), vid));
+            const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 8), vid));
+            const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16), vid));
+            const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 24), vid));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            p = _mm256_permutevar8x32_epi32(p, perm);
+            bad = _mm256_or_si256(bad, _mm256_cmpeq_epi8(p, _mm256_set1_epi8(-128)));
+            _mm256_storeu_si256((__m256i *)(qg + b * WREN_QK), p);
+            __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+            s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+            d[g * (WREN_QK_K / WREN_QK) + b] = dg;
+            sum[g * (WREN_QK_K / WREN_QK) + b] = _mm_cvtsi128_si32(s4);
+        }
+        if (!_mm256_testz_si256(bad, bad))
+            wren_quantize_act_row_k_ref(xg, WREN_QK_K, qg, d + g * (WREN_QK_K / WREN_QK), sum + g * (WREN_QK_K / WREN_QK));
+    }
+}
+
 /* ---- activation operands ----
  * A kernel reads activation row j of block b either straight from the wren_act (RAW: vpbroadcastd of each 4-byte
  * group, the scalars broadcast) or, for GEMV over a short row, from an expanded copy (EXP): the eight groups already

@@ -366,9 +366,11 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
          * softmax sums in double, and the probabilities go to fp16 for p.v */
         float qh[1024];     /* head_dim <= 1024 (wren_model_check) */
         for (int d = 0; d < hd; d++) qh[d] = fp16_round(q[d]);
+        const int n_keys = (int)(pos - start + 1);
+        vec->dot_f16_rows(scores + start, qh, kc + start * hd, (size_t)hd, n_keys, hd);
         float mx = -INFINITY;
         for (int64_t j = start; j <= pos; j++) {
-            const float s = vec->dot_f16(qh, kc + j * hd, hd) * c->attn_scale;
+            const float s = scores[j] * c->attn_scale;
             scores[j] = s;
             if (s > mx) mx = s;
         }
@@ -378,9 +380,9 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
             sum += scores[j];
         }
         const float inv = (float)(1.0 / sum);
+        for (int64_t j = start; j <= pos; j++) scores[j] = fp16_round(scores[j] * inv);
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int64_t j = start; j <= pos; j++) vec->axpy_f16(out, fp16_round(scores[j] * inv), vc + j * hd, hd);
+        vec->attn_pv_f16(out, scores + start, vc + start * hd, (size_t)hd, n_keys, hd);
     }
 }
 

@@ -131,6 +131,12 @@ typedef struct {
     float (*dot_f16)(const float *a, const uint16_t *b, int n);     /* b: fp16 (the KV cache) */
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
     void (*to_f16)(uint16_t *dst, const float *src, int n);         /* round to nearest even */
+    /* attention over n_keys rows of the fp16 cache, rows `stride` values apart:
+     * dot_f16_rows: out[j] = dot_f16(a, b + j stride, n), the same bits as one call per row;
+     * attn_pv_f16: out = sum over j of p[j] v_j, the same bits as out = 0 then axpy_f16(out, p[j], v_j, n) for each j
+     * in order (one rounding per key and element) */
+    void (*dot_f16_rows)(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n);
+    void (*attn_pv_f16)(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n);
 } wren_vec_ops;
 extern const wren_vec_ops wren_vec_ref;
 #if defined(__x86_64__) || defined(_M_X64)

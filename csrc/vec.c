@@ -34,4 +34,14 @@ static void to_f16_ref(uint16_t *dst, const float *src, int n) {
     for (int d = 0; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
 }
 
-const wren_vec_ops wren_vec_ref = {"reference", dot_f32_ref, axpy_f32_ref, dot_f16_ref, axpy_f16_ref, to_f16_ref};
+static void dot_f16_rows_ref(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n) {
+    for (int j = 0; j < n_keys; j++) out[j] = dot_f16_ref(a, b + j * stride, n);
+}
+
+static void attn_pv_f16_ref(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n) {
+    for (int d = 0; d < n; d++) out[d] = 0.0f;
+    for (int j = 0; j < n_keys; j++) axpy_f16_ref(out, p[j], v + j * stride, n);
+}
+
+const wren_vec_ops wren_vec_ref = {"reference", dot_f32_ref, axpy_f32_ref, dot_f16_ref, axpy_f16_ref, to_f16_ref,
+                                   dot_f16_rows_ref, attn_pv_f16_ref};

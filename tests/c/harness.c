@@ -196,6 +196,28 @@ static void test_vec_ops(void) {
         for (int i = 0; i < n; i++) close &= fabsf(y1[i] - y2[i]) <= 1e-6f * (1.0f + fabsf(y2[i]));
         check(close, "axpy_f16");
     }
+    /* attention over several keys per call: the same bits as one dot_f16 per key and axpy_f16 key after key into a
+     * zeroed row, for head sizes that reach every chunk width and tail */
+    static const int sizes[] = {1, 3, 4, 16, 23, 64, 87, 128, 140};
+    enum { KEYS = 11, STRIDE = 150 };
+    static uint16_t kv[KEYS * STRIDE];
+    float p[KEYS], out1[STRIDE], out2[STRIDE], sc1[KEYS], sc2[KEYS];
+    for (int i = 0; i < KEYS * STRIDE; i++) kv[i] = wren_f32_to_fp16(frand() * (i % 13 == 0 ? 60.0f : 2.0f));
+    for (int j = 0; j < KEYS; j++) p[j] = frand();
+    for (int set = 0; set < 2; set++) {
+        const wren_vec_ops *o = set ? r : v;
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            for (int keys = 1; keys <= KEYS; keys += 3) {
+                const int n = sizes[si];
+                o->dot_f16_rows(sc1, a, kv, STRIDE, keys, n);
+                for (int j = 0; j < keys; j++) sc2[j] = o->dot_f16(a, kv + j * STRIDE, n);
+                check(memcmp(sc1, sc2, sizeof(float) * keys) == 0, "dot_f16_rows: the bits of dot_f16");
+                o->attn_pv_f16(out1, p, kv, STRIDE, keys, n);
+                for (int d = 0; d < n; d++) out2[d] = 0.0f;
+                for (int j = 0; j < keys; j++) o->axpy_f16(out2, p[j], kv + j * STRIDE, n);
+                check(memcmp(out1, out2, sizeof(float) * n) == 0, "attn_pv_f16: the bits of axpy_f16 key after key");
+            }
+    }
     printf("vector ops: %s\n", v->name);
 }
 

@@ -53,5 +53,77 @@ static void to_f16_neon(uint16_t *dst, const float *src, int n) {
     for (; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
 }
 
-const wren_vec_ops wren_vec_neon = {"neon", dot_f32_neon, axpy_f32_neon, dot_f16_neon, axpy_f16_neon, to_f16_neon};
+/* four rows per pass share the loads of a; each row keeps dot_f16_neon's four accumulators, its order and its tail */
+static void dot_f16_rows_neon(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n) {
+    int j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+        const uint16_t *r[4] = {b + j * stride, b + (j + 1) * stride, b + (j + 2) * stride, b + (j + 3) * stride};
+        float32x4_t s[4][4];
+        for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = s[k][2] = s[k][3] = vdupq_n_f32(0.0f);
+        int d = 0;
+        for (; d + 16 <= n; d += 16) {
+            const float32x4_t a0 = vld1q_f32(a + d), a1 = vld1q_f32(a + d + 4);
+            const float32x4_t a2 = vld1q_f32(a + d + 8), a3 = vld1q_f32(a + d + 12);
+            for (int k = 0; k < 4; k++) {
+                const float16x8_t lo = vreinterpretq_f16_u16(vld1q_u16(r[k] + d));
+                const float16x8_t hi = vreinterpretq_f16_u16(vld1q_u16(r[k] + d + 8));
+                s[k][0] = vfmaq_f32(s[k][0], a0, vcvt_f32_f16(vget_low_f16(lo)));
+                s[k][1] = vfmaq_f32(s[k][1], a1, vcvt_high_f32_f16(lo));
+                s[k][2] = vfmaq_f32(s[k][2], a2, vcvt_f32_f16(vget_low_f16(hi)));
+                s[k][3] = vfmaq_f32(s[k][3], a3, vcvt_high_f32_f16(hi));
+            }
+        }
+        for (; d + 4 <= n; d += 4) {
+            const float32x4_t a0 = vld1q_f32(a + d);
+            for (int k = 0; k < 4; k++) s[k][0] = vfmaq_f32(s[k][0], a0, load_f16(r[k] + d));
+        }
+        for (int k = 0; k < 4; k++) {
+            float t = vaddvq_f32(vaddq_f32(vaddq_f32(s[k][0], s[k][1]), vaddq_f32(s[k][2], s[k][3])));
+            for (int e = d; e < n; e++) t += a[e] * wren_fp16_to_f32(r[k][e]);
+            out[j + k] = t;
+        }
+    }
+    for (; j < n_keys; j++) out[j] = dot_f16_neon(a, b + j * stride, n);
+}
+
+/* the output stays in registers over all keys, 64 values at a time (16 accumulators); per element the same fused
+ * multiply-adds in the same key order as axpy_f16_neon into a zeroed row */
+static void attn_pv_f16_neon(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n) {
+    int d = 0;
+    for (; d + 64 <= n; d += 64) {
+        float32x4_t acc[16];
+        for (int c = 0; c < 16; c++) acc[c] = vdupq_n_f32(0.0f);
+        const uint16_t *x = v + d;
+        for (int j = 0; j < n_keys; j++, x += stride) {
+            const float pj = p[j];
+            for (int c = 0; c < 8; c++) {
+                const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(x + 8 * c));
+                acc[2 * c] = vfmaq_n_f32(acc[2 * c], vcvt_f32_f16(vget_low_f16(h)), pj);
+                acc[2 * c + 1] = vfmaq_n_f32(acc[2 * c + 1], vcvt_high_f32_f16(h), pj);
+            }
+        }
+        for (int c = 0; c < 16; c++) vst1q_f32(out + d + 4 * c, acc[c]);
+    }
+    for (; d + 16 <= n; d += 16) {
+        float32x4_t acc[4];
+        for (int c = 0; c < 4; c++) acc[c] = vdupq_n_f32(0.0f);
+        const uint16_t *x = v + d;
+        for (int j = 0; j < n_keys; j++, x += stride)
+            for (int c = 0; c < 4; c++) acc[c] = vfmaq_n_f32(acc[c], load_f16(x + 4 * c), p[j]);
+        for (int c = 0; c < 4; c++) vst1q_f32(out + d + 4 * c, acc[c]);
+    }
+    for (; d + 4 <= n; d += 4) {
+        float32x4_t acc = vdupq_n_f32(0.0f);
+        for (int j = 0; j < n_keys; j++) acc = vfmaq_n_f32(acc, load_f16(v + j * stride + d), p[j]);
+        vst1q_f32(out + d, acc);
+    }
+    for (; d < n; d++) {
+        float y = 0.0f;
+        for (int j = 0; j < n_keys; j++) y += p[j] * wren_fp16_to_f32(v[j * stride + d]);
+        out[d] = y;
+    }
+}
+
+const wren_vec_ops wren_vec_neon = {"neon", dot_f32_neon, axpy_f32_neon, dot_f16_neon, axpy_f16_neon, to_f16_neon,
+                                    dot_f16_rows_neon, attn_pv_f16_neon};
 #endif

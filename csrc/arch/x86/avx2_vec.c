@@ -61,5 +61,67 @@ static void to_f16_avx2(uint16_t *dst, const float *src, int n) {
     for (; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
 }
 
-const wren_vec_ops wren_vec_avx2 = {"avx2", dot_f32_avx2, axpy_f32_avx2, dot_f16_avx2, axpy_f16_avx2, to_f16_avx2};
+static inline float hsum8(__m256 s) {     /* dot_f16_avx2's reduction order */
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* four rows per pass share the loads of a; each row keeps dot_f16_avx2's two accumulators, its order and its tail */
+static void dot_f16_rows_avx2(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n) {
+    int j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+        const uint16_t *r[4] = {b + j * stride, b + (j + 1) * stride, b + (j + 2) * stride, b + (j + 3) * stride};
+        __m256 s[4][2];
+        for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= n; d += 16) {
+            const __m256 a0 = _mm256_loadu_ps(a + d), a1 = _mm256_loadu_ps(a + d + 8);
+            for (int k = 0; k < 4; k++) {
+                s[k][0] = _mm256_fmadd_ps(a0, load_f16(r[k] + d), s[k][0]);
+                s[k][1] = _mm256_fmadd_ps(a1, load_f16(r[k] + d + 8), s[k][1]);
+            }
+        }
+        for (; d + 8 <= n; d += 8) {
+            const __m256 a0 = _mm256_loadu_ps(a + d);
+            for (int k = 0; k < 4; k++) s[k][0] = _mm256_fmadd_ps(a0, load_f16(r[k] + d), s[k][0]);
+        }
+        for (int k = 0; k < 4; k++) {
+            float t = hsum8(_mm256_add_ps(s[k][0], s[k][1]));
+            for (int e = d; e < n; e++) t += a[e] * wren_fp16_to_f32(r[k][e]);
+            out[j + k] = t;
+        }
+    }
+    for (; j < n_keys; j++) out[j] = dot_f16_avx2(a, b + j * stride, n);
+}
+
+/* the output stays in registers over all keys, 64 values at a time (8 accumulators); per element the same fused
+ * multiply-adds in the same key order as axpy_f16_avx2 into a zeroed row */
+static void attn_pv_f16_avx2(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n) {
+    int d = 0;
+    for (; d + 64 <= n; d += 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+        const uint16_t *x = v + d;
+        for (int j = 0; j < n_keys; j++, x += stride) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            for (int c = 0; c < 8; c++) acc[c] = _mm256_fmadd_ps(pj, load_f16(x + 8 * c), acc[c]);
+        }
+        for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + d + 8 * c, acc[c]);
+    }
+    for (; d + 8 <= n; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int j = 0; j < n_keys; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load_f16(v + j * stride + d), acc);
+        _mm256_storeu_ps(out + d, acc);
+    }
+    for (; d < n; d++) {
+        float y = 0.0f;
+        for (int j = 0; j < n_keys; j++) y += p[j] * wren_fp16_to_f32(v[j * stride + d]);
+        out[d] = y;
+    }
+}
+
+const wren_vec_ops wren_vec_avx2 = {"avx2", dot_f32_avx2, axpy_f32_avx2, dot_f16_avx2, axpy_f16_avx2, to_f16_avx2,
+                                    dot_f16_rows_avx2, attn_pv_f16_avx2};
 #endif

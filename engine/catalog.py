@@ -8,6 +8,7 @@ is checked before it is kept: a file that is not a valid GGUF of a supported arc
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -137,13 +138,14 @@ class ModelInfo:
 WORKING_BYTES = 96 << 20  # interpreter, tokenizer, scratch and logits buffers, with room to spare
 
 
-def describe(path: str | os.PathLike) -> ModelInfo:
-    """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file."""
+def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> ModelInfo:
+    """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file. `gguf`: the file
+    already parsed (it stays open)."""
     from wren.engine.model import POLICIES, runtime_format
     from wren.engine.models import architecture_for
 
     path = Path(path)
-    with gguffile.read(path) as g:
+    with contextlib.nullcontext(gguf) if gguf is not None else gguffile.read(path) as g:
         arch = architecture_for(g)
         hp = arch.hparams()
         counts: dict[str, int] = {}
@@ -183,9 +185,11 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_memory(path: str | os.PathLike, n_ctx: int, policy: str = "mixed", available: int | None = None) -> int:
-    """Refuse (MemoryCheckError) a model that would not fit; returns the bytes it needs."""
-    info = describe(path)
+def check_memory(path: str | os.PathLike, n_ctx: int, policy: str = "mixed", available: int | None = None,
+                 gguf: gguffile.GGUFFile | None = None) -> int:
+    """Refuse (MemoryCheckError) a model that would not fit; returns the bytes it needs. `gguf`: the file already
+    parsed, if it is."""
+    info = describe(path, gguf)
     need = info.ram_bytes(n_ctx, policy)
     have = available_memory() if available is None else available
     if need > have:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from wren.engine import catalog, native
+from wren.engine import catalog, gguffile, native
 from wren.engine.chat_template import ChatTemplate
 from wren.engine.generate import ContextFullError, GenerationStats, Generator, resolve_model_path
 from wren.engine.model import Model
@@ -143,9 +143,15 @@ class Engine:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-engine")
 
         def load() -> tuple[Generator, ChatTemplate]:
-            if check_memory:
-                catalog.check_memory(resolved, settings.context_length, settings.weight_policy, available_bytes)
-            model = Model(resolved, settings.weight_policy, progress=report)
+            g = gguffile.read(resolved)  # parsed once, for the memory check and the load
+            try:
+                if check_memory:
+                    catalog.check_memory(resolved, settings.context_length, settings.weight_policy,
+                                         available_bytes, gguf=g)
+                model = Model(resolved, settings.weight_policy, progress=report, gguf=g)
+            except BaseException:
+                g.close()
+                raise
             tok = Tokenizer.from_gguf(model.gguf)
             pool = native.Pool(**pool_args)
             n_ctx = min(settings.context_length, model.hp.context_length)

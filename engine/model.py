@@ -132,7 +132,8 @@ class Model:
     """A model in runtime formats: the wren_model struct and every buffer it points at."""
 
     def __init__(self, path: str | Path, policy: str = "mixed",
-                 progress: Callable[[int, int], None] | None = None, act_blocks: str = "llama.cpp"):
+                 progress: Callable[[int, int], None] | None = None, act_blocks: str = "llama.cpp",
+                 gguf: GGUFFile | None = None):
         if policy not in POLICIES:
             raise ValueError(f"weight policy {policy!r} is not one of {', '.join(POLICIES)}")
         if act_blocks not in ACT_BLOCKS:
@@ -141,7 +142,7 @@ class Model:
         start = time.perf_counter()
         self.path = Path(path)
         self.policy = policy
-        self.gguf = g = gguffile.read(self.path)
+        self.gguf = g = gguf if gguf is not None else gguffile.read(self.path)  # gguf: the file, parsed
         self.arch = architecture_for(g)
         self.hp: HParams = self.arch.hparams()
         hp = self.hp

@@ -5,7 +5,6 @@ timings a user sees (time to first token, prefill and decode speed).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wren.engine import native, pypi_models, topology
+from wren.engine import native, pypi_models
 from wren.engine.model import Context, Model
 from wren.engine.sampling import Sampler
 from wren.engine.tokenizer import Tokenizer
@@ -68,21 +67,13 @@ def resolve_model_path(spec: str | None) -> Path:
 
 
 def default_pool_settings(threads: int | None = None) -> dict:
-    """One pinned thread per core of the recommended (fastest) cluster; -t N takes N cores from there on."""
-    topo = topology.read_topology()
-    allowed = sorted(os.sched_getaffinity(0))
-    preferred = [c for c in topo.recommended if c in allowed] or allowed
-    if threads is None:
-        return dict(threads=len(preferred), cpus=preferred, strict=True)
-    if threads < 1:
+    """The placement of `wren run` and `wren bench`: the settings' default rule (Settings.pool_settings, the big
+    preset: one pinned thread per core of the fastest cluster; -t N takes N cores from there on)."""
+    from wren.engine.settings import Settings
+
+    if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
-    if threads <= len(preferred):
-        return dict(threads=threads, cpus=preferred[:threads], strict=True)
-    rest = [c for c in allowed if c not in preferred]
-    cpus = preferred + rest
-    if threads <= len(cpus):
-        return dict(threads=threads, cpus=cpus[:threads], strict=True)
-    return dict(threads=threads, cpus=None, strict=False)  # more threads than CPUs: let the system place them
+    return Settings(threads=threads or 0).pool_settings()
 
 
 @dataclass

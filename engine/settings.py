@@ -140,10 +140,17 @@ class Settings:
             cpus = allowed
         else:
             cpus = [c for c in topo.recommended if c in allowed] or allowed
+            n = self.threads or len(cpus)
+            if n > len(cpus):
+                # the big preset with more threads than the fast cluster has cores: the next cores take the
+                # rest (on an RK3588, 6 threads run on the 4 big cores and 2 little ones, not 6 on 4 cores)
+                cpus = cpus + [c for c in allowed if c not in cpus]
+                if n > len(cpus):
+                    return dict(threads=n, cpus=None, strict=False)  # more threads than CPUs: the system places
         n = self.threads or len(cpus)
         if self.strict_pinning and n <= len(cpus):
             return dict(threads=n, cpus=cpus[:n], strict=True)
-        # more threads than cores, or no strict pinning: the threads share the selected cores
+        # more threads than the chosen cores, or no strict pinning: the threads share the chosen cores
         return dict(threads=n, cpus=cpus, strict=False)
 
 

@@ -69,9 +69,16 @@ def test_core_presets_on_an_rk3588(tmp_path):
     assert S.Settings(cores="system").pool_settings(topo, allowed) == {"threads": 8, "cpus": None, "strict": False}
     custom = S.Settings(cores="custom", custom_cpus=(0, 1)).pool_settings(topo, allowed)
     assert custom == {"threads": 2, "cpus": [0, 1], "strict": True}
-    # more threads than selected cores: they share them, unpinned
-    assert S.Settings(threads=6).pool_settings(topo, allowed) == {"threads": 6, "cpus": [4, 5, 6, 7],
-                                                                  "strict": False}
+    # the big preset with more threads than big cores: the little cores take the rest, pinned; beyond every
+    # CPU, the system places them
+    assert S.Settings(threads=6).pool_settings(topo, allowed) == {"threads": 6, "cpus": [4, 5, 6, 7, 0, 1],
+                                                                  "strict": True}
+    assert S.Settings(threads=10).pool_settings(topo, allowed) == {"threads": 10, "cpus": None, "strict": False}
+    # cores chosen by hand, fewer than the threads: the threads share them, unpinned
+    assert S.Settings(cores="custom", custom_cpus=(0, 1), threads=3).pool_settings(topo, allowed) == {
+        "threads": 3, "cpus": [0, 1], "strict": False}
+    assert S.Settings(threads=2, strict_pinning=False).pool_settings(topo, allowed) == {
+        "threads": 2, "cpus": [4, 5, 6, 7], "strict": False}
     with pytest.raises(S.SettingsError, match="CPU 9"):
         S.Settings(cores="custom", custom_cpus=(4, 9)).pool_settings(topo, allowed)
 

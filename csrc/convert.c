@@ -159,6 +159,31 @@ int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n
     return WREN_OK;
 }
 
+int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
+                         size_t dst_bytes) {
+    if (!src || !dst) return WREN_E_NULL;
+    const ggml_traits *t = find(ggml_type);
+    if (!t || format < 0 || format >= WREN_N_FORMATS) return WREN_E_FORMAT;
+    const int piece = t->block >= 256 ? t->block : 256;        /* a multiple of 32 and of the type's block */
+    const int64_t step = n % piece == 0 ? piece : WREN_QK;      /* small tensors: blocks of 32 (t->block <= 32) */
+    if (n <= 0 || n % WREN_QK || n % t->block || step % t->block) return WREN_E_SHAPE;
+    const size_t out_block = format == WREN_Q4_0 ? sizeof(wren_block_q4_0)
+                             : format == WREN_Q4_1 ? sizeof(wren_block_q4_1) : sizeof(wren_block_q8_0);
+    if (src_bytes < wren_ggml_bytes(ggml_type, n) || dst_bytes < (size_t)(n / WREN_QK) * out_block)
+        return WREN_E_BUFFER;
+    const uint8_t *s = src;
+    uint8_t *out = dst;
+    float tmp[256];
+    for (int64_t i = 0; i < n; i += step) {
+        for (int64_t b = 0; b < step / t->block; b++)
+            t->to_f32(s + (size_t)((i / t->block + b) * t->bytes), tmp + b * t->block);
+        const int st = wren_quantize(format, tmp, 1, step, out + (size_t)(i / WREN_QK) * out_block,
+                                     (size_t)(step / WREN_QK) * out_block);
+        if (st) return st;
+    }
+    return WREN_OK;
+}
+
 int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
     if (!src || !dst) return WREN_E_NULL;
     if (n <= 0 || n % 256) return WREN_E_SHAPE;

@@ -149,6 +149,10 @@ enum {
 size_t wren_ggml_bytes(int ggml_type, int64_t n);          /* 0 when unknown or n is not whole blocks */
 int wren_ggml_to_f32(int ggml_type, const void *src, size_t src_bytes, int64_t n, float *dst, size_t dst_len);
 int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
+/* n values of a GGML type as plain blocks of a runtime format: each piece of 256 (or of the type's block, or 32)
+ * values turned into floats and quantized at once, with the same arithmetic as wren_ggml_to_f32 then wren_quantize */
+int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
+                         size_t dst_bytes);
 /* Q5_0 blocks as Q8_0 blocks with the same fp16 scale (q - 16 fits an int8): exact */
 int wren_q5_0_to_q8_0(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
 

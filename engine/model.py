@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 import resource
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,7 +36,6 @@ ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
 DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
-CHUNK_VALUES = 1 << 24  # values dequantized at a time when requantizing (64 MiB of floats)
 
 
 @dataclass
@@ -65,7 +63,7 @@ def _rows_bytes(t: gguffile.TensorInfo) -> int:
 
 
 def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: int | None = None,
-                   variant: native.Variant | None = None, scratch: np.ndarray | None = None) -> PackedWeights:
+                   variant: native.Variant | None = None) -> PackedWeights:
     """Rows [row0, row0 + n_rows) of a GGUF matrix, converted under `policy` and packed for the kernels."""
     t = g.tensors.get(name)
     if t is None:
@@ -95,17 +93,8 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
                                            plain.nbytes), f"fold {name}")
     else:
         plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
-        rows_per_chunk = max(1, CHUNK_VALUES // k)
-        out_rb = k // 32 * fmt.block_bytes
-        if scratch is None or scratch.size < min(n, rows_per_chunk) * k:
-            scratch = np.empty(min(n, rows_per_chunk) * k, dtype=np.float32)
-        for r in range(0, n, rows_per_chunk):
-            m = min(rows_per_chunk, n - r)
-            floats = scratch[:m * k]  # one buffer for every chunk: fresh pages cost a kernel zeroing each
-            src = raw[r * rb:(r + m) * rb]
-            native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(src), src.nbytes, m * k,
-                                              ffi.from_buffer("float[]", floats), floats.size), f"convert {name}")
-            plain[r * out_rb:(r + m) * out_rb] = native.quantize(fmt, floats.reshape(m, k)).reshape(-1)
+        native.check(lib.wren_ggml_requantize(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, n * k, fmt,
+                                              ffi.from_buffer(plain), plain.nbytes), f"convert {name}")
     packed = PackedWeights(fmt, plain, n, k, variant)
     del raw, plain
     if n_rows is None or row0 + n == t.shape[1]:
@@ -157,23 +146,32 @@ class Model:
             names.append(self.arch.output_tensor())
         n_steps = len(names) + 1  # each matrix, then the model check
         converted: dict[str, PackedWeights] = {}
-        scratch = threading.local()
 
         def convert(name: str) -> PackedWeights:
-            if not hasattr(scratch, "buf"):
-                scratch.buf = np.empty(CHUNK_VALUES, dtype=np.float32)
             src, row0, n = fused[name] if name in fused else (name, 0, None)
-            w = convert_matrix(g, src, policy, row0, n, scratch=scratch.buf)
+            w = convert_matrix(g, src, policy, row0, n)
             if act_blocks == "llama.cpp" and g.tensors[src].type_name in K_QUANTS:
                 w.struct.act_group = 256
             return w
 
+        # largest first, so that the biggest matrix (often the output layer) does not start last and finish alone
+        def size(name: str) -> int:
+            src, _, n = fused[name] if name in fused else (name, 0, None)
+            t = g.tensors.get(src)
+            return 0 if t is None else (t.n_elements if n is None else n * t.shape[0])
+
+        order = sorted(names, key=size, reverse=True)
         workers = max(1, min(len(os.sched_getaffinity(0)), 4))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, (name, w) in enumerate(zip(names, pool.map(convert, names))):
-                converted[name] = w
-                if progress:
-                    progress(done + 1, n_steps)
+            futures = {pool.submit(convert, name): name for name in order}
+            try:
+                for done, fut in enumerate(as_completed(futures)):
+                    converted[futures[fut]] = fut.result()
+                    if progress:
+                        progress(done + 1, n_steps)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # a bad tensor: the others are not waited for
+                raise
 
         def matrix(name: str) -> PackedWeights:
             w = converted[name]

@@ -69,6 +69,28 @@ def test_q4_k_folds_into_q4_1_blocks():
     assert (np.abs(folded - exact) <= bound).all()
 
 
+@pytest.mark.parametrize("name", ["F16", "BF16", "Q5_1", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("fmt", [native.Format.Q8_0, native.Format.Q4_0])
+def test_requantize_in_one_pass_equals_floats_then_quantize(name, fmt):
+    """wren_ggml_requantize (the load path of the types without a direct runtime format) gives the bytes of
+    wren_ggml_to_f32 followed by the reference quantizer, piece by piece, for whole and partial 256-value pieces."""
+    qtype = TYPES[name]
+    rng = np.random.default_rng(int(qtype) + 100 * int(fmt))
+    block, _ = gguf.GGML_QUANT_SIZES[qtype]
+    n_blocks = 12 if block > 1 else 32 * 13  # 13 blocks of 32: not a multiple of 256
+    raw = random_blocks(qtype, n_blocks, rng)
+    n = n_blocks * block
+    expected = native.quantize(fmt, to_f32(int(qtype), raw, n).reshape(1, n)).reshape(-1)
+    got = np.empty_like(expected)
+    native.check(lib.wren_ggml_requantize(int(qtype), ffi.from_buffer(raw), raw.nbytes, n, fmt, ffi.from_buffer(got),
+                                          got.nbytes), "requantize")
+    assert (got == expected).all()
+    assert lib.wren_ggml_requantize(int(qtype), ffi.from_buffer(raw), raw.nbytes - 1, n, fmt, ffi.from_buffer(got),
+                                    got.nbytes) == lib.WREN_E_BUFFER
+    assert lib.wren_ggml_requantize(int(qtype), ffi.from_buffer(raw), raw.nbytes, n, 7, ffi.from_buffer(got),
+                                    got.nbytes) == lib.WREN_E_FORMAT
+
+
 def test_bad_arguments():
     raw = np.zeros(144, dtype=np.uint8)
     out = np.empty(256, dtype=np.float32)

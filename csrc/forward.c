@@ -413,7 +413,12 @@ static void glu_rows(void *p, int64_t b, int64_t e, int ith) {
         float *g = f->c->gate + t * c->ffn_dim;
         const float *u = f->c->up + t * c->ffn_dim;
         if (c->act == WREN_ACT_SILU)
-            for (int i = 0; i < c->ffn_dim; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            for (int i0 = 0; i0 < c->ffn_dim; i0 += 256) {  /* libm's e^ one by one, the rest in vectors */
+                const int m = c->ffn_dim - i0 < 256 ? c->ffn_dim - i0 : 256;
+                float e[256];
+                for (int i = 0; i < m; i++) e[i] = expf(-g[i0 + i]);
+                for (int i = 0; i < m; i++) g[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
+            }
         else
             for (int i = 0; i < c->ffn_dim; i++) g[i] = gelu_tanh(g[i]) * u[i];
     }

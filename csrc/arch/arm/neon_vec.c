@@ -53,35 +53,43 @@ static void to_f16_neon(uint16_t *dst, const float *src, int n) {
     for (; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
 }
 
-/* four rows per pass share the loads of a; each row keeps dot_f16_neon's four accumulators, its order and its tail */
+/* two rows per pass share the loads of a; each row keeps dot_f16_neon's four accumulators, its order and its tail */
 static void dot_f16_rows_neon(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n) {
     int j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-        const uint16_t *r[4] = {b + j * stride, b + (j + 1) * stride, b + (j + 2) * stride, b + (j + 3) * stride};
-        float32x4_t s[4][4];
-        for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = s[k][2] = s[k][3] = vdupq_n_f32(0.0f);
+    for (; j + 2 <= n_keys; j += 2) {
+        const uint16_t *r0 = b + j * stride, *r1 = r0 + stride;
+        float32x4_t s00 = vdupq_n_f32(0.0f), s01 = s00, s02 = s00, s03 = s00;
+        float32x4_t s10 = s00, s11 = s00, s12 = s00, s13 = s00;
         int d = 0;
         for (; d + 16 <= n; d += 16) {
             const float32x4_t a0 = vld1q_f32(a + d), a1 = vld1q_f32(a + d + 4);
             const float32x4_t a2 = vld1q_f32(a + d + 8), a3 = vld1q_f32(a + d + 12);
-            for (int k = 0; k < 4; k++) {
-                const float16x8_t lo = vreinterpretq_f16_u16(vld1q_u16(r[k] + d));
-                const float16x8_t hi = vreinterpretq_f16_u16(vld1q_u16(r[k] + d + 8));
-                s[k][0] = vfmaq_f32(s[k][0], a0, vcvt_f32_f16(vget_low_f16(lo)));
-                s[k][1] = vfmaq_f32(s[k][1], a1, vcvt_high_f32_f16(lo));
-                s[k][2] = vfmaq_f32(s[k][2], a2, vcvt_f32_f16(vget_low_f16(hi)));
-                s[k][3] = vfmaq_f32(s[k][3], a3, vcvt_high_f32_f16(hi));
-            }
+            const float16x8_t l0 = vreinterpretq_f16_u16(vld1q_u16(r0 + d));
+            const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(r0 + d + 8));
+            const float16x8_t l1 = vreinterpretq_f16_u16(vld1q_u16(r1 + d));
+            const float16x8_t h1 = vreinterpretq_f16_u16(vld1q_u16(r1 + d + 8));
+            s00 = vfmaq_f32(s00, a0, vcvt_f32_f16(vget_low_f16(l0)));
+            s01 = vfmaq_f32(s01, a1, vcvt_high_f32_f16(l0));
+            s02 = vfmaq_f32(s02, a2, vcvt_f32_f16(vget_low_f16(h0)));
+            s03 = vfmaq_f32(s03, a3, vcvt_high_f32_f16(h0));
+            s10 = vfmaq_f32(s10, a0, vcvt_f32_f16(vget_low_f16(l1)));
+            s11 = vfmaq_f32(s11, a1, vcvt_high_f32_f16(l1));
+            s12 = vfmaq_f32(s12, a2, vcvt_f32_f16(vget_low_f16(h1)));
+            s13 = vfmaq_f32(s13, a3, vcvt_high_f32_f16(h1));
         }
         for (; d + 4 <= n; d += 4) {
             const float32x4_t a0 = vld1q_f32(a + d);
-            for (int k = 0; k < 4; k++) s[k][0] = vfmaq_f32(s[k][0], a0, load_f16(r[k] + d));
+            s00 = vfmaq_f32(s00, a0, load_f16(r0 + d));
+            s10 = vfmaq_f32(s10, a0, load_f16(r1 + d));
         }
-        for (int k = 0; k < 4; k++) {
-            float t = vaddvq_f32(vaddq_f32(vaddq_f32(s[k][0], s[k][1]), vaddq_f32(s[k][2], s[k][3])));
-            for (int e = d; e < n; e++) t += a[e] * wren_fp16_to_f32(r[k][e]);
-            out[j + k] = t;
+        float t0 = vaddvq_f32(vaddq_f32(vaddq_f32(s00, s01), vaddq_f32(s02, s03)));
+        float t1 = vaddvq_f32(vaddq_f32(vaddq_f32(s10, s11), vaddq_f32(s12, s13)));
+        for (; d < n; d++) {
+            t0 += a[d] * wren_fp16_to_f32(r0[d]);
+            t1 += a[d] * wren_fp16_to_f32(r1[d]);
         }
+        out[j] = t0;
+        out[j + 1] = t1;
     }
     for (; j < n_keys; j++) out[j] = dot_f16_neon(a, b + j * stride, n);
 }

@@ -72,26 +72,36 @@ static inline float hsum8(__m256 s) {     /* dot_f16_avx2's reduction order */
 static void dot_f16_rows_avx2(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n) {
     int j = 0;
     for (; j + 4 <= n_keys; j += 4) {
-        const uint16_t *r[4] = {b + j * stride, b + (j + 1) * stride, b + (j + 2) * stride, b + (j + 3) * stride};
-        __m256 s[4][2];
-        for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm256_setzero_ps();
+        const uint16_t *r0 = b + j * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+        __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
         int d = 0;
         for (; d + 16 <= n; d += 16) {
             const __m256 a0 = _mm256_loadu_ps(a + d), a1 = _mm256_loadu_ps(a + d + 8);
-            for (int k = 0; k < 4; k++) {
-                s[k][0] = _mm256_fmadd_ps(a0, load_f16(r[k] + d), s[k][0]);
-                s[k][1] = _mm256_fmadd_ps(a1, load_f16(r[k] + d + 8), s[k][1]);
-            }
+            s00 = _mm256_fmadd_ps(a0, load_f16(r0 + d), s00);
+            s01 = _mm256_fmadd_ps(a1, load_f16(r0 + d + 8), s01);
+            s10 = _mm256_fmadd_ps(a0, load_f16(r1 + d), s10);
+            s11 = _mm256_fmadd_ps(a1, load_f16(r1 + d + 8), s11);
+            s20 = _mm256_fmadd_ps(a0, load_f16(r2 + d), s20);
+            s21 = _mm256_fmadd_ps(a1, load_f16(r2 + d + 8), s21);
+            s30 = _mm256_fmadd_ps(a0, load_f16(r3 + d), s30);
+            s31 = _mm256_fmadd_ps(a1, load_f16(r3 + d + 8), s31);
         }
         for (; d + 8 <= n; d += 8) {
             const __m256 a0 = _mm256_loadu_ps(a + d);
-            for (int k = 0; k < 4; k++) s[k][0] = _mm256_fmadd_ps(a0, load_f16(r[k] + d), s[k][0]);
+            s00 = _mm256_fmadd_ps(a0, load_f16(r0 + d), s00);
+            s10 = _mm256_fmadd_ps(a0, load_f16(r1 + d), s10);
+            s20 = _mm256_fmadd_ps(a0, load_f16(r2 + d), s20);
+            s30 = _mm256_fmadd_ps(a0, load_f16(r3 + d), s30);
         }
-        for (int k = 0; k < 4; k++) {
-            float t = hsum8(_mm256_add_ps(s[k][0], s[k][1]));
-            for (int e = d; e < n; e++) t += a[e] * wren_fp16_to_f32(r[k][e]);
-            out[j + k] = t;
+        float t0 = hsum8(_mm256_add_ps(s00, s01)), t1 = hsum8(_mm256_add_ps(s10, s11));
+        float t2 = hsum8(_mm256_add_ps(s20, s21)), t3 = hsum8(_mm256_add_ps(s30, s31));
+        for (; d < n; d++) {
+            t0 += a[d] * wren_fp16_to_f32(r0[d]);
+            t1 += a[d] * wren_fp16_to_f32(r1[d]);
+            t2 += a[d] * wren_fp16_to_f32(r2[d]);
+            t3 += a[d] * wren_fp16_to_f32(r3[d]);
         }
+        out[j] = t0, out[j + 1] = t1, out[j + 2] = t2, out[j + 3] = t3;
     }
     for (; j < n_keys; j++) out[j] = dot_f16_avx2(a, b + j * stride, n);
 }

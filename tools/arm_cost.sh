@@ -67,7 +67,7 @@ trap 'rm -rf "$tmp"' EXIT
 instructions() {
     local cpu=$1 plugin=$so,out=$tmp/count; shift
     [ -z "${BLOCKS:-}" ] || plugin=$plugin,blocks=$BLOCKS
-    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 PYTHONPATH="${WREN_ARM_PYTHONPATH:+$WREN_ARM_PYTHONPATH:}$site" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 WREN_MAPS_OUT=${MAPS:-} \
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 OPENBLAS_NUM_THREADS=1 PYTHONPATH="${WREN_ARM_PYTHONPATH:+$WREN_ARM_PYTHONPATH:}$site" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 WREN_MAPS_OUT=${MAPS:-} \
         qemu-aarch64 -cpu "$cpu" -L "$root" -plugin "$plugin" "$@" > "$tmp/out" 2>&1 \
         || { cat "$tmp/out" >&2; return 1; }
     awk '{print $2}' "$tmp/count"

@@ -50,7 +50,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                 int32x4_t init = vdupq_n_s32(0);
                 float32x4_t sx = vdupq_n_f32(0.0f);
                 if (fmt == WREN_Q4_0) init = vmulq_s32(wren_arm_ld1r_s32(&xs[r]), cm4);
-                else sx = vcvtq_f32_s32(wren_arm_ld_s32(&xs[r]));
+                else sx = vmulq_f32(dx, vcvtq_f32_s32(wren_arm_ld_s32(&xs[r])));   /* d_x sum_x */
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     if (r == 0) {                      /* load and unpack tile j of this block */
@@ -79,7 +79,9 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                     s23 = vdotq_s32(s23, hi[j][3], x.val[3]);
                     const float32x4_t fs = vcvtq_f32_s32(vpaddq_s32(s01, s23));
                     acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), fs);
-                    if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], vmulq_laneq_f32(mw[j], dx, 0), sx, 0);
+                    /* m_w (d_x sum_x): the order of the GEMMs (i8mm.c, dotprod.c) and of avx2.c, so that a
+                     * prompt's batch and one token at a time round alike */
+                    if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], mw[j], sx, 0);
                 }
             }
         } while (p[0] != end);

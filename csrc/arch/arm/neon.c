@@ -14,6 +14,24 @@
 /* ---- activation quantization: bit-identical to wren_quantize_act_row_ref ----
  * amax by FMAXNM (exact, so the order of the maxima does not matter; the final max with 0 makes an all-NaN block
  * give 0 as fmaxf from 0 does), d and id by true divisions, q = FCVTNS(x * id) (ties to even, like lrintf). */
+/* q = FCVTNS(x * id) for one block of 32 values (u: the first 16, v: the last 16); returns sum(q) */
+static inline int32_t quantize_block(float32x4x4_t u, float32x4x4_t v, float id, int8_t *q) {
+    const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(u.val[0], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(u.val[1], id));
+    const int32x4_t q2 = vcvtnq_s32_f32(vmulq_n_f32(u.val[2], id)), q3 = vcvtnq_s32_f32(vmulq_n_f32(u.val[3], id));
+    const int32x4_t q4 = vcvtnq_s32_f32(vmulq_n_f32(v.val[0], id)), q5 = vcvtnq_s32_f32(vmulq_n_f32(v.val[1], id));
+    const int32x4_t q6 = vcvtnq_s32_f32(vmulq_n_f32(v.val[2], id)), q7 = vcvtnq_s32_f32(vmulq_n_f32(v.val[3], id));
+    /* |q| <= 127: the low halves are the values */
+    const int16x8_t h0 = vuzp1q_s16(vreinterpretq_s16_s32(q0), vreinterpretq_s16_s32(q1));
+    const int16x8_t h1 = vuzp1q_s16(vreinterpretq_s16_s32(q2), vreinterpretq_s16_s32(q3));
+    const int16x8_t h2 = vuzp1q_s16(vreinterpretq_s16_s32(q4), vreinterpretq_s16_s32(q5));
+    const int16x8_t h3 = vuzp1q_s16(vreinterpretq_s16_s32(q6), vreinterpretq_s16_s32(q7));
+    int8x16x2_t out;
+    out.val[0] = vuzp1q_s8(vreinterpretq_s8_s16(h0), vreinterpretq_s8_s16(h1));
+    out.val[1] = vuzp1q_s8(vreinterpretq_s8_s16(h2), vreinterpretq_s8_s16(h3));
+    vst1q_s8_x2(q, out);
+    return vaddlvq_s16(vaddq_s16(vaddq_s16(h0, h1), vaddq_s16(h2, h3)));
+}
+
 void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
     const int64_t nb = k / WREN_QK;
     for (int64_t b = 0; b < nb; b++, x += WREN_QK, q += WREN_QK) {
@@ -25,20 +43,7 @@ void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32
         const float amax = fmaxf(vmaxnmvq_f32(vmaxnmq_f32(vmaxnmq_f32(m0, m1), vmaxnmq_f32(m2, m3))), 0.0f);
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         d[b] = (float)(__fp16)(amax / 127.0f);     /* an fp16 scale, as the reference (Q8_0 semantics) */
-        const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(u.val[0], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(u.val[1], id));
-        const int32x4_t q2 = vcvtnq_s32_f32(vmulq_n_f32(u.val[2], id)), q3 = vcvtnq_s32_f32(vmulq_n_f32(u.val[3], id));
-        const int32x4_t q4 = vcvtnq_s32_f32(vmulq_n_f32(v.val[0], id)), q5 = vcvtnq_s32_f32(vmulq_n_f32(v.val[1], id));
-        const int32x4_t q6 = vcvtnq_s32_f32(vmulq_n_f32(v.val[2], id)), q7 = vcvtnq_s32_f32(vmulq_n_f32(v.val[3], id));
-        /* |q| <= 127: the low halves are the values */
-        const int16x8_t h0 = vuzp1q_s16(vreinterpretq_s16_s32(q0), vreinterpretq_s16_s32(q1));
-        const int16x8_t h1 = vuzp1q_s16(vreinterpretq_s16_s32(q2), vreinterpretq_s16_s32(q3));
-        const int16x8_t h2 = vuzp1q_s16(vreinterpretq_s16_s32(q4), vreinterpretq_s16_s32(q5));
-        const int16x8_t h3 = vuzp1q_s16(vreinterpretq_s16_s32(q6), vreinterpretq_s16_s32(q7));
-        int8x16x2_t out;
-        out.val[0] = vuzp1q_s8(vreinterpretq_s8_s16(h0), vreinterpretq_s8_s16(h1));
-        out.val[1] = vuzp1q_s8(vreinterpretq_s8_s16(h2), vreinterpretq_s8_s16(h3));
-        vst1q_s8_x2(q, out);
-        sum[b] = vaddlvq_s16(vaddq_s16(vaddq_s16(h0, h1), vaddq_s16(h2, h3)));
+        sum[b] = quantize_block(u, v, id, q);
     }
 }
 
@@ -55,20 +60,8 @@ void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, in
         for (int b = 0; b < WREN_QK_K / WREN_QK; b++) {
             const float *xb = xg + b * WREN_QK;
             const float32x4x4_t u = vld1q_f32_x4(xb), v = vld1q_f32_x4(xb + 16);
-            const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(u.val[0], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(u.val[1], id));
-            const int32x4_t q2 = vcvtnq_s32_f32(vmulq_n_f32(u.val[2], id)), q3 = vcvtnq_s32_f32(vmulq_n_f32(u.val[3], id));
-            const int32x4_t q4 = vcvtnq_s32_f32(vmulq_n_f32(v.val[0], id)), q5 = vcvtnq_s32_f32(vmulq_n_f32(v.val[1], id));
-            const int32x4_t q6 = vcvtnq_s32_f32(vmulq_n_f32(v.val[2], id)), q7 = vcvtnq_s32_f32(vmulq_n_f32(v.val[3], id));
-            const int16x8_t h0 = vuzp1q_s16(vreinterpretq_s16_s32(q0), vreinterpretq_s16_s32(q1));
-            const int16x8_t h1 = vuzp1q_s16(vreinterpretq_s16_s32(q2), vreinterpretq_s16_s32(q3));
-            const int16x8_t h2 = vuzp1q_s16(vreinterpretq_s16_s32(q4), vreinterpretq_s16_s32(q5));
-            const int16x8_t h3 = vuzp1q_s16(vreinterpretq_s16_s32(q6), vreinterpretq_s16_s32(q7));
-            int8x16x2_t out;
-            out.val[0] = vuzp1q_s8(vreinterpretq_s8_s16(h0), vreinterpretq_s8_s16(h1));
-            out.val[1] = vuzp1q_s8(vreinterpretq_s8_s16(h2), vreinterpretq_s8_s16(h3));
-            vst1q_s8_x2(q + g * WREN_QK_K + b * WREN_QK, out);
             d[g * (WREN_QK_K / WREN_QK) + b] = dg;
-            sum[g * (WREN_QK_K / WREN_QK) + b] = vaddlvq_s16(vaddq_s16(vaddq_s16(h0, h1), vaddq_s16(h2, h3)));
+            sum[g * (WREN_QK_K / WREN_QK) + b] = quantize_block(u, v, id, q + g * WREN_QK_K + b * WREN_QK);
         }
     }
 }

@@ -325,25 +325,6 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
-/* x rounded to the nearest fp16 value (ties to even), as a float: wren_fp16_to_f32(wren_f32_to_fp16(x)) without the
- * branches on the common paths */
-static inline float fp16_round(float x) {
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    const uint32_t a = b & 0x7fffffffu;
-    if (a >= 0x38800000u && a < 0x477ff000u) {         /* the result is a normal fp16: drop 13 mantissa bits */
-        b += 0xfffu + ((b >> 13) & 1u);
-        b &= ~0x1fffu;
-        memcpy(&x, &b, sizeof x);
-        return x;
-    }
-    if (a < 0x38800000u) {                              /* subnormal fp16: a multiple of 2^-24, where 0.5 + |x| has */
-        const float r = (fabsf(x) + 0.5f) - 0.5f;       /* its ulp */
-        return copysignf(r, x);
-    }
-    return wren_fp16_to_f32(wren_f32_to_fp16(x));       /* overflow to inf, nan */
-}
-
 /* attention for (token, head) pairs: index i = t * n_heads + h; output into xn (n, q_dim) */
 static void attention(void *p, int64_t b, int64_t e, int ith) {
     const fwd *f = p;
@@ -353,6 +334,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float *scores = ctx->scores + (size_t)ith * ctx->n_ctx;
     const wren_vec_ops *vec = wren_vec_ops_get();
+    const wren_exp_fn exp_row = wren_exp_get();
     for (int64_t i = b; i < e; i++) {
         const int64_t t = i / c->n_heads;
         const int h = (int)(i % c->n_heads), kvh = h / group;
@@ -365,7 +347,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         /* llama.cpp's rounding points (with its fp16 cache and no flash attention): q goes to fp16 for q.k, the
          * softmax sums in double, and the probabilities go to fp16 for p.v */
         float qh[1024];     /* head_dim <= 1024 (wren_model_check) */
-        for (int d = 0; d < hd; d++) qh[d] = fp16_round(q[d]);
+        vec->round_f16(qh, q, hd);
         const int n_keys = (int)(pos - start + 1);
         vec->dot_f16_rows(scores + start, qh, kc + start * hd, (size_t)hd, n_keys, hd);
         float mx = -INFINITY;
@@ -374,13 +356,13 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
             scores[j] = s;
             if (s > mx) mx = s;
         }
+        for (int64_t j = start; j <= pos; j++) scores[j] -= mx;
+        exp_row(scores + start, scores + start, n_keys);
         double sum = 0.0;
-        for (int64_t j = start; j <= pos; j++) {
-            scores[j] = expf(scores[j] - mx);
-            sum += scores[j];
-        }
+        for (int64_t j = start; j <= pos; j++) sum += scores[j];
         const float inv = (float)(1.0 / sum);
-        for (int64_t j = start; j <= pos; j++) scores[j] = fp16_round(scores[j] * inv);
+        for (int64_t j = start; j <= pos; j++) scores[j] *= inv;
+        vec->round_f16(scores + start, scores + start, n_keys);
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
         vec->attn_pv_f16(out, scores + start, vc + start * hd, (size_t)hd, n_keys, hd);
     }
@@ -409,14 +391,16 @@ static void glu_rows(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
+    const wren_exp_fn exp_row = wren_exp_get();
     for (int64_t t = b; t < e; t++) {
         float *g = f->c->gate + t * c->ffn_dim;
         const float *u = f->c->up + t * c->ffn_dim;
         if (c->act == WREN_ACT_SILU)
-            for (int i0 = 0; i0 < c->ffn_dim; i0 += 256) {  /* libm's e^ one by one, the rest in vectors */
+            for (int i0 = 0; i0 < c->ffn_dim; i0 += 256) {  /* g / (1 + e^-g) u, with expf's bits */
                 const int m = c->ffn_dim - i0 < 256 ? c->ffn_dim - i0 : 256;
                 float e[256];
-                for (int i = 0; i < m; i++) e[i] = expf(-g[i0 + i]);
+                for (int i = 0; i < m; i++) e[i] = -g[i0 + i];
+                exp_row(e, e, m);
                 for (int i = 0; i < m; i++) g[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
             }
         else

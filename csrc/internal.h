@@ -137,8 +137,33 @@ typedef struct {
      * in order (one rounding per key and element) */
     void (*dot_f16_rows)(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n);
     void (*attn_pv_f16)(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n);
+    void (*round_f16)(float *dst, const float *src, int n);        /* to the nearest fp16 value (even), as floats */
 } wren_vec_ops;
 extern const wren_vec_ops wren_vec_ref;
+
+/* ---- e^x over a row of floats: the same bits as the C library's expf ----
+ * glibc's expf (2.28 and later) rounds x N / ln 2 (N = 32) to an integer k, looks 2^(k/N) up in a 32-entry table
+ * and multiplies it by a cubic in the remainder, all in double: its steps vectorize exactly. The SIMD twins follow
+ * the build of those steps that glibc runs on each architecture (aarch64: FRINTA / FCVTAS and fused multiply-adds;
+ * x86-64 with FMA: the 1.5 * 2^52 shift, the remainder fused); |x| >= 88 and NaN go to expf itself.
+ * wren_exp_get returns a twin only when it agrees bit for bit with this process's expf on a set of inputs checked
+ * once (another C library keeps the scalar loop). */
+typedef void (*wren_exp_fn)(float *dst, const float *src, int n);   /* dst may be src */
+void wren_exp_ref(float *dst, const float *src, int n);
+wren_exp_fn wren_exp_get(void);
+extern const uint64_t wren_exp2_tab[32];    /* bits of 2^(i/32) minus i << 47 */
+#define WREN_EXP_INVLN2N 0x1.71547652b82fep+5   /* N / ln 2 */
+#define WREN_EXP_SHIFT 0x1.8p52
+#define WREN_EXP_C0 0x1.c6af84b912394p-20
+#define WREN_EXP_C1 0x1.ebfce50fac4f3p-13
+#define WREN_EXP_C2 0x1.62e42ff0c52d6p-6
+#define WREN_EXP_BIG 0x42b00000u                /* |x| bits at or above this (88.0f): expf itself */
+#if defined(__x86_64__) || defined(_M_X64)
+void wren_exp_avx2(float *dst, const float *src, int n);
+#endif
+#if defined(__aarch64__)
+void wren_exp_neon(float *dst, const float *src, int n);
+#endif
 #if defined(__x86_64__) || defined(_M_X64)
 extern const wren_vec_ops wren_vec_avx2;
 #endif

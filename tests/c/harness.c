@@ -183,6 +183,10 @@ static void test_vec_ops(void) {
         v->to_f16(h1, b, n);
         r->to_f16(h2, b, n);
         check(memcmp(h1, h2, sizeof(uint16_t) * n) == 0, "to_f16 bit-identical");
+        float f1[N], f2[N];
+        v->round_f16(f1, b, n);
+        r->round_f16(f2, b, n);
+        check(memcmp(f1, f2, sizeof(float) * n) == 0, "round_f16 bit-identical");
         double exact = 0.0, mag = 0.0;
         for (int i = 0; i < n; i++) {
             exact += (double)a[i] * wren_fp16_to_f32(h2[i]);
@@ -219,6 +223,60 @@ static void test_vec_ops(void) {
             }
     }
     printf("vector ops: %s\n", v->name);
+}
+
+/* e^x in vectors: bit for bit this C library's expf, over a sweep of float bit patterns of both signs up to and past
+ * the range where the twins hand over to expf, in place and with tails; and the twin is the one chosen */
+static void test_exp(void) {
+    wren_exp_fn simd = NULL;
+    const char *name = "none";
+#if defined(__x86_64__)
+    if (wren_variant_available(WREN_AVX2)) { simd = wren_exp_avx2; name = "avx2"; }
+#elif defined(__aarch64__)
+    if (wren_variant_available(WREN_NEON)) { simd = wren_exp_neon; name = "neon"; }
+#endif
+    if (!simd) { printf("exp: no SIMD twin\n"); return; }
+    enum { N = 4096 };
+    static float x[N], y[N];
+    int same = 1;
+    long checked = 0;
+    for (uint64_t bits = 0; bits < 0x43000000u && same;) {
+        int m = 0;
+        for (; m < N && bits < 0x43000000u; m++, bits += 509u) {
+            const uint32_t b = (uint32_t)bits | (m & 1 ? 0x80000000u : 0u);
+            memcpy(&x[m], &b, sizeof b);
+        }
+        simd(y, x, m);
+        for (int i = 0; i < m; i++) {
+            const float e = expf(x[i]);
+            if (memcmp(&e, &y[i], sizeof e) != 0) {
+                printf("exp(%a): %a, expf %a\n", x[i], y[i], e);
+                same = 0;
+                break;
+            }
+        }
+        checked += m;
+    }
+    check(same, "exp twin: expf's bits");
+    /* in place, every length up to 40, specials anywhere in the row */
+    int in_place = 1;
+    for (int n = 0; n <= 40; n++) {
+        float z[40], ref[40];
+        for (int i = 0; i < n; i++) {
+            z[i] = frand() * 30.0f;
+            if (i % 7 == 3) z[i] = (i % 2 ? -1.0f : 1.0f) * (88.0f + (float)i);
+            if (i == 11) z[i] = NAN;
+            if (i == 13) z[i] = -INFINITY;
+            ref[i] = expf(z[i]);
+        }
+        simd(z, z, n);
+        in_place &= memcmp(z, ref, sizeof(float) * n) == 0;
+    }
+    check(in_place, "exp twin: in place, tails, |x| >= 88, nan, -inf");
+#if defined(__GLIBC__)
+    check(wren_exp_get() == simd, "exp twin chosen (it agrees with glibc's expf)");
+#endif
+    printf("exp: %s twin, %ld inputs checked against expf\n", name, checked);
 }
 
 static void test_bad_arguments(void) {
@@ -261,6 +319,7 @@ int main(void) {
     }
     printf("variants exercised:%s\n", exercised);
     test_vec_ops();
+    test_exp();
     test_act_k();
     test_bad_arguments();
     printf("%d passed, %d failed\n", n_pass, n_fail);

@@ -1,6 +1,7 @@
 /* neon_vec.c - the forward pass's float vector operations with NEON (armv8.0). */
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <math.h>
 #include "../../internal.h"
 
 static float dot_f32_neon(const float *a, const float *b, int n) {
@@ -51,6 +52,12 @@ static void to_f16_neon(uint16_t *dst, const float *src, int n) {
     int d = 0;
     for (; d + 4 <= n; d += 4) vst1_u16(dst + d, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + d))));
     for (; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
+}
+
+static void round_f16_neon(float *dst, const float *src, int n) {
+    int d = 0;
+    for (; d + 4 <= n; d += 4) vst1q_f32(dst + d, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(src + d))));
+    for (; d < n; d++) dst[d] = wren_fp16_to_f32(wren_f32_to_fp16(src[d]));
 }
 
 /* two rows per pass share the loads of a; each row keeps dot_f16_neon's four accumulators, its order and its tail */
@@ -132,6 +139,40 @@ static void attn_pv_f16_neon(float *out, const float *p, const uint16_t *v, size
     }
 }
 
+/* e^x for two lanes in double, the steps of glibc's expf as aarch64 builds it (internal.h) */
+static inline float64x2_t exp_f64x2(float64x2_t xd) {
+    const float64x2_t z = vmulq_n_f64(xd, WREN_EXP_INVLN2N);
+    const float64x2_t kd = vrndaq_f64(z);                       /* round half away, as glibc's round() */
+    const int64x2_t ki = vcvtaq_s64_f64(z);                     /* lround() */
+    const float64x2_t r = vsubq_f64(z, kd);
+    const uint64x2_t t = vcombine_u64(vld1_u64(&wren_exp2_tab[vgetq_lane_s64(ki, 0) & 31]),
+                                      vld1_u64(&wren_exp2_tab[vgetq_lane_s64(ki, 1) & 31]));
+    const float64x2_t s = vreinterpretq_f64_u64(vaddq_u64(t, vshlq_n_u64(vreinterpretq_u64_s64(ki), 47)));
+    const float64x2_t p = vfmaq_f64(vdupq_n_f64(WREN_EXP_C1), vdupq_n_f64(WREN_EXP_C0), r);
+    const float64x2_t y0 = vfmaq_f64(vdupq_n_f64(1.0), vdupq_n_f64(WREN_EXP_C2), r);
+    return vmulq_f64(vfmaq_f64(y0, p, vmulq_f64(r, r)), s);
+}
+
+void wren_exp_neon(float *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(src + i);
+        const uint32x4_t big = vcgeq_u32(vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x7fffffffu)),
+                                         vdupq_n_u32(WREN_EXP_BIG));
+        const float32x2_t lo = vcvt_f32_f64(exp_f64x2(vcvt_f64_f32(vget_low_f32(x))));
+        vst1q_f32(dst + i, vcvt_high_f32_f64(lo, exp_f64x2(vcvt_high_f64_f32(x))));
+        if (vmaxvq_u32(big)) {                                  /* |x| >= 88, inf, nan: expf itself */
+            float xs[4];
+            uint32_t bs[4];
+            vst1q_f32(xs, x);
+            vst1q_u32(bs, big);
+            for (int l = 0; l < 4; l++)
+                if (bs[l]) dst[i + l] = expf(xs[l]);
+        }
+    }
+    for (; i < n; i++) dst[i] = expf(src[i]);
+}
+
 const wren_vec_ops wren_vec_neon = {"neon", dot_f32_neon, axpy_f32_neon, dot_f16_neon, axpy_f16_neon, to_f16_neon,
-                                    dot_f16_rows_neon, attn_pv_f16_neon};
+                                    dot_f16_rows_neon, attn_pv_f16_neon, round_f16_neon};
 #endif

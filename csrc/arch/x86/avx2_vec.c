@@ -2,6 +2,7 @@
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
+#include <math.h>
 #include "../../internal.h"
 
 static float dot_f32_avx2(const float *a, const float *b, int n) {
@@ -59,6 +60,13 @@ static void to_f16_avx2(uint16_t *dst, const float *src, int n) {
     for (; d + 8 <= n; d += 8)
         _mm_storeu_si128((__m128i *)(dst + d), _mm256_cvtps_ph(_mm256_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT));
     for (; d < n; d++) dst[d] = wren_f32_to_fp16(src[d]);
+}
+
+static void round_f16_avx2(float *dst, const float *src, int n) {
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT)));
+    for (; d < n; d++) dst[d] = wren_fp16_to_f32(wren_f32_to_fp16(src[d]));
 }
 
 static inline float hsum8(__m256 s) {     /* dot_f16_avx2's reduction order */
@@ -132,6 +140,40 @@ static void attn_pv_f16_avx2(float *out, const float *p, const uint16_t *v, size
     }
 }
 
+/* e^x for four lanes in double, the steps of glibc's expf as x86-64 runs it on FMA CPUs (internal.h) */
+static inline __m128 exp_f64x4(__m128 x) {
+    const __m256d xd = _mm256_cvtps_pd(x), invln2n = _mm256_set1_pd(WREN_EXP_INVLN2N);
+    const __m256d shift = _mm256_set1_pd(WREN_EXP_SHIFT);
+    const __m256d kds = _mm256_fmadd_pd(invln2n, xd, shift);   /* k in the low bits, rounded to nearest even */
+    const __m256i ki = _mm256_castpd_si256(kds);
+    const __m256d r = _mm256_fmsub_pd(invln2n, xd, _mm256_sub_pd(kds, shift));
+    const __m256i t = _mm256_i64gather_epi64((const long long *)wren_exp2_tab,
+                                             _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    const __m256d s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64(ki, 47)));
+    const __m256d p = _mm256_fmadd_pd(r, _mm256_set1_pd(WREN_EXP_C0), _mm256_set1_pd(WREN_EXP_C1));
+    const __m256d y0 = _mm256_fmadd_pd(r, _mm256_set1_pd(WREN_EXP_C2), _mm256_set1_pd(1.0));
+    return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_fmadd_pd(p, _mm256_mul_pd(r, r), y0), s));
+}
+
+void wren_exp_avx2(float *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(src + i);
+        const __m256i a = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fffffff));
+        const int big = _mm256_movemask_ps(_mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(a, _mm256_set1_epi32((int)WREN_EXP_BIG - 1))));
+        _mm256_storeu_ps(dst + i, _mm256_set_m128(exp_f64x4(_mm256_extractf128_ps(x, 1)),
+                                                  exp_f64x4(_mm256_castps256_ps128(x))));
+        if (big) {                                              /* |x| >= 88, inf, nan: expf itself */
+            float xs[8];
+            _mm256_storeu_ps(xs, x);
+            for (int l = 0; l < 8; l++)
+                if (big >> l & 1) dst[i + l] = expf(xs[l]);
+        }
+    }
+    for (; i < n; i++) dst[i] = expf(src[i]);
+}
+
 const wren_vec_ops wren_vec_avx2 = {"avx2", dot_f32_avx2, axpy_f32_avx2, dot_f16_avx2, axpy_f16_avx2, to_f16_avx2,
-                                    dot_f16_rows_avx2, attn_pv_f16_avx2};
+                                    dot_f16_rows_avx2, attn_pv_f16_avx2, round_f16_avx2};
 #endif

@@ -162,16 +162,22 @@ class Model:
 
         order = sorted(names, key=size, reverse=True)
         workers = max(1, min(len(os.sched_getaffinity(0)), 4))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(convert, name): name for name in order}
-            try:
-                for done, fut in enumerate(as_completed(futures)):
-                    converted[futures[fut]] = fut.result()
-                    if progress:
-                        progress(done + 1, n_steps)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # a bad tensor: the others are not waited for
-                raise
+        if workers == 1:  # one CPU: in this thread (the same work every time, which tools/arm_cost.sh counts)
+            for done, name in enumerate(order):
+                converted[name] = convert(name)
+                if progress:
+                    progress(done + 1, n_steps)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(convert, name): name for name in order}
+                try:
+                    for done, fut in enumerate(as_completed(futures)):
+                        converted[futures[fut]] = fut.result()
+                        if progress:
+                            progress(done + 1, n_steps)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)  # a bad tensor: the others are not waited for
+                    raise
 
         def matrix(name: str) -> PackedWeights:
             w = converted[name]

@@ -20,7 +20,9 @@ from wren.engine.tokenizer import Tokenizer
 def main() -> int:
     path, n_prompt, n_gen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     # single thread in the caller's thread (no pool): a pool's idle worker would spin, and under emulation
-    # spinning is counted as instructions
+    # spinning is counted as instructions; one CPU also makes the load convert its matrices in this thread, so
+    # that it repeats the same instructions in every run (threads waiting on each other do not)
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     model = Model(path)
     gen = Generator(model, Tokenizer.from_gguf(model.gguf), None,
                     model.context(max(256, n_prompt + n_gen + 8), max(64, n_prompt), 1))

@@ -108,23 +108,27 @@ static void q5_k_to_f32(const uint8_t *b, float *y) {
 }
 
 static void q6_k_to_f32(const uint8_t *b, float *y) {
-    blk_q6_k blk;
-    memcpy(&blk, b, sizeof blk);
-    const float d = wren_fp16_to_f32(blk.d);
+    const blk_q6_k *blk = (const blk_q6_k *)b;          /* read through memcpy and byte loads only */
+    uint16_t dh;
+    memcpy(&dh, &blk->d, 2);
+    const float d = wren_fp16_to_f32(dh);
     for (int half = 0; half < 2; half++) {      /* two halves of 128 weights: 64 bytes of ql, 32 of qh, 8 scales */
-        const uint8_t *ql = blk.ql + 64 * half, *qh = blk.qh + 32 * half;
-        const int8_t *sc = blk.scales + 8 * half;
+        const uint8_t *ql = blk->ql + 64 * half, *qh = blk->qh + 32 * half;
+        const int8_t *sc = blk->scales + 8 * half;
         float *yh = y + 128 * half;
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            yh[l] = d * (float)sc[is] * (float)q1;
-            yh[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            yh[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            yh[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        for (int is = 0; is < 2; is++) {        /* 16 weights per scale: (d sc) q, as d * sc * q evaluates */
+            const float s1 = d * (float)sc[is], s2 = d * (float)sc[is + 2];
+            const float s3 = d * (float)sc[is + 4], s4 = d * (float)sc[is + 6];
+            for (int l = 16 * is; l < 16 * is + 16; l++) {
+                const int q1 = ((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                yh[l] = s1 * (float)q1;
+                yh[l + 32] = s2 * (float)q2;
+                yh[l + 64] = s3 * (float)q3;
+                yh[l + 96] = s4 * (float)q4;
+            }
         }
     }
 }
@@ -189,22 +193,29 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
     if (n <= 0 || n % 256) return WREN_E_SHAPE;
     if (src_bytes < (size_t)(n / 256) * 144 || dst_bytes < (size_t)(n / 32) * 20) return WREN_E_BUFFER;
     const uint8_t *s = src;
-    wren_block_q4_1 *out = dst;
-    for (int64_t sb = 0; sb < n / 256; sb++) {
-        blk_q4_k blk;
-        memcpy(&blk, s + sb * 144, sizeof blk);
-        const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
+    uint8_t *out = dst;
+    for (int64_t sb = 0; sb < n / 256; sb++, s += 144, out += 8 * sizeof(wren_block_q4_1)) {
+        const blk_q4_k *blk = (const blk_q4_k *)s;    /* read through memcpy and byte loads only */
+        uint16_t dh, mh;
+        memcpy(&dh, &blk->d, 2);
+        memcpy(&mh, &blk->dmin, 2);
+        const float d = wren_fp16_to_f32(dh), dmin = wren_fp16_to_f32(mh);
+        for (int p = 0; p < 4; p++) {                   /* 32 bytes: sub-block 2p in the low nibbles, 2p+1 high */
+            const uint8_t *q = blk->qs + 32 * p;
+            uint8_t lo[16], hi[16];
+            for (int l = 0; l < 16; l++) {              /* Q4_1: weight l low, weight l + 16 high */
+                lo[l] = (uint8_t)((q[l] & 15) | (q[l + 16] << 4));
+                hi[l] = (uint8_t)((q[l] >> 4) | (q[l + 16] & 0xf0));
+            }
+            memcpy(out + (2 * p) * sizeof(wren_block_q4_1) + 4, lo, 16);
+            memcpy(out + (2 * p + 1) * sizeof(wren_block_q4_1) + 4, hi, 16);
+        }
         for (int j = 0; j < 8; j++) {
             int sc, m;
-            k_scale_min(j, blk.scales, &sc, &m);
-            wren_block_q4_1 o;
-            o.d = wren_f32_to_fp16(d * (float)sc);      /* w = q d sc - dmin m = q d' + m' */
-            o.m = wren_f32_to_fp16(-(dmin * (float)m));
-            const uint8_t *q = blk.qs + 32 * (j / 2);
-            const int shift = (j & 1) * 4;              /* even sub-blocks: low nibbles, odd: high */
-            for (int l = 0; l < 16; l++)
-                o.qs[l] = (uint8_t)(((q[l] >> shift) & 15) | (((q[l + 16] >> shift) & 15) << 4));
-            memcpy(&out[sb * 8 + j], &o, sizeof o);
+            k_scale_min(j, blk->scales, &sc, &m);
+            const uint16_t dm[2] = {wren_f32_to_fp16(d * (float)sc),       /* w = q d sc - dmin m = q d' + m' */
+                                    wren_f32_to_fp16(-(dmin * (float)m))};
+            memcpy(out + j * sizeof(wren_block_q4_1), dm, 4);
         }
     }
     return WREN_OK;

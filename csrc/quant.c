@@ -21,13 +21,18 @@ static inline int round_even(float x) {
     return (int)((x + magic) - magic);
 }
 
+/* the largest |x| of a block (NaN never wins a comparison): eight running maxima, which vectorize, then their
+ * maximum; as max is order-free on non-NaN values, the same value as one running maximum */
 static inline float max_abs32(const float *x) {
-    float amax = 0.0f;
-    for (int j = 0; j < WREN_QK; j++) {
-        const float a = fabsf(x[j]);
-        amax = a > amax ? a : amax;
-    }
-    return amax;
+    float m[8] = {0};
+    for (int j = 0; j < WREN_QK; j += 8)
+        for (int l = 0; l < 8; l++) {
+            const float a = fabsf(x[j + l]);
+            m[l] = a > m[l] ? a : m[l];
+        }
+    for (int w = 4; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) m[l] = m[l + w] > m[l] ? m[l + w] : m[l];
+    return m[0];
 }
 
 static int format_ok(int format) { return format >= 0 && format < WREN_N_FORMATS; }
@@ -162,8 +167,10 @@ size_t wren_packed_bytes(int variant, int format, int64_t n, int64_t k) {
     return (size_t)tiles * wren_tile_bytes(format, rows);
 }
 
-/* copies one plain block of row r into / out of tile `t` (pack = 1: block -> tile) */
-static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
+/* copies one plain block of row r into / out of tile `t` (pack = 1: block -> tile); inlined with a constant
+ * interleave, the copies of its units are moves rather than calls to memcpy */
+static inline __attribute__((always_inline)) void tile_io_il(int format, int rows, const int il, uint8_t *t, int r,
+                                                             uint8_t *blk, int pack) {
     const int sb = wren_scale_bytes(format), qb = wren_quant_bytes(format);
     uint8_t *qs = t + (size_t)rows * sb;
     /* scales: d at t[2 r], m (Q4_1) at t[2 R + 2 r]; the plain block has d then m */
@@ -171,10 +178,19 @@ static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *bl
         uint8_t *ts = t + (size_t)s * rows * 2 + (size_t)r * 2;
         if (pack) memcpy(ts, blk + 2 * s, 2); else memcpy(blk + 2 * s, ts, 2);
     }
-    if (il <= 0) il = qb;
     for (int j = 0; j < qb; j += il) {           /* one interleave unit (il bytes, il divides qb) at a time */
         uint8_t *tq = qs + (size_t)(j / il) * rows * il + (size_t)r * il;
         if (pack) memcpy(tq, blk + sb + j, (size_t)il); else memcpy(blk + sb + j, tq, (size_t)il);
+    }
+}
+
+static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
+    switch (il <= 0 ? wren_quant_bytes(format) : il) {
+    case 4: tile_io_il(format, rows, 4, t, r, blk, pack); break;
+    case 8: tile_io_il(format, rows, 8, t, r, blk, pack); break;
+    case 16: tile_io_il(format, rows, 16, t, r, blk, pack); break;
+    case 32: tile_io_il(format, rows, 32, t, r, blk, pack); break;
+    default: tile_io_il(format, rows, il <= 0 ? wren_quant_bytes(format) : il, t, r, blk, pack); break;
     }
 }
 

@@ -201,35 +201,32 @@ wren_quantize_act_fn wren_quantize_act_k_get(void) {
     return wren_quantize_act_row_k_ref;
 }
 
-/* the SIMD e^x when it gives this C library's expf bit for bit on a sweep of inputs (every 16411th float bit pattern
- * below 88 in magnitude, with both signs, and the edges around it), the scalar loop otherwise */
-static int exp_agrees(wren_exp_fn f) {
-    enum { N = 1024 };
-    float x[N], y[N];
-    uint32_t bits = 0;
-    int done = 0;
-    while (!done) {
-        int m = 0;
-        for (; m < N && bits < 0x42c00000u; m++, bits += 16411u) {
-            const uint32_t b = (m & 1) ? bits | 0x80000000u : bits;
-            memcpy(&x[m], &b, sizeof b);
-        }
-        done = bits >= 0x42c00000u;
-        f(y, x, m);
-        for (int i = 0; i < m; i++) {
-            const float e = expf(x[i]);
-            if (memcmp(&e, &y[i], sizeof e) != 0) return 0;
-        }
-    }
-    static const float edges[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 87.99f, -87.99f, 88.0f, -88.0f, 88.7f, -103.0f,
-                                  -104.0f, 0.5f, -0.5f, 1.0f, -1.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, 0x1.0p-149f};
-    const int ne = (int)(sizeof edges / sizeof edges[0]);
-    f(y, edges, ne);
-    for (int i = 0; i < ne; i++) {
-        const float e = expf(edges[i]);
+/* f(x) has expf(x)'s bits for each of the m inputs */
+static int same_as_expf(wren_exp_fn f, const float *x, int m) {
+    float y[1024];
+    f(y, x, m);
+    for (int i = 0; i < m; i++) {
+        const float e = expf(x[i]);
         if (memcmp(&e, &y[i], sizeof e) != 0) return 0;
     }
     return 1;
+}
+
+/* the SIMD e^x when it gives this C library's expf bit for bit on a sweep of inputs (every 16411th float bit pattern
+ * below 88 in magnitude, with both signs, and the edges around it), the scalar loop otherwise */
+static int exp_agrees(wren_exp_fn f) {
+    float x[1024];
+    for (uint32_t bits = 0; bits < 0x42c00000u;) {
+        int m = 0;
+        for (; m < 1024 && bits < 0x42c00000u; m++, bits += 16411u) {
+            const uint32_t b = (m & 1) ? bits | 0x80000000u : bits;
+            memcpy(&x[m], &b, sizeof b);
+        }
+        if (!same_as_expf(f, x, m)) return 0;
+    }
+    static const float edges[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 87.99f, -87.99f, 88.0f, -88.0f, 88.7f, -103.0f,
+                                  -104.0f, 0.5f, -0.5f, 1.0f, -1.0f, 0x1.62e42ep6f, -0x1.9fe368p6f, 0x1.0p-149f};
+    return same_as_expf(f, edges, (int)(sizeof edges / sizeof edges[0]));
 }
 
 static pthread_once_t exp_once = PTHREAD_ONCE_INIT;

@@ -185,12 +185,13 @@ static inline __attribute__((always_inline)) void tile_io_il(int format, int row
 }
 
 static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
-    switch (il <= 0 ? wren_quant_bytes(format) : il) {
+    const int unit = il <= 0 ? wren_quant_bytes(format) : il;      /* 0: the whole row block (plain) */
+    switch (unit) {
     case 4: tile_io_il(format, rows, 4, t, r, blk, pack); break;
     case 8: tile_io_il(format, rows, 8, t, r, blk, pack); break;
     case 16: tile_io_il(format, rows, 16, t, r, blk, pack); break;
     case 32: tile_io_il(format, rows, 32, t, r, blk, pack); break;
-    default: tile_io_il(format, rows, il <= 0 ? wren_quant_bytes(format) : il, t, r, blk, pack); break;
+    default: tile_io_il(format, rows, unit, t, r, blk, pack); break;
     }
 }
 

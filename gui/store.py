@@ -119,19 +119,28 @@ class Store:
         if problems != ["ok"]:
             raise StoreError(self.path, "the database is damaged: " + "; ".join(map(str, problems[:3])))
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(self.path, f"schema version {version} was written by a newer Wren "
-                                        f"(this one reads up to {SCHEMA_VERSION})")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        # Another process (a second window, a command) may be creating the same database right now: the version is
+        # read again under the write lock, so each migration runs once whoever gets there first.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version)
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {target}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(self.path, f"schema version {version} was written by a newer Wren "
+                                        f"(this one reads up to {SCHEMA_VERSION})")
 
     # ---- lifetime ---------------------------------------------------------------------------------------------
     def close(self) -> None:

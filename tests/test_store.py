@@ -268,6 +268,41 @@ def test_newer_schema_is_refused(tmp_path):
         Store(path)
 
 
+def test_two_openers_of_a_new_database_migrate_it_once(tmp_path):
+    # One process creates the database while another opens it: the second read the old version before the first
+    # committed and must not run the migration again ("table conversations already exists").
+    from wren.gui.store import _MIGRATIONS
+    path = tmp_path / "wren.sqlite3"
+    first = sqlite3.connect(path, isolation_level=None)
+    first.execute("PRAGMA journal_mode=WAL")
+    first.execute("BEGIN IMMEDIATE")
+    for statement in _MIGRATIONS[1]:
+        first.execute(statement)
+    result = {}
+
+    def second():
+        try:
+            with Store(path) as s:
+                result["conversations"] = s.conversations()
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.5)  # the second opener has read version 0 and waits for the write lock
+    for target in range(2, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[target]:
+            first.execute(statement)
+    first.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    first.execute("INSERT INTO conversations (title, mode, system, created, updated) "
+                  "VALUES ('first', 'chat', '', 0, 0)")
+    first.execute("COMMIT")
+    first.close()
+    t.join(30)
+    assert "error" not in result, result.get("error")
+    assert [c.title for c in result["conversations"]] == ["first"]
+
+
 def test_store_refuses_other_threads(store):
     errors = []
 

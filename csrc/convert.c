@@ -1,5 +1,5 @@
-/* convert.c - GGUF tensor types into floats, Q4_K folded losslessly-but-for-fp16 into Q4_1 blocks of 32, and Q5_0
- * into Q8_0 blocks exactly.
+/* convert.c - GGUF tensor types into floats, Q4_K folded losslessly-but-for-fp16 into Q4_1 blocks of 32, Q5_0 into
+ * Q8_0 blocks and Q6_K into Q8_16 blocks exactly.
  *
  * Block layouts are GGML's (the file format): each dequantizer below mirrors the maths of one block type. */
 #include <math.h>
@@ -107,30 +107,27 @@ static void q5_k_to_f32(const uint8_t *b, float *y) {
     }
 }
 
-static void q6_k_to_f32(const uint8_t *b, float *y) {
-    const blk_q6_k *blk = (const blk_q6_k *)b;          /* read through memcpy and byte loads only */
-    uint16_t dh;
-    memcpy(&dh, &blk->d, 2);
-    const float d = wren_fp16_to_f32(dh);
-    for (int half = 0; half < 2; half++) {      /* two halves of 128 weights: 64 bytes of ql, 32 of qh, 8 scales */
+/* the 256 quants of a Q6_K super-block, q - 32 in weight order; weight j has the scale scales[j / 16] */
+static void q6_k_quants(const blk_q6_k *blk, int8_t *q) {
+    for (int half = 0; half < 2; half++) {      /* two halves of 128 weights: 64 bytes of ql, 32 of qh */
         const uint8_t *ql = blk->ql + 64 * half, *qh = blk->qh + 32 * half;
-        const int8_t *sc = blk->scales + 8 * half;
-        float *yh = y + 128 * half;
-        for (int is = 0; is < 2; is++) {        /* 16 weights per scale: (d sc) q, as d * sc * q evaluates */
-            const float s1 = d * (float)sc[is], s2 = d * (float)sc[is + 2];
-            const float s3 = d * (float)sc[is + 4], s4 = d * (float)sc[is + 6];
-            for (int l = 16 * is; l < 16 * is + 16; l++) {
-                const int q1 = ((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                yh[l] = s1 * (float)q1;
-                yh[l + 32] = s2 * (float)q2;
-                yh[l + 64] = s3 * (float)q3;
-                yh[l + 96] = s4 * (float)q4;
-            }
+        int8_t *qo = q + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            qo[l] = (int8_t)(((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            qo[l + 32] = (int8_t)(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            qo[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            qo[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
         }
     }
+}
+
+static void q6_k_to_f32(const uint8_t *b, float *y) {
+    blk_q6_k blk;
+    memcpy(&blk, b, sizeof blk);
+    const float d = wren_fp16_to_f32(blk.d);
+    int8_t q[256];
+    q6_k_quants(&blk, q);
+    for (int j = 0; j < 256; j++) y[j] = (d * (float)blk.scales[j / 16]) * (float)q[j];   /* (d sc) q */
 }
 
 static const ggml_traits traits[] = {
@@ -171,8 +168,7 @@ int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64
     const int piece = t->block >= 256 ? t->block : 256;        /* a multiple of 32 and of the type's block */
     const int64_t step = n % piece == 0 ? piece : WREN_QK;      /* small tensors: blocks of 32 (t->block <= 32) */
     if (n <= 0 || n % WREN_QK || n % t->block || step % t->block) return WREN_E_SHAPE;
-    const size_t out_block = format == WREN_Q4_0 ? sizeof(wren_block_q4_0)
-                             : format == WREN_Q4_1 ? sizeof(wren_block_q4_1) : sizeof(wren_block_q8_0);
+    const size_t out_block = wren_format_block_bytes(format);
     if (src_bytes < wren_ggml_bytes(ggml_type, n) || dst_bytes < (size_t)(n / WREN_QK) * out_block)
         return WREN_E_BUFFER;
     const uint8_t *s = src;
@@ -216,6 +212,30 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
             const uint16_t dm[2] = {wren_f32_to_fp16(d * (float)sc),       /* w = q d sc - dmin m = q d' + m' */
                                     wren_f32_to_fp16(-(dmin * (float)m))};
             memcpy(out + j * sizeof(wren_block_q4_1), dm, 4);
+        }
+    }
+    return WREN_OK;
+}
+
+int wren_q6_k_to_q8_16(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
+    if (!src || !dst) return WREN_E_NULL;
+    if (n <= 0 || n % 256) return WREN_E_SHAPE;
+    if (src_bytes < (size_t)(n / 256) * sizeof(blk_q6_k) || dst_bytes < (size_t)(n / 32) * sizeof(wren_block_q8_16))
+        return WREN_E_BUFFER;
+    const uint8_t *s = src;
+    uint8_t *out = dst;
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        blk_q6_k blk;
+        memcpy(&blk, s + sb * sizeof blk, sizeof blk);
+        int8_t q[256];
+        q6_k_quants(&blk, q);
+        for (int b = 0; b < 8; b++) {
+            wren_block_q8_16 o;
+            o.d = blk.d;
+            o.sc[0] = blk.scales[2 * b];
+            o.sc[1] = blk.scales[2 * b + 1];
+            memcpy(o.qs, q + 32 * b, 32);
+            memcpy(out + (sb * 8 + b) * sizeof o, &o, sizeof o);
         }
     }
     return WREN_OK;

@@ -116,6 +116,13 @@ static int cpu_runs(int variant) {
     }
 }
 
+static const wren_kernel_set *compiled(int variant);
+
+static int has_kernels(int variant, int format) {
+    const wren_kernel_set *ks = compiled(variant);
+    return ks && ks->gemv[format] && ks->gemm[format];
+}
+
 static void init_once(void) {
     features = detect_features();
     const char *env = getenv("WREN_KERNELS");
@@ -126,7 +133,7 @@ static void init_once(void) {
         chosen[f] = WREN_REF;
         if (forced_reference) continue;
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-            if (cpu_runs(order[i])) { chosen[f] = order[i]; break; }
+            if (cpu_runs(order[i]) && has_kernels(order[i], f)) { chosen[f] = order[i]; break; }
         }
     }
 }
@@ -171,6 +178,10 @@ int wren_variant_available(int variant) { return wren_kernel_set_get(variant) !=
 int wren_variant_rows(int variant) {
     const wren_kernel_set *ks = compiled(variant);
     return ks ? ks->rows : 0;
+}
+
+int wren_variant_supports(int variant, int format) {
+    return format >= 0 && format < WREN_N_FORMATS && has_kernels(variant, format);
 }
 
 int wren_variant_chosen(int format) {

@@ -59,16 +59,21 @@ static inline uint16_t wren_f32_to_fp16(float f) {  /* round to nearest even, as
 typedef struct { uint16_t d; uint8_t qs[16]; } wren_block_q4_0;
 typedef struct { uint16_t d; uint16_t m; uint8_t qs[16]; } wren_block_q4_1;
 typedef struct { uint16_t d; int8_t qs[32]; } wren_block_q8_0;
+typedef struct { uint16_t d; int8_t sc[2]; int8_t qs[32]; } wren_block_q8_16;
 static_assert(sizeof(wren_block_q4_0) == 18, "q4_0 block is 18 bytes");
 static_assert(sizeof(wren_block_q4_1) == 20, "q4_1 block is 20 bytes");
 static_assert(sizeof(wren_block_q8_0) == 34, "q8_0 block is 34 bytes");
+static_assert(sizeof(wren_block_q8_16) == 36, "q8_16 block is 36 bytes");
 
-/* Per format: bytes of fp16 scale data per row (d, or d and m) and of quants per row, in one block. */
-static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 ? 4 : 2; }
-static inline int wren_quant_bytes(int format) { return format == WREN_Q8_0 ? 32 : 16; }
+/* Per format: bytes of scale data per row (fp16 d; then Q4_1's fp16 m or Q8_16's int8 sc[2]) and of quants per row,
+ * in one block. */
+static inline int wren_is_q8(int format) { return format == WREN_Q8_0 || format == WREN_Q8_16; }
+static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 || format == WREN_Q8_16 ? 4 : 2; }
+static inline int wren_quant_bytes(int format) { return wren_is_q8(format) ? 32 : 16; }
 
-/* A packed tile of R rows for one block column: fp16 d[R]; (Q4_1: fp16 m[R]); quants qs[R * quant_bytes], where
- * byte j of row r's quants sits at qs[(j / I) * R * I + r * I + j % I]. */
+/* A packed tile of R rows for one block column: fp16 d[R]; (Q4_1: fp16 m[R]; Q8_16: the pair sc[0], sc[1] of row r
+ * at byte 2 R + 2 r); quants qs[R * quant_bytes], where byte j of row r's quants sits at
+ * qs[(j / I) * R * I + r * I + j % I]. */
 static inline size_t wren_tile_bytes(int format, int rows) {
     return (size_t)rows * (size_t)(wren_scale_bytes(format) + wren_quant_bytes(format));
 }
@@ -88,7 +93,7 @@ typedef struct {
     int rows;               /* R */
     int interleave;         /* I, bytes of one row per interleaved unit; 0 = the whole row block (plain) */
     wren_quantize_act_fn quantize_act;
-    wren_gemv_fn gemv[WREN_N_FORMATS];
+    wren_gemv_fn gemv[WREN_N_FORMATS];    /* NULL for a format the set has no kernels for */
     wren_gemm_fn gemm[WREN_N_FORMATS];
 } wren_kernel_set;
 

@@ -7,7 +7,7 @@
 int wren_check_weights(const wren_weights *w) {
     if (!w || !w->data) return WREN_E_NULL;
     if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
-    if (!wren_kernel_set_get(w->variant)) return WREN_E_VARIANT;
+    if (!wren_kernel_set_get(w->variant) || !wren_variant_supports(w->variant, w->format)) return WREN_E_VARIANT;
     if (w->n <= 0 || w->k <= 0 || w->k % WREN_QK) return WREN_E_SHAPE;
     const size_t need = wren_packed_bytes(w->variant, w->format, w->n, w->k);
     if (need == 0) return WREN_E_SHAPE;

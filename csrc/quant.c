@@ -11,9 +11,9 @@
 #pragma clang fp contract(off)
 #endif
 
-static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0"};
+static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0", "q8_16"};
 static const size_t format_block_bytes[WREN_N_FORMATS] = {
-    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0)};
+    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0), sizeof(wren_block_q8_16)};
 
 /* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf */
 static inline int round_even(float x) {
@@ -98,6 +98,31 @@ static void quantize_block_q8_0(const float *x, wren_block_q8_0 *b) {
     for (int j = 0; j < WREN_QK; j++) b->qs[j] = (int8_t)round_even(x[j] * id);
 }
 
+/* Q8_16 from floats (the models' Q6_K load exactly through wren_q6_k_to_q8_16 instead): d = max|x| / 127^2 in fp16,
+ * each half's scale sc = max|x_half| / (127 d) rounded (at most 127), q = x / (d sc) rounded. A block whose d rounds
+ * to 0 in fp16 (max|x| below about 1e-3) becomes zeros, and a small d loses precision as an fp16 subnormal, as
+ * Q6_K's own d does. */
+static void quantize_block_q8_16(const float *x, wren_block_q8_16 *b) {
+    float ah[2];
+    for (int h = 0; h < 2; h++) {
+        ah[h] = 0.0f;
+        for (int j = 0; j < 16; j++) ah[h] = fabsf(x[16 * h + j]) > ah[h] ? fabsf(x[16 * h + j]) : ah[h];
+    }
+    const float amax = ah[0] > ah[1] ? ah[0] : ah[1];
+    b->d = wren_f32_to_fp16(amax / (127.0f * 127.0f));
+    const float d = wren_fp16_to_f32(b->d);
+    for (int h = 0; h < 2; h++) {
+        int sc = d > 0.0f ? round_even(ah[h] / (127.0f * d)) : 0;
+        sc = sc > 127 ? 127 : sc;
+        b->sc[h] = (int8_t)sc;
+        const float id = sc > 0 ? 1.0f / (d * (float)sc) : 0.0f;
+        for (int j = 0; j < 16; j++) {
+            int q = round_even(x[16 * h + j] * id);
+            b->qs[16 * h + j] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+    }
+}
+
 int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes) {
     if (!x || !dst) return WREN_E_NULL;
     int st = check_shape(format, n_rows, k);
@@ -110,7 +135,8 @@ int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *d
         switch (format) {
         case WREN_Q4_0: quantize_block_q4_0(xb, (wren_block_q4_0 *)(out + b * 18)); break;
         case WREN_Q4_1: quantize_block_q4_1(xb, (wren_block_q4_1 *)(out + b * 20)); break;
-        default: quantize_block_q8_0(xb, (wren_block_q8_0 *)(out + b * 34)); break;
+        case WREN_Q8_0: quantize_block_q8_0(xb, (wren_block_q8_0 *)(out + b * 34)); break;
+        default: quantize_block_q8_16(xb, (wren_block_q8_16 *)(out + b * 36)); break;
         }
     }
     return WREN_OK;
@@ -140,10 +166,14 @@ int wren_dequantize(int format, const void *src, size_t src_bytes, int64_t n_row
                 y[j] = (float)(blk->qs[j] & 15) * d + m;
                 y[j + 16] = (float)(blk->qs[j] >> 4) * d + m;
             }
-        } else {
+        } else if (format == WREN_Q8_0) {
             const wren_block_q8_0 *blk = (const wren_block_q8_0 *)(in + b * 34);
             const float d = wren_fp16_to_f32(blk->d);
             for (int j = 0; j < WREN_QK; j++) y[j] = (float)blk->qs[j] * d;
+        } else {                                    /* (d sc) q, the order of Q6_K's dequantization */
+            const wren_block_q8_16 *blk = (const wren_block_q8_16 *)(in + b * 36);
+            const float d = wren_fp16_to_f32(blk->d);
+            for (int j = 0; j < WREN_QK; j++) y[j] = (d * (float)blk->sc[j / 16]) * (float)blk->qs[j];
         }
     }
     return WREN_OK;

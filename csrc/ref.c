@@ -4,16 +4,28 @@
  *   Q4_0: (d_w d_x) * (sum q_w q_x - 8 sum q_x)
  *   Q4_1: (d_w d_x) * sum q_w q_x + (m_w d_x) * sum q_x
  *   Q8_0: (d_w d_x) * sum q_w q_x
+ *   Q8_16: (d_w d_x) * (sc_0 sum_{j<16} q_w q_x + sc_1 sum_{j>=16} q_w q_x)   (exact in int32: |.| < 2^26)
  * and the blocks are added in order. SIMD variants compute the same integers; only float rounding may differ. */
 #include "internal.h"
 
 /* one block of one row inside a tile of `rows` rows interleaved by `il` bytes */
-static inline int32_t tile_row_isum(int format, const uint8_t *qs, int rows, int il, int r, const int8_t *x) {
+static inline int32_t tile_row_isum(int format, const uint8_t *tile, int rows, int il, int r, const int8_t *x) {
+    const uint8_t *qs = tile + (size_t)rows * wren_scale_bytes(format);
     int32_t s = 0;
     if (format == WREN_Q8_0) {
         for (int j = 0; j < 32; j++) {
             const int8_t q = (int8_t)qs[(j / il) * rows * il + r * il + j % il];
             s += q * x[j];
+        }
+    } else if (format == WREN_Q8_16) {
+        const int8_t *sc = (const int8_t *)tile + 2 * rows + 2 * r;
+        for (int h = 0; h < 2; h++) {
+            int32_t sh = 0;
+            for (int j = 16 * h; j < 16 * h + 16; j++) {
+                const int8_t q = (int8_t)qs[(j / il) * rows * il + r * il + j % il];
+                sh += q * x[j];
+            }
+            s += sc[h] * sh;
         }
     } else {
         for (int j = 0; j < 16; j++) {
@@ -46,8 +58,7 @@ float wren_dot_tile_row_ref(int format, const uint8_t *w, int rows, int interlea
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *tile = w + b * tb;
-        const uint8_t *qs = tile + (size_t)rows * wren_scale_bytes(format);
-        const int32_t isum = tile_row_isum(format, qs, rows, il, r, xq + b * WREN_QK);
+        const int32_t isum = tile_row_isum(format, tile, rows, il, r, xq + b * WREN_QK);
         acc += block_term(format, tile, rows, r, isum, xd[b], xs[b]);
     }
     return acc;
@@ -79,12 +90,13 @@ static void gemv_ref(int format, const uint8_t *w, int64_t n, int64_t k, int64_t
 REF_WRAPPERS(q4_0, WREN_Q4_0)
 REF_WRAPPERS(q4_1, WREN_Q4_1)
 REF_WRAPPERS(q8_0, WREN_Q8_0)
+REF_WRAPPERS(q8_16, WREN_Q8_16)
 
 const wren_kernel_set wren_kernels_ref = {
     .name = "reference",
     .rows = 1,
     .interleave = 0,
     .quantize_act = wren_quantize_act_row_ref,
-    .gemv = {gemv_ref_q4_0, gemv_ref_q4_1, gemv_ref_q8_0},
-    .gemm = {gemm_ref_q4_0, gemm_ref_q4_1, gemm_ref_q8_0},
+    .gemv = {gemv_ref_q4_0, gemv_ref_q4_1, gemv_ref_q8_0, gemv_ref_q8_16},
+    .gemm = {gemm_ref_q4_0, gemm_ref_q4_1, gemm_ref_q8_0, gemm_ref_q8_16},
 };

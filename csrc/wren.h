@@ -34,10 +34,12 @@ const char *wren_strerror(int status);
  *   Q4_0: fp16 d; uint8 qs[16]          w = (q - 8) * d            18 bytes / 32 weights
  *   Q4_1: fp16 d; fp16 m; uint8 qs[16]  w = q * d + m              20 bytes / 32 weights
  *   Q8_0: fp16 d; int8 qs[32]           w = q * d                  34 bytes / 32 weights
- * In the 4-bit formats weight j of a block is the low nibble of qs[j] (j < 16) or the high nibble of qs[j - 16]. */
+ * In the 4-bit formats weight j of a block is the low nibble of qs[j] (j < 16) or the high nibble of qs[j - 16].
+ * One more int8 format holds Q6_K exactly (its 16-value sub-blocks keep their own int8 scale):
+ *   Q8_16: fp16 d; int8 sc[2]; int8 qs[32]   w = q * d * sc[j / 16]   36 bytes / 32 weights */
 enum { WREN_QK = 32 };
-typedef enum { WREN_Q4_0 = 0, WREN_Q4_1 = 1, WREN_Q8_0 = 2 } wren_format;
-enum { WREN_N_FORMATS = 3 };
+typedef enum { WREN_Q4_0 = 0, WREN_Q4_1 = 1, WREN_Q8_0 = 2, WREN_Q8_16 = 3 } wren_format;
+enum { WREN_N_FORMATS = 4 };
 
 const char *wren_format_name(int format);          /* "q4_0", ...; NULL when unknown */
 size_t wren_format_block_bytes(int format);        /* 18, 20, 34; 0 when unknown */
@@ -66,6 +68,7 @@ const char *wren_cpu_feature_name(uint64_t bit);   /* "avx2", "asimddp", ...; NU
 const char *wren_variant_name(int variant);        /* "reference", "avx2", "neon", "dotprod", "i8mm"; NULL if unknown */
 int wren_variant_available(int variant);           /* 1 when compiled in and this CPU can run it, else 0 */
 int wren_variant_rows(int variant);                /* R, rows per packed tile; 0 when unknown */
+int wren_variant_supports(int variant, int format); /* 1 when the variant has kernels for the format, else 0 */
 int wren_variant_chosen(int format);               /* the variant this process packs `format` for; < 0 if unknown */
 int wren_kernels_forced_reference(void);           /* 1 when WREN_KERNELS=reference chose the reference */
 
@@ -153,6 +156,8 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
  * values turned into floats and quantized at once, with the same arithmetic as wren_ggml_to_f32 then wren_quantize */
 int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
                          size_t dst_bytes);
+/* Q6_K super-blocks as Q8_16 blocks: d copied, each 16-value sub-block's int8 scale kept, q - 32 as int8: exact */
+int wren_q6_k_to_q8_16(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
 /* Q5_0 blocks as Q8_0 blocks with the same fp16 scale (q - 16 fits an int8): exact */
 int wren_q5_0_to_q8_0(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
 

@@ -3,7 +3,7 @@
  * Tile (8 rows, one block column of 32): fp16 d[8]; (Q4_1: fp16 m[8]); quants, byte j of row r's plain quants at
  * qs[(j / 4) * 32 + r * 4 + j % 4]. So each 32-byte quant vector c has row r's plain bytes 4c..4c+3 in 32-bit lane r:
  *   Q4_0/Q4_1: 4 vectors; the low nibbles are weights 4c..4c+3, the high nibbles weights 16+4c..16+4c+3;
- *   Q8_0:      8 vectors; int8 weights 4c..4c+3.
+ *   Q8_0, Q8_16: 8 vectors; int8 weights 4c..4c+3 (Q8_16: the rows' sc pairs sit before the quants).
  * Multiplying vector c by the matching 4-byte activation group broadcast to all lanes (vpmaddubsw) and folding pairs
  * (vpmaddwd with ones) leaves the 8 rows' block sums in the 8 int32 lanes: one tile gives one vector of 8 outputs,
  * stored once per tile row (masked for the last tile when n is not a multiple of 8; padding rows are never written).
@@ -228,16 +228,24 @@ AI void q4_block(const int fmt, const int src, const uint8_t *tile, const xq4 *e
     }
 }
 
-/* ---- Q8_0 tiles ----
+/* ---- Q8_0 and Q8_16 tiles ----
  * |w| x sign(x, w): |w| as unsigned is exact even for w = -128, and computed once per tile for all rows; each
- * vpmaddubsw result goes to int32 through its own vpmaddwd. */
-AI void q8_block(const uint8_t *tile, const xrow *r, int64_t b, const int NR, __m256 acc[4]) {
+ * vpmaddubsw result goes to int32 through its own vpmaddwd. Q8_16 keeps the sums of vectors 0-3 (weights 0-15) and
+ * 4-7 (16-31) apart and multiplies them by the rows' sc[0] and sc[1] in int32 (vpmulld), as the reference does. */
+AI void q8_block(const int fmt, const uint8_t *tile, const xrow *r, int64_t b, const int NR, __m256 acc[4]) {
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i *qv = (const __m256i *)(tile + 2 * TR);
+    const __m256i *qv = (const __m256i *)(tile + (size_t)TR * wren_scale_bytes(fmt));
     __m256i aw[8];
 #pragma GCC unroll 8
     for (int c = 0; c < 8; c++) aw[c] = _mm256_abs_epi8(_mm256_loadu_si256(qv + c));
     const __m256 dw = load_fp16x8(tile);
+    __m256i sc0 = _mm256_setzero_si256(), sc1 = _mm256_setzero_si256();
+    if (fmt == WREN_Q8_16) {    /* the 8 rows' (sc[0], sc[1]) byte pairs -> sc[0] of each row, then sc[1] */
+        const __m128i pairs = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(tile + 2 * TR)),
+                                               _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+        sc0 = _mm256_cvtepi8_epi32(pairs);
+        sc1 = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(pairs, pairs));
+    }
 #pragma GCC unroll 4
     for (int j = 0; j < NR; j++) {
         const int8_t *x = r[j].q + b * WREN_QK;
@@ -251,7 +259,11 @@ AI void q8_block(const uint8_t *tile, const xrow *r, int64_t b, const int NR, __
         p[2] = _mm256_add_epi32(p[2], p[3]);
         p[4] = _mm256_add_epi32(p[4], p[5]);
         p[6] = _mm256_add_epi32(p[6], p[7]);
-        p[0] = _mm256_add_epi32(_mm256_add_epi32(p[0], p[2]), _mm256_add_epi32(p[4], p[6]));
+        if (fmt == WREN_Q8_16)
+            p[0] = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_add_epi32(p[0], p[2]), sc0),
+                                    _mm256_mullo_epi32(_mm256_add_epi32(p[4], p[6]), sc1));
+        else
+            p[0] = _mm256_add_epi32(_mm256_add_epi32(p[0], p[2]), _mm256_add_epi32(p[4], p[6]));
         acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(r[j].d + b)), _mm256_cvtepi32_ps(p[0]),
                                  acc[j]);
     }
@@ -273,7 +285,7 @@ AI void run(const int fmt, const int src, const uint8_t *w, int64_t n, int64_t k
 #pragma GCC unroll 4
         for (int j = 0; j < NR; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++, tile += tb) {
-            if (fmt == WREN_Q8_0) q8_block(tile, r, b, NR, acc);
+            if (wren_is_q8(fmt)) q8_block(fmt, tile, r, b, NR, acc);
             else q4_block(fmt, src, tile, src == EXP ? ex + b : NULL, r, b, NR, acc);
         }
 #pragma GCC unroll 4
@@ -303,6 +315,9 @@ static void gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
 }
 static void gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
     run(WREN_Q8_0, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
+}
+static void gemv_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    run(WREN_Q8_16, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
 }
 
 /* GEMM: tiles in slabs of GEMM_TILES (a slab's weights stay in L2) that every activation row passes over in groups
@@ -336,13 +351,17 @@ static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
                       int64_t ldy) {
     gemm_any(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
 }
+static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                       int64_t ldy) {
+    gemm_any(WREN_Q8_16, w, n, k, t0, t1, a, y, ldy);
+}
 
 const wren_kernel_set wren_kernels_avx2 = {
     .name = "avx2",
     .rows = TR,
     .interleave = TI,
     .quantize_act = quantize_act_avx2,
-    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0},
-    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16},
 };
 #endif

@@ -7,14 +7,22 @@
  *
  * Layout (wren_kernel_set .rows = 4, .interleave = 8). Tile (t, b) = rows 4t..4t+3 of block column b sits at
  * w + (t * (k / 32) + b) * TILE_BYTES:
- *   fp16 d[4]; (Q4_1 only: fp16 m[4]); quants, byte j of row r's plain quants at qs[(j / 8) * 32 + r * 8 + j % 8].
+ *   fp16 d[4]; (Q4_1 only: fp16 m[4]; Q8_16 only: int8 sc[4][2], row r's pair at bytes 8 + 2r, 9 + 2r); quants,
+ *   byte j of row r's plain quants at qs[(j / 8) * 32 + r * 8 + j % 8].
  * So the quants are 16-byte vectors v = 2 c + p holding rows 2p and 2p+1 (8 bytes each) of byte unit c (plain
  * bytes 8c..8c+7):
- *   Q4_0 / Q4_1: 4 vectors, c = 0, 1; low nibbles = weights 8c..8c+7, high nibbles = weights 16+8c..16+8c+7.
- *   Q8_0:        8 vectors, c = 0..3; weights 8c..8c+7.
+ *   Q4_0 / Q4_1:  4 vectors, c = 0, 1; low nibbles = weights 8c..8c+7, high nibbles = weights 16+8c..16+8c+7.
+ *   Q8_0 / Q8_16: 8 vectors, c = 0..3; weights 8c..8c+7 (Q8_16: units 0, 1 are the half of sc[0], 2, 3 of sc[1]).
  * Rows >= n are zero (scale 0, quants 0): kernels compute them and never store them.
  * Activation bytes 8g..8g+7 of a block are "group" g (g = 0..3): Q4 low nibbles of unit c meet group c, high nibbles
- * group 2 + c; Q8_0 unit c meets group c. */
+ * group 2 + c; Q8_0 / Q8_16 unit c meets group c.
+ *
+ * Q8_16 (all three sets): each row's block sum is sc[0] lo + sc[1] hi, lo and hi the integer sums of weights 0..15
+ * and 16..31, formed with MUL + MLA in int32 before the one conversion to float: |lo|, |hi| <= 16 * 128 * 127 < 2^18
+ * and |sc| <= 128, so each product is below 2^25 and the sum below 2^26, exact as the reference's. sdot8.c and
+ * i8mm.c take the same sum as sc[1] (lo + hi) + (sc[0] - sc[1]) lo, which their accumulators give with fewer
+ * instructions: |sc[1] (lo + hi)| <= 128 * 2^19 and |(sc[0] - sc[1]) lo| < 255 * 2^18 are below 2^26 too, so every
+ * step is exact (no int32 wrap-around). */
 #ifndef WREN_ARM_COMMON_H
 #define WREN_ARM_COMMON_H
 #if defined(__aarch64__)
@@ -26,7 +34,8 @@ enum {
     WREN_ARM_IL = 8,
     WREN_ARM_TILE_Q4_0 = 4 * 2 + 64,        /* 72 */
     WREN_ARM_TILE_Q4_1 = 4 * 4 + 64,        /* 80 */
-    WREN_ARM_TILE_Q8_0 = 4 * 2 + 128        /* 136 */
+    WREN_ARM_TILE_Q8_0 = 4 * 2 + 128,       /* 136 */
+    WREN_ARM_TILE_Q8_16 = 4 * 4 + 128       /* 144 */
 };
 
 #define WREN_ARM_INLINE static inline __attribute__((always_inline))
@@ -41,6 +50,8 @@ void wren_arm_sdot8_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0
                                 float *y);
 void wren_arm_sdot8_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                                 float *y);
+void wren_arm_sdot8_gemv_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                               float *y);
 
 /* activation row i of a as a one-row batch, so a GEMV kernel can serve a GEMM's leftover row */
 WREN_ARM_INLINE wren_act wren_arm_act_row(const wren_act *a, int64_t i) {
@@ -89,6 +100,19 @@ WREN_ARM_INLINE float32x4x2_t wren_arm_ld_f16x8(const uint8_t **p) {
     const float16x8_t f = vreinterpretq_f16_u16(h);
     float32x4x2_t r = {{vcvt_f32_f16(vget_low_f16(f)), vcvt_high_f32_f16(f)}};
     return r;
+}
+
+/* the 16-byte head of a Q8_16 tile at *p (the same in dotprod.c's layout): fp16 d[4] as 4 floats (returned), and the
+ * 4 rows' int8 pairs (sc[0], sc[1]) as int32 lanes, row r's sc[0] in lane r of *sc0 and its sc[1] in lane r of *sc1.
+ * LDR q, FCVTL, then SXTL2 widens the pairs to int16, so 32-bit lane r holds sc[0] in its low half and sc[1] in its
+ * high half: SSHR #16 gives sc[1], SHL #16 + SSHR #16 sc[0] (4 instructions per tile); *p += 16 */
+WREN_ARM_INLINE float32x4_t wren_arm_ld_q8_16_head(const uint8_t **p, int32x4_t *sc0, int32x4_t *sc1) {
+    int8x16_t h;
+    __asm__("ldr %q0, [%1], #16" : "=w"(h), "+r"(*p) : WREN_ARM_MEM(*p, 16));
+    const int32x4_t pairs = vreinterpretq_s32_s16(vmovl_high_s8(h));
+    *sc0 = vshrq_n_s32(vshlq_n_s32(pairs, 16), 16);
+    *sc1 = vshrq_n_s32(pairs, 16);
+    return vcvt_f32_f16(vreinterpret_f16_s8(vget_low_s8(h)));
 }
 
 /* 64 bytes at *p as 4 vectors; *p += 64 */

@@ -1,14 +1,18 @@
 /* dotprod.c - Arm kernels with SDOT (armv8.2-a+dotprod: Cortex-A55, A76 and later).
  *
  * Layout (.rows = 4, .interleave = 4; tile sizes as in arm_common.h): tile (t, b) = rows 4t..4t+3 of block column b
- * at w + (t * (k / 32) + b) * TILE_BYTES holds fp16 d[4]; (Q4_1 only: fp16 m[4]); then the quants, byte j of row
- * r's plain quants at qs[(j / 4) * 16 + r * 4 + j % 4]. So each 16-byte vector v holds plain bytes 4v..4v+3 of the
- * 4 rows, one row per 32-bit lane, and SDOT by element (vdotq_laneq_s32: the 4 activation bytes of one lane against
- * every row's 4 bytes) adds each row's 4 products to that row's own lane. 8 SDOT per block and activation row give
- * the 4 row sums, with no pairwise add:
+ * at w + (t * (k / 32) + b) * TILE_BYTES holds fp16 d[4]; (Q4_1 only: fp16 m[4]; Q8_16 only: the rows' int8 pairs
+ * (sc[0], sc[1]), row r's at bytes 8 + 2r, 9 + 2r); then the quants, byte j of row r's plain quants at
+ * qs[(j / 4) * 16 + r * 4 + j % 4]. So each 16-byte vector v holds plain bytes 4v..4v+3 of the 4 rows, one row per
+ * 32-bit lane, and SDOT by element (vdotq_laneq_s32: the 4 activation bytes of one lane against every row's 4 bytes)
+ * adds each row's 4 products to that row's own lane. 8 SDOT per block and activation row give the 4 row sums, with
+ * no pairwise add:
  *   Q4_0 / Q4_1: 4 vectors; low nibbles of v = weights 4v..4v+3 (activation bytes 0..15, lane v), high nibbles =
  *                weights 16+4v..16+4v+3 (activation bytes 16..31, lane v).
- *   Q8_0:        8 vectors; vector v = weights 4v..4v+3 (activation vector v / 4, lane v % 4).
+ *   Q8_0, Q8_16: 8 vectors; vector v = weights 4v..4v+3 (activation vector v / 4, lane v % 4).
+ * Q8_16: vectors 0..3 (weights 0..15, activation vector 0) and 4..7 (16..31, vector 1) go to two accumulators, lo and
+ * hi, and the block sum sc0 lo + sc1 hi is a MUL and an MLA in int32 (exact: arm_common.h); per tile and activation
+ * row 3 instructions more than Q8_0 (the second zeroing, MUL, MLA), and 4 per tile for the sc pairs.
  * Rows >= n are zero (scale 0, quants 0): kernels compute them and never store them.
  *
  * Q4_1 unpacks with AND 0x0f / USHR 4 (unsigned nibbles). Q4_0: u = byte ^ 0x88 holds q - 8 in 4-bit two's
@@ -26,9 +30,25 @@
 #include "arm_common.h"
 
 
-/* the 8 weight vectors of one tile's block, unpacked, into v, and its scales into d (and m); *p moves on */
+/* bytes of one tile of format fmt */
+WREN_ARM_INLINE size_t tile_bytes(const int fmt) {
+    return fmt == WREN_Q4_0   ? WREN_ARM_TILE_Q4_0
+           : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1
+           : fmt == WREN_Q8_0 ? WREN_ARM_TILE_Q8_0
+                              : WREN_ARM_TILE_Q8_16;
+}
+
+/* the 8 weight vectors of one tile's block, unpacked, into v, and its scales into d (and m; Q8_16: the rows' sc[0],
+ * sc[1] into sc0, sc1); *p moves on */
 WREN_ARM_INLINE void load_tile(const int fmt, const uint8_t **p, int8x16_t v[8], float32x4_t *d, float32x4_t *m,
-                               const int plain_q4_0) {
+                               int32x4_t *sc0, int32x4_t *sc1, const int plain_q4_0) {
+    if (fmt == WREN_Q8_16) {        /* the quants as Q8_0's */
+        *d = *m = wren_arm_ld_q8_16_head(p, sc0, sc1);
+        const int8x16x4_t a = wren_arm_ld1x4(p), b = wren_arm_ld1x4(p);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) v[j] = a.val[j], v[4 + j] = b.val[j];
+        return;
+    }
     if (fmt == WREN_Q4_1) {
         const float32x4x2_t dm = wren_arm_ld_f16x8(p);
         *d = dm.val[0];
@@ -57,14 +77,23 @@ WREN_ARM_INLINE void load_tile(const int fmt, const uint8_t **p, int8x16_t v[8],
     }
 }
 
-/* the 4 rows' block sums against one activation row's block x (as float: exact), starting from s0 */
+/* the 4 rows' block sums against one activation row's block x (as float: exact), starting from s0 (Q8_16: from 0,
+ * each row's sum sc0 lo + sc1 hi) */
 WREN_ARM_INLINE float32x4_t block_sums(const int fmt, const int8x16_t v[8], int8x16_t x0, int8x16_t x1, int32x4_t s0,
-                                       const int plain_q4_0) {
+                                       int32x4_t sc0, int32x4_t sc1, const int plain_q4_0) {
     int32x4_t s = s0;
     s = vdotq_laneq_s32(s, v[0], x0, 0);
     s = vdotq_laneq_s32(s, v[1], x0, 1);
     s = vdotq_laneq_s32(s, v[2], x0, 2);
     s = vdotq_laneq_s32(s, v[3], x0, 3);
+    if (fmt == WREN_Q8_16) {
+        int32x4_t h = vdupq_n_s32(0);
+        h = vdotq_laneq_s32(h, v[4], x1, 0);
+        h = vdotq_laneq_s32(h, v[5], x1, 1);
+        h = vdotq_laneq_s32(h, v[6], x1, 2);
+        h = vdotq_laneq_s32(h, v[7], x1, 3);
+        return vcvtq_f32_s32(vmlaq_s32(vmulq_s32(s, sc0), h, sc1));
+    }
     s = vdotq_laneq_s32(s, v[4], x1, 0);
     s = vdotq_laneq_s32(s, v[5], x1, 1);
     s = vdotq_laneq_s32(s, v[6], x1, 2);
@@ -85,7 +114,7 @@ WREN_ARM_INLINE float32x4_t block_sums(const int fmt, const int8x16_t v[8], int8
 WREN_ARM_INLINE void gemv_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                                 const wren_act *a, float *y, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
+    const size_t tb = tile_bytes(fmt);
     const int32x4_t cm8 = wren_arm_opaque_s32(vdupq_n_s32(-8));
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
@@ -107,8 +136,9 @@ WREN_ARM_INLINE void gemv_tiles(const int fmt, const uint8_t *w, int64_t n, int6
             for (int j = 0; j < NT; j++) {
                 int8x16_t v[8];
                 float32x4_t dw, mw;
-                load_tile(fmt, &p[j], v, &dw, &mw, 1);
-                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], s0, 1);
+                int32x4_t sc0 = vdupq_n_s32(0), sc1 = vdupq_n_s32(0);
+                load_tile(fmt, &p[j], v, &dw, &mw, &sc0, &sc1, 1);
+                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], s0, sc0, sc1, 1);
                 ADD_BLOCK(fmt, acc[j], dw, mw, fs, dx, mx, 0);
             }
         } while (p[0] != end);
@@ -132,7 +162,7 @@ WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64
                                const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc, const float *sc,
                                int first, float *y, int64_t ldy) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1 : WREN_ARM_TILE_Q8_0;
+    const size_t tb = tile_bytes(fmt);
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *p = w + (size_t)(t * nb + b0) * tb;
         const uint8_t *const end = p + (size_t)nc * tb;
@@ -147,12 +177,13 @@ WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64
         do {
             int8x16_t v[8];
             float32x4_t dw, mw, dx[2], mx[2];
-            load_tile(fmt, &p, v, &dw, &mw, 0);
+            int32x4_t sc0 = vdupq_n_s32(0), sc1 = vdupq_n_s32(0);
+            load_tile(fmt, &p, v, &dw, &mw, &sc0, &sc1, 0);
             wren_arm_ld_scales(fmt, MR, &s, dx, mx);
 #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
                 const int8x16x2_t x = wren_arm_ld1x2(&xq[r]);
-                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], vdupq_n_s32(0), 0);
+                const float32x4_t fs = block_sums(fmt, v, x.val[0], x.val[1], vdupq_n_s32(0), sc0, sc1, 0);
                 ADD_BLOCK(fmt, acc[r], dw, mw, fs, dx[r / 4], mx[r / 4], r % 4);
             }
         } while (p != end);
@@ -205,13 +236,14 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
 ENTRY(WREN_Q4_0, q4_0)
 ENTRY(WREN_Q4_1, q4_1)
 ENTRY(WREN_Q8_0, q8_0)
+ENTRY(WREN_Q8_16, q8_16)
 
 const wren_kernel_set wren_kernels_dotprod = {
     .name = "dotprod",
     .rows = WREN_ARM_ROWS,
     .interleave = 4,
     .quantize_act = wren_arm_quantize_act,
-    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0},
-    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16},
 };
 #endif

@@ -160,11 +160,14 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
     }
 }
 
-/* Q8_0: products of two units per int16 lane (<= 2 * 128 * 127), widened with SADDLP + SADALP, then 3 ADDP */
-WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                             int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
+/* Q8_0: products of two units per int16 lane (<= 2 * 128 * 127), widened with SADDLP + SADALP, then 3 ADDP.
+ * Q8_16: units 0, 1 (weights 0..15) and 2, 3 (16..31) each widened with SADDLP and kept apart, 3 ADDP for each half
+ * give the rows' lo and hi, and sc0 lo + sc1 hi is a MUL and an MLA in int32 (exact: arm_common.h); per tile and
+ * activation row 5 instructions more than Q8_0 (3 ADDP, MUL, MLA), and 4 per tile for the sc pairs. */
+WREN_ARM_INLINE void q8_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                             const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = WREN_ARM_TILE_Q8_0;
+    const size_t tb = fmt == WREN_Q8_16 ? WREN_ARM_TILE_Q8_16 : WREN_ARM_TILE_Q8_0;
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
         p[0] = w + (size_t)(t * nb) * tb;
@@ -182,6 +185,7 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
         }
         do {
             float32x4_t dw[2];
+            int32x4_t sc0[2], sc1[2];
             int8x16x4_t wa[2], wb[2];
 #pragma GCC unroll 4
             for (int r = 0; r < MR; r++) {
@@ -192,22 +196,42 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     if (r == 0) {
-                        dw[j] = wren_arm_ld_f16x4(&p[j]);
+                        if (fmt == WREN_Q8_16) dw[j] = wren_arm_ld_q8_16_head(&p[j], &sc0[j], &sc1[j]);
+                        else dw[j] = wren_arm_ld_f16x4(&p[j]);
                         wa[j] = wren_arm_ld1x4(&p[j]);
                         wb[j] = wren_arm_ld1x4(&p[j]);
                     }
                     const int8x16_t v0 = wa[j].val[0], v1 = wa[j].val[1], v2 = wa[j].val[2], v3 = wa[j].val[3];
                     const int8x16_t v4 = wb[j].val[0], v5 = wb[j].val[1], v6 = wb[j].val[2], v7 = wb[j].val[3];
                     /* row 0: low halves of v0 v2 v4 v6; row 1: their high halves; rows 2, 3: v1 v3 v5 v7 */
-                    int32x4_t s0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v0), y0), vget_low_s8(v2), y1));
-                    s0 = vpadalq_s16(s0, vmlal_s8(vmull_s8(vget_low_s8(v4), y2), vget_low_s8(v6), y3));
-                    int32x4_t s1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v0, x0), v2, x1));
-                    s1 = vpadalq_s16(s1, vmlal_high_s8(vmull_high_s8(v4, x2), v6, x3));
-                    int32x4_t s2 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v1), y0), vget_low_s8(v3), y1));
-                    s2 = vpadalq_s16(s2, vmlal_s8(vmull_s8(vget_low_s8(v5), y2), vget_low_s8(v7), y3));
-                    int32x4_t s3 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v1, x0), v3, x1));
-                    s3 = vpadalq_s16(s3, vmlal_high_s8(vmull_high_s8(v5, x2), v7, x3));
-                    const int32x4_t isum = vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3));
+                    int32x4_t isum;
+                    if (fmt == WREN_Q8_16) {
+                        /* rows 0, 1 then 2, 3: 4 partial sums each of weights 0..15 (lo), then of 16..31 (hi),
+                         * paired at once so that few of them are live together */
+                        int32x4_t l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v0), y0), vget_low_s8(v2), y1));
+                        int32x4_t l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v0, x0), v2, x1));
+                        const int32x4_t lo01 = vpaddq_s32(l0, l1);
+                        l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v1), y0), vget_low_s8(v3), y1));
+                        l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v1, x0), v3, x1));
+                        const int32x4_t lo = vpaddq_s32(lo01, vpaddq_s32(l0, l1));
+                        int32x4_t h0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v4), y2), vget_low_s8(v6), y3));
+                        int32x4_t h1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v4, x2), v6, x3));
+                        const int32x4_t hi01 = vpaddq_s32(h0, h1);
+                        h0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v5), y2), vget_low_s8(v7), y3));
+                        h1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v5, x2), v7, x3));
+                        const int32x4_t hi = vpaddq_s32(hi01, vpaddq_s32(h0, h1));
+                        isum = vmlaq_s32(vmulq_s32(lo, sc0[j]), hi, sc1[j]);
+                    } else {
+                        int32x4_t s0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v0), y0), vget_low_s8(v2), y1));
+                        s0 = vpadalq_s16(s0, vmlal_s8(vmull_s8(vget_low_s8(v4), y2), vget_low_s8(v6), y3));
+                        int32x4_t s1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v0, x0), v2, x1));
+                        s1 = vpadalq_s16(s1, vmlal_high_s8(vmull_high_s8(v4, x2), v6, x3));
+                        int32x4_t s2 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v1), y0), vget_low_s8(v3), y1));
+                        s2 = vpadalq_s16(s2, vmlal_s8(vmull_s8(vget_low_s8(v5), y2), vget_low_s8(v7), y3));
+                        int32x4_t s3 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v1, x0), v3, x1));
+                        s3 = vpadalq_s16(s3, vmlal_high_s8(vmull_high_s8(v5, x2), v7, x3));
+                        isum = vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3));
+                    }
                     acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), vcvtq_f32_s32(isum));
                 }
             }
@@ -223,7 +247,7 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 /* ---- entry points ---- */
 WREN_ARM_INLINE void rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                           const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
-    if (fmt == WREN_Q8_0) q8_rows(w, n, k, t0, t1, a, i0, y, ldy, MR, NT);
+    if (wren_is_q8(fmt)) q8_rows(fmt, w, n, k, t0, t1, a, i0, y, ldy, MR, NT);
     else q4_rows(fmt, w, n, k, t0, t1, a, i0, y, ldy, MR, NT);
 }
 
@@ -264,13 +288,14 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
 ENTRY_POINTS(q4_0, WREN_Q4_0)
 ENTRY_POINTS(q4_1, WREN_Q4_1)
 ENTRY_POINTS(q8_0, WREN_Q8_0)
+ENTRY_POINTS(q8_16, WREN_Q8_16)
 
 const wren_kernel_set wren_kernels_neon = {
     .name = "neon",
     .rows = WREN_ARM_ROWS,
     .interleave = WREN_ARM_IL,
     .quantize_act = wren_arm_quantize_act,
-    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0},
-    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16},
 };
 #endif

@@ -93,11 +93,15 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
     }
 }
 
-/* Q8_0: the 8 weight vectors as they are */
-WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                             int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
+/* Q8_0: the 8 weight vectors as they are. Q8_16: the same SDOT, and one ADDP more halfway through (units 0, 1 done)
+ * takes the rows' lo, the sums of weights 0..15; the final ADDP gives lo + hi, and the block sum is
+ * sc1 (lo + hi) + (sc0 - sc1) lo = sc0 lo + sc1 hi, a MUL and an MLA in int32: |sc1 (lo + hi)| <= 128 * 2^19 and
+ * |(sc0 - sc1) lo| < 255 * 2^18, so every step is exact (arm_common.h). Per tile 3 instructions more than Q8_0
+ * (ADDP, MUL, MLA) and 5 for the sc pairs (the head's 4 and a SUB). */
+WREN_ARM_INLINE void q8_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
+                             const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = WREN_ARM_TILE_Q8_0;
+    const size_t tb = fmt == WREN_Q8_16 ? WREN_ARM_TILE_Q8_16 : WREN_ARM_TILE_Q8_0;
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
         p[0] = w + (size_t)(t * nb) * tb;
@@ -115,6 +119,7 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
         }
         do {
             float32x4_t dw[2];
+            int32x4_t dsc[2], sc1[2];         /* Q8_16: the rows' sc0 - sc1 and sc1 */
             int8x16x4_t wa[2], wb[2];
 #pragma GCC unroll 4
             for (int r = 0; r < MR; r++) {
@@ -123,7 +128,13 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     if (r == 0) {
-                        dw[j] = wren_arm_ld_f16x4(&p[j]);
+                        if (fmt == WREN_Q8_16) {
+                            int32x4_t sc0;
+                            dw[j] = wren_arm_ld_q8_16_head(&p[j], &sc0, &sc1[j]);
+                            dsc[j] = vsubq_s32(sc0, sc1[j]);
+                        } else {
+                            dw[j] = wren_arm_ld_f16x4(&p[j]);
+                        }
                         wa[j] = wren_arm_ld1x4(&p[j]);
                         wb[j] = wren_arm_ld1x4(&p[j]);
                     }
@@ -132,11 +143,20 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
                     s23 = vdotq_s32(s23, wa[j].val[1], x.val[0]);
                     s01 = vdotq_s32(s01, wa[j].val[2], x.val[1]);
                     s23 = vdotq_s32(s23, wa[j].val[3], x.val[1]);
+                    int32x4_t lo = vdupq_n_s32(0);
+                    if (fmt == WREN_Q8_16) {
+                        lo = vpaddq_s32(s01, s23);
+                        /* no code: ties the SDOTs below to lo, so that the ADDP comes first and s01, s23 go on in
+                         * place (scheduled after those SDOTs, it would cost a copy of each accumulator) */
+                        __asm__("" : "+w"(s01), "+w"(s23), "+w"(lo));
+                    }
                     s01 = vdotq_s32(s01, wb[j].val[0], x.val[2]);
                     s23 = vdotq_s32(s23, wb[j].val[1], x.val[2]);
                     s01 = vdotq_s32(s01, wb[j].val[2], x.val[3]);
                     s23 = vdotq_s32(s23, wb[j].val[3], x.val[3]);
-                    const float32x4_t fs = vcvtq_f32_s32(vpaddq_s32(s01, s23));
+                    int32x4_t isum = vpaddq_s32(s01, s23);
+                    if (fmt == WREN_Q8_16) isum = vmlaq_s32(vmulq_s32(isum, sc1[j]), lo, dsc[j]);
+                    const float32x4_t fs = vcvtq_f32_s32(isum);
                     acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), fs);
                 }
             }
@@ -152,7 +172,7 @@ WREN_ARM_INLINE void q8_rows(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 /* ---- entry points ---- */
 WREN_ARM_INLINE void rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                           const wren_act *a, float *y, const int NT) {
-    if (fmt == WREN_Q8_0) q8_rows(w, n, k, t0, t1, a, 0, y, 0, 1, NT);
+    if (wren_is_q8(fmt)) q8_rows(fmt, w, n, k, t0, t1, a, 0, y, 0, 1, NT);
     else q4_rows(fmt, w, n, k, t0, t1, a, 0, y, 0, 1, NT);
 }
 
@@ -175,5 +195,9 @@ void wren_arm_sdot8_gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0
 void wren_arm_sdot8_gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                               float *y) {
     gemv(WREN_Q8_0, w, n, k, t0, t1, a, y);
+}
+void wren_arm_sdot8_gemv_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                               float *y) {
+    gemv(WREN_Q8_16, w, n, k, t0, t1, a, y);
 }
 #endif

@@ -2,7 +2,8 @@
 
 Weight policy (`mixed` by default):
 - mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K folds into Q4_1 blocks of 32; Q5_0 becomes Q8_0 blocks
-  with the same scale (exact); every wider type (Q5_1, Q5_K, Q6_K, F16, BF16, F32) is requantized to int8 (Q8_0).
+  with the same scale and Q6_K becomes Q8_16 blocks (int8 with Q6_K's own scale per 16 values), both exact; every
+  other type (Q5_1, Q5_K, F16, BF16, F32) is requantized to int8 (Q8_0).
 - int4: every matrix int4: Q4_0 / Q4_1 as they are, Q4_K folded, everything else requantized to Q4_0.
 
 Activation blocks (`act_blocks`): the forward pass quantizes each matrix's input to int8 blocks of 32.
@@ -54,6 +55,8 @@ def runtime_format(type_name: str, policy: str) -> Format:
         return DIRECT[type_name]
     if type_name == "Q4_K":
         return Format.Q4_1
+    if type_name == "Q6_K" and policy == "mixed":
+        return Format.Q8_16
     return Format.Q8_0 if policy == "mixed" else Format.Q4_0
 
 
@@ -87,6 +90,10 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
         plain = np.empty(n * k // 32 * 34, dtype=np.uint8)
         native.check(lib.wren_q5_0_to_q8_0(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
                                            plain.nbytes), f"convert {name}")
+    elif t.type_name == "Q6_K" and fmt == Format.Q8_16:
+        plain = np.empty(n * k // 32 * 36, dtype=np.uint8)
+        native.check(lib.wren_q6_k_to_q8_16(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
+                                            plain.nbytes), f"convert {name}")
     elif t.type_name == "Q4_K" and fmt == Format.Q4_1:
         plain = np.empty(n * k // 32 * 20, dtype=np.uint8)
         native.check(lib.wren_q4_k_to_q4_1(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),

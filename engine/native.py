@@ -21,6 +21,7 @@ class Format(enum.IntEnum):
     Q4_0 = lib.WREN_Q4_0
     Q4_1 = lib.WREN_Q4_1
     Q8_0 = lib.WREN_Q8_0
+    Q8_16 = lib.WREN_Q8_16
 
     @property
     def block_bytes(self) -> int:

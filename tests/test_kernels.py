@@ -4,6 +4,8 @@ Tolerances, and why:
 - Quantization round trip, per block: Q8_0 |x - x'| <= d (1/2 + 127 * 2^-11) (half a step, plus the fp16 rounding of
   the scale times |q| <= 127); Q4_0 <= |d| (1 + 16 * 2^-11) (a full step at the clipped end of the range); Q4_1
   <= d (1/2 + 15 * 2^-11) + |min| 2^-11. Each with 2^-24 * 127 of absolute slack for fp16 subnormal scales.
+  Q8_16, per half of 16 with step s = d sc: s / 2, or for a value past 127 s (sc rounded down) |x| - 127 s, which
+  is at most 64 d when d is a normal fp16 number.
 - Products: integer block sums are exact in every variant, so only float rounding differs: nb block terms added in
   f32, each from two rounded products, give |y - exact| <= (nb + 2) 2^-23 sum_b sum_j |w_j x_j| where exact is the
   float64 product of the dequantized operands. Against the unquantized float64 product the quantization errors add
@@ -58,14 +60,24 @@ def test_quantize_round_trip_within_bound(fmt, mix):
     elif fmt == Format.Q4_0:
         d = np.abs(xb).max(axis=2) / 8
         bound = d * (1 + 16 * U) + 16 * 2.0**-25
-    else:
+    elif fmt == Format.Q4_1:
         lo, hi = xb.min(axis=2), xb.max(axis=2)
         bound = (hi - lo) / 15 * (0.5 + 15 * U) + np.abs(lo) * U + SLACK
+    else:
+        raw = q.reshape(n, k // 32, 36)
+        d = raw[:, :, 0:2].copy().view(np.float16)[..., 0].astype(np.float64)
+        sc = raw[:, :, 2:4].view(np.int8).astype(np.float64)
+        halves = np.abs(xb).reshape(n, k // 32, 2, 16).max(axis=3)
+        step = d[..., None] * sc
+        clipped = np.maximum(0.0, halves - 127 * step)
+        assert (clipped[d >= 2.0**-14] <= 64 * d[d >= 2.0**-14, None] * (1 + 1e-6)).all()
+        bound = (0.5 * step + clipped).max(axis=2) + 2.0**-30
     assert (err.max(axis=2) <= bound * (1 + 1e-6)).all()
     # all-zero blocks come back exactly zero, and requantizing the dequantized values is stable
     zero = (np.abs(xb).max(axis=2) == 0)
     assert (blocks_of(back)[zero] == 0).all()
-    assert np.array_equal(native.dequantize(fmt, native.quantize(fmt, back), n, k), back) or fmt == Format.Q4_1
+    assert np.array_equal(native.dequantize(fmt, native.quantize(fmt, back), n, k), back) or fmt in (Format.Q4_1,
+                                                                                                   Format.Q8_16)
 
 
 def test_plain_blocks_are_gguf_layout():

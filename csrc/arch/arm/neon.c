@@ -164,6 +164,20 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
  * Q8_16: units 0, 1 (weights 0..15) and 2, 3 (16..31) each widened with SADDLP and kept apart, 3 ADDP for each half
  * give the rows' lo and hi, and sc0 lo + sc1 hi is a MUL and an MLA in int32 (exact: arm_common.h); per tile and
  * activation row 5 instructions more than Q8_0 (3 ADDP, MUL, MLA), and 4 per tile for the sc pairs. */
+/* Q8_16: the 4 rows' sums of one half of the block (weights 0..15: va..vd = v0..v3 against groups xa, xb = x0, x1;
+ * 16..31: v4..v7 against x2, x3); rows 0, 1 then 2, 3, each pair's partial sums added at once so that few of them
+ * are live together */
+WREN_ARM_INLINE int32x4_t q8_half_sums(int8x16_t va, int8x16_t vb, int8x16_t vc, int8x16_t vd, int8x16_t xa,
+                                       int8x16_t xb) {
+    const int8x8_t ya = vget_low_s8(xa), yb = vget_low_s8(xb);
+    int32x4_t l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(va), ya), vget_low_s8(vc), yb));
+    int32x4_t l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(va, xa), vc, xb));
+    const int32x4_t r01 = vpaddq_s32(l0, l1);
+    l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(vb), ya), vget_low_s8(vd), yb));
+    l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(vb, xa), vd, xb));
+    return vpaddq_s32(r01, vpaddq_s32(l0, l1));
+}
+
 WREN_ARM_INLINE void q8_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                              const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
     const int64_t nb = k / WREN_QK;
@@ -208,18 +222,8 @@ WREN_ARM_INLINE void q8_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                     if (fmt == WREN_Q8_16) {
                         /* rows 0, 1 then 2, 3: 4 partial sums each of weights 0..15 (lo), then of 16..31 (hi),
                          * paired at once so that few of them are live together */
-                        int32x4_t l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v0), y0), vget_low_s8(v2), y1));
-                        int32x4_t l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v0, x0), v2, x1));
-                        const int32x4_t lo01 = vpaddq_s32(l0, l1);
-                        l0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v1), y0), vget_low_s8(v3), y1));
-                        l1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v1, x0), v3, x1));
-                        const int32x4_t lo = vpaddq_s32(lo01, vpaddq_s32(l0, l1));
-                        int32x4_t h0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v4), y2), vget_low_s8(v6), y3));
-                        int32x4_t h1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v4, x2), v6, x3));
-                        const int32x4_t hi01 = vpaddq_s32(h0, h1);
-                        h0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v5), y2), vget_low_s8(v7), y3));
-                        h1 = vpaddlq_s16(vmlal_high_s8(vmull_high_s8(v5, x2), v7, x3));
-                        const int32x4_t hi = vpaddq_s32(hi01, vpaddq_s32(h0, h1));
+                        const int32x4_t lo = q8_half_sums(v0, v1, v2, v3, x0, x1);
+                        const int32x4_t hi = q8_half_sums(v4, v5, v6, v7, x2, x3);
                         isum = vmlaq_s32(vmulq_s32(lo, sc0[j]), hi, sc1[j]);
                     } else {
                         int32x4_t s0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(v0), y0), vget_low_s8(v2), y1));

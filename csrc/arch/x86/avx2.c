@@ -230,21 +230,23 @@ AI void q4_block(const int fmt, const int src, const uint8_t *tile, const xq4 *e
 
 /* ---- Q8_0 and Q8_16 tiles ----
  * |w| x sign(x, w): |w| as unsigned is exact even for w = -128, and computed once per tile for all rows; each
- * vpmaddubsw result goes to int32 through its own vpmaddwd. Q8_16 keeps the sums of vectors 0-3 (weights 0-15) and
- * 4-7 (16-31) apart and multiplies them by the rows' sc[0] and sc[1] in int32 (vpmulld), as the reference does. */
+ * vpmaddubsw result goes to int32 through its own vpmaddwd, against ones (Q8_0) or, for Q8_16, against the row's
+ * multiplier of that half of the block (sc[0] for vectors 0-3, weights 0-15; sc[1] for 4-7) in both int16 lanes of
+ * the row: the block sum sc0 lo + sc1 hi comes out of the same instructions as Q8_0's. Exact: a vpmaddubsw lane is at
+ * most 2 * 128 * 127 = 32512 in magnitude, times |sc| <= 128, twice, is below 2^23. */
 AI void q8_block(const int fmt, const uint8_t *tile, const xrow *r, int64_t b, const int NR, __m256 acc[4]) {
-    const __m256i ones = _mm256_set1_epi16(1);
     const __m256i *qv = (const __m256i *)(tile + (size_t)TR * wren_scale_bytes(fmt));
     __m256i aw[8];
 #pragma GCC unroll 8
     for (int c = 0; c < 8; c++) aw[c] = _mm256_abs_epi8(_mm256_loadu_si256(qv + c));
     const __m256 dw = load_fp16x8(tile);
-    __m256i sc0 = _mm256_setzero_si256(), sc1 = _mm256_setzero_si256();
-    if (fmt == WREN_Q8_16) {    /* the 8 rows' (sc[0], sc[1]) byte pairs -> sc[0] of each row, then sc[1] */
-        const __m128i pairs = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(tile + 2 * TR)),
-                                               _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-        sc0 = _mm256_cvtepi8_epi32(pairs);
-        sc1 = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(pairs, pairs));
+    __m256i mul[2] = {_mm256_set1_epi16(1), _mm256_set1_epi16(1)};
+    if (fmt == WREN_Q8_16) {    /* 32-bit lane r = row r's (sc[0], sc[1]) as int16; each copied into both halves */
+        const __m256i pairs = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(tile + 2 * TR)));
+        mul[0] = _mm256_shuffle_epi8(pairs, _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1,
+                                                             0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
+        mul[1] = _mm256_shuffle_epi8(pairs, _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2,
+                                                             3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
     }
 #pragma GCC unroll 4
     for (int j = 0; j < NR; j++) {
@@ -253,17 +255,13 @@ AI void q8_block(const int fmt, const uint8_t *tile, const xrow *r, int64_t b, c
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             const __m256i sx = _mm256_sign_epi8(bcast32(x + 4 * c), _mm256_loadu_si256(qv + c));
-            p[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[c], sx), ones);
+            p[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[c], sx), mul[c / 4]);
         }
         p[0] = _mm256_add_epi32(p[0], p[1]);
         p[2] = _mm256_add_epi32(p[2], p[3]);
         p[4] = _mm256_add_epi32(p[4], p[5]);
         p[6] = _mm256_add_epi32(p[6], p[7]);
-        if (fmt == WREN_Q8_16)
-            p[0] = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_add_epi32(p[0], p[2]), sc0),
-                                    _mm256_mullo_epi32(_mm256_add_epi32(p[4], p[6]), sc1));
-        else
-            p[0] = _mm256_add_epi32(_mm256_add_epi32(p[0], p[2]), _mm256_add_epi32(p[4], p[6]));
+        p[0] = _mm256_add_epi32(_mm256_add_epi32(p[0], p[2]), _mm256_add_epi32(p[4], p[6]));
         acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(r[j].d + b)), _mm256_cvtepi32_ps(p[0]),
                                  acc[j]);
     }

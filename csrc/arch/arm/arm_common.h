@@ -6,7 +6,7 @@
  * the ISA of the including file.
  *
  * Layout (wren_kernel_set .rows = 4, .interleave = 8). Tile (t, b) = rows 4t..4t+3 of block column b sits at
- * w + (t * (k / 32) + b) * TILE_BYTES:
+ * w + (t * (k / 32) + b) * wren_tile_bytes(fmt, 4) (72, 80, 136 and 144 bytes for Q4_0, Q4_1, Q8_0, Q8_16):
  *   fp16 d[4]; (Q4_1 only: fp16 m[4]; Q8_16 only: int8 sc[4][2], row r's pair at bytes 8 + 2r, 9 + 2r); quants,
  *   byte j of row r's plain quants at qs[(j / 8) * 32 + r * 8 + j % 8].
  * So the quants are 16-byte vectors v = 2 c + p holding rows 2p and 2p+1 (8 bytes each) of byte unit c (plain
@@ -31,11 +31,7 @@
 
 enum {
     WREN_ARM_ROWS = 4,
-    WREN_ARM_IL = 8,
-    WREN_ARM_TILE_Q4_0 = 4 * 2 + 64,        /* 72 */
-    WREN_ARM_TILE_Q4_1 = 4 * 4 + 64,        /* 80 */
-    WREN_ARM_TILE_Q8_0 = 4 * 2 + 128,       /* 136 */
-    WREN_ARM_TILE_Q8_16 = 4 * 4 + 128       /* 144 */
+    WREN_ARM_IL = 8
 };
 
 #define WREN_ARM_INLINE static inline __attribute__((always_inline))

@@ -1,8 +1,8 @@
 /* dotprod.c - Arm kernels with SDOT (armv8.2-a+dotprod: Cortex-A55, A76 and later).
  *
  * Layout (.rows = 4, .interleave = 4; tile sizes as in arm_common.h): tile (t, b) = rows 4t..4t+3 of block column b
- * at w + (t * (k / 32) + b) * TILE_BYTES holds fp16 d[4]; (Q4_1 only: fp16 m[4]; Q8_16 only: the rows' int8 pairs
- * (sc[0], sc[1]), row r's at bytes 8 + 2r, 9 + 2r); then the quants, byte j of row r's plain quants at
+ * at w + (t * (k / 32) + b) * wren_tile_bytes(fmt, 4) holds fp16 d[4]; (Q4_1 only: fp16 m[4]; Q8_16 only: the rows'
+ * int8 pairs (sc[0], sc[1]), row r's at bytes 8 + 2r, 9 + 2r); then the quants, byte j of row r's plain quants at
  * qs[(j / 4) * 16 + r * 4 + j % 4]. So each 16-byte vector v holds plain bytes 4v..4v+3 of the 4 rows, one row per
  * 32-bit lane, and SDOT by element (vdotq_laneq_s32: the 4 activation bytes of one lane against every row's 4 bytes)
  * adds each row's 4 products to that row's own lane. 8 SDOT per block and activation row give the 4 row sums, with
@@ -29,14 +29,6 @@
 #include <arm_neon.h>
 #include "arm_common.h"
 
-
-/* bytes of one tile of format fmt */
-WREN_ARM_INLINE size_t tile_bytes(const int fmt) {
-    return fmt == WREN_Q4_0   ? WREN_ARM_TILE_Q4_0
-           : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1
-           : fmt == WREN_Q8_0 ? WREN_ARM_TILE_Q8_0
-                              : WREN_ARM_TILE_Q8_16;
-}
 
 /* the 8 weight vectors of one tile's block, unpacked, into v, and its scales into d (and m; Q8_16: the rows' sc[0],
  * sc[1] into sc0, sc1); *p moves on */
@@ -114,7 +106,7 @@ WREN_ARM_INLINE float32x4_t block_sums(const int fmt, const int8x16_t v[8], int8
 WREN_ARM_INLINE void gemv_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                                 const wren_act *a, float *y, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = tile_bytes(fmt);
+    const size_t tb = wren_tile_bytes(fmt, WREN_ARM_ROWS);
     const int32x4_t cm8 = wren_arm_opaque_s32(vdupq_n_s32(-8));
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
@@ -162,7 +154,7 @@ WREN_ARM_INLINE void gemm_rows(const int fmt, const uint8_t *w, int64_t n, int64
                                const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc, const float *sc,
                                int first, float *y, int64_t ldy) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = tile_bytes(fmt);
+    const size_t tb = wren_tile_bytes(fmt, WREN_ARM_ROWS);
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *p = w + (size_t)(t * nb + b0) * tb;
         const uint8_t *const end = p + (size_t)nc * tb;

@@ -37,10 +37,7 @@ WREN_ARM_INLINE void pair_rows(const int fmt, const uint8_t *w, int64_t n, int64
                                const wren_act *a, int64_t i0, const int MP, int64_t b0, int64_t nc, const float *sc,
                                int first, float *y, int64_t ldy) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q4_0   ? WREN_ARM_TILE_Q4_0
-                      : fmt == WREN_Q4_1 ? WREN_ARM_TILE_Q4_1
-                      : fmt == WREN_Q8_0 ? WREN_ARM_TILE_Q8_0
-                                         : WREN_ARM_TILE_Q8_16;
+    const size_t tb = wren_tile_bytes(fmt, WREN_ARM_ROWS);
     const int MR = 2 * MP;
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *p = w + (size_t)(t * nb + b0) * tb, *const end = p + (size_t)nc * tb;

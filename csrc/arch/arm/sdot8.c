@@ -20,7 +20,7 @@
 WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                              const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q4_0 ? WREN_ARM_TILE_Q4_0 : WREN_ARM_TILE_Q4_1;
+    const size_t tb = wren_tile_bytes(fmt, WREN_ARM_ROWS);
     const uint8x16_t m0f = vdupq_n_u8(0x0f);
     const int32x4_t cm4 = wren_arm_opaque_s32(vdupq_n_s32(-4));
     for (int64_t t = t0; t < t1; t += NT) {
@@ -101,7 +101,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
 WREN_ARM_INLINE void q8_rows(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                              const wren_act *a, int64_t i0, float *y, int64_t ldy, const int MR, const int NT) {
     const int64_t nb = k / WREN_QK;
-    const size_t tb = fmt == WREN_Q8_16 ? WREN_ARM_TILE_Q8_16 : WREN_ARM_TILE_Q8_0;
+    const size_t tb = wren_tile_bytes(fmt, WREN_ARM_ROWS);
     for (int64_t t = t0; t < t1; t += NT) {
         const uint8_t *p[2];
         p[0] = w + (size_t)(t * nb) * tb;

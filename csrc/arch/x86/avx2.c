@@ -141,8 +141,8 @@ void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, in
  * broadcast into whole vectors next to the block's scalars as vectors, so that vpmaddubsw / vpsubd / vmulps take them
  * as memory operands and a tile costs no broadcast instruction. The 4-bit formats' per-block scalar of a row (Q4_0:
  * 8 sum_x; Q4_1: d_x sum_x, a float product) is otherwise formed again for every tile; PRE reads the groups as RAW
- * does and that scalar from a table made once per call (up to XT_BLOCKS blocks), which takes three instructions per
- * row, tile and block off Q4_1's GEMM (+14% GOPS). All three give the same bits. */
+ * does and that scalar from a table made once per range of tiles (a GEMV call, a GEMM slab; up to XT_BLOCKS blocks),
+ * which takes three instructions per row, tile and block off Q4_1's GEMM (+14% GOPS). All three give the same bits. */
 enum { RAW = 0, EXP = 1, PRE = 2 };
 
 typedef struct {
@@ -222,15 +222,16 @@ AI void q4_block(const int fmt, const int src, const uint8_t *tile, const xq4 *e
             dx = e[j].d;
             if (fmt == WREN_Q4_0) isum = _mm256_sub_epi32(isum, e[j].s);
             s = _mm256_castsi256_ps(e[j].s);
-        } else if (src == PRE) {
-            dx = _mm256_broadcast_ss(r[j].d + b);
-            if (fmt == WREN_Q4_0) isum = _mm256_sub_epi32(isum, bcast32((const int8_t *)(r[j].t + b)));
-            s = _mm256_broadcast_ss((const float *)(r[j].t + b));
         } else {
             dx = _mm256_broadcast_ss(r[j].d + b);
-            if (fmt == WREN_Q4_0)
-                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bcast32((const int8_t *)(r[j].s + b)), 3));
-            s = _mm256_set1_ps(r[j].d[b] * (float)r[j].s[b]);
+            if (src == PRE) {
+                if (fmt == WREN_Q4_0) isum = _mm256_sub_epi32(isum, bcast32((const int8_t *)(r[j].t + b)));
+                s = _mm256_broadcast_ss((const float *)(r[j].t + b));
+            } else {
+                if (fmt == WREN_Q4_0)
+                    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bcast32((const int8_t *)(r[j].s + b)), 3));
+                s = _mm256_set1_ps(r[j].d[b] * (float)r[j].s[b]);
+            }
         }
         acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[j]);
         if (fmt == WREN_Q4_1) acc[j] = _mm256_fmadd_ps(load_fp16x8(tile + 2 * TR), s, acc[j]);

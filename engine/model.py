@@ -37,6 +37,9 @@ ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
 DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
+# tensor types with a C conversion straight into a runtime format's blocks (no float pass); others are requantized
+CONVERTERS = {("Q5_0", Format.Q8_0): lib.wren_q5_0_to_q8_0, ("Q6_K", Format.Q8_16): lib.wren_q6_k_to_q8_16,
+              ("Q4_K", Format.Q4_1): lib.wren_q4_k_to_q4_1}
 
 
 @dataclass
@@ -86,22 +89,15 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
     fmt = runtime_format(t.type_name, policy)
     if t.type_name in DIRECT and fmt == DIRECT[t.type_name]:
         plain = raw
-    elif t.type_name == "Q5_0" and fmt == Format.Q8_0:
-        plain = np.empty(n * k // 32 * 34, dtype=np.uint8)
-        native.check(lib.wren_q5_0_to_q8_0(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
-                                           plain.nbytes), f"convert {name}")
-    elif t.type_name == "Q6_K" and fmt == Format.Q8_16:
-        plain = np.empty(n * k // 32 * 36, dtype=np.uint8)
-        native.check(lib.wren_q6_k_to_q8_16(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
-                                            plain.nbytes), f"convert {name}")
-    elif t.type_name == "Q4_K" and fmt == Format.Q4_1:
-        plain = np.empty(n * k // 32 * 20, dtype=np.uint8)
-        native.check(lib.wren_q4_k_to_q4_1(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain),
-                                           plain.nbytes), f"fold {name}")
     else:
         plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
-        native.check(lib.wren_ggml_requantize(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, n * k, fmt,
-                                              ffi.from_buffer(plain), plain.nbytes), f"convert {name}")
+        convert = CONVERTERS.get((t.type_name, fmt))
+        if convert is not None:
+            status = convert(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain), plain.nbytes)
+        else:
+            status = lib.wren_ggml_requantize(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, n * k, fmt,
+                                              ffi.from_buffer(plain), plain.nbytes)
+        native.check(status, f"convert {name}")
     packed = PackedWeights(fmt, plain, n, k, variant)
     del raw, plain
     if n_rows is None or row0 + n == t.shape[1]:

@@ -31,12 +31,15 @@ struct wren_ctx {
     float *o;               /* (n_batch, dim)         attention or ffn output before the residual add */
     float *gate, *up;       /* (n_batch, ffn_dim) */
     float *scores;          /* (n_threads, n_ctx) */
+    float *pv_work;         /* (n_threads, 32 head_dim): p.v's lanes */
     void *act_buf[2];       /* quantized activations of up to n_batch rows of max(dim, q_dim, ffn_dim): */
     size_t act_bytes;       /* [0] blocks of 32 with their own scales, [1] scales shared by 256 values */
     wren_act act[2];
     float *rope_cos, *rope_sin;    /* (n_batch, rope_dim / 2) for the global base, then for the sliding base */
     const volatile int32_t *abort_flag;  /* set by another thread to stop a batch between layers */
     int32_t aborted;                /* what one thread read from it, for all threads to act on alike */
+    wren_trace_fn trace;            /* development: see wren_ctx_set_trace */
+    void *trace_user;
 };
 
 static int64_t q_dim(const wren_config *c) { return (int64_t)c->n_heads * c->head_dim; }
@@ -79,7 +82,7 @@ int wren_model_check(const wren_model *m) {
 static size_t ctx_floats(const wren_config *c, int64_t n_ctx, int64_t n_batch, int64_t n_threads) {
     const int64_t qd = q_dim(c), kvd = kv_dim(c), wide = qd > c->dim ? qd : c->dim;
     return (size_t)(n_batch * (c->dim + wide + qd + 2 * kvd + c->dim) + 2 * n_batch * (int64_t)c->ffn_dim +
-                    n_threads * n_ctx + 2 * n_batch * c->rope_dim);
+                    n_threads * n_ctx + 2 * n_batch * c->rope_dim + n_threads * 32 * (int64_t)c->head_dim);
 }
 
 static size_t cache_values(const wren_config *c, int64_t n_ctx) {   /* of K, and as many of V */
@@ -97,6 +100,10 @@ size_t wren_ctx_bytes(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32
 
 void wren_ctx_set_abort(wren_ctx *c, const int32_t *flag) {
     if (c) c->abort_flag = flag;
+}
+
+void wren_ctx_set_trace(wren_ctx *c, wren_trace_fn fn, void *user) {
+    if (c) c->trace = fn, c->trace_user = user;
 }
 
 /* One thread reads the flag; the barrier after it gives every thread the same answer. */
@@ -158,6 +165,7 @@ int wren_ctx_create(const wren_model *m, int32_t n_ctx, int32_t n_batch, int32_t
     ctx->gate = p; p += (size_t)n_batch * c->ffn_dim;
     ctx->up = p; p += (size_t)n_batch * c->ffn_dim;
     ctx->scores = p; p += (size_t)n_threads * n_ctx;
+    ctx->pv_work = p; p += (size_t)n_threads * 32 * c->head_dim;
     ctx->rope_cos = p; p += (size_t)n_batch * c->rope_dim;   /* rope_dim / 2 per base, two bases */
     ctx->rope_sin = p;
     *out = ctx;
@@ -203,21 +211,24 @@ static void embed_rows(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
+/* llama.cpp's rope cache: theta from the position, multiplied by base^(-2 / rope_dim) in float from pair to pair,
+ * cosf and sinf of it */
 static void rope_tables(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
     const int half = c->rope_dim / 2;
     for (int64_t t = b; t < e; t++) {
-        const double pos = (double)(f->pos0 + t);
         for (int base_i = 0; base_i < 2; base_i++) {
-            const double base = base_i == 0 || c->rope_base_swa <= 0 ? c->rope_base : c->rope_base_swa;
+            const float base = base_i == 0 || c->rope_base_swa <= 0 ? c->rope_base : c->rope_base_swa;
+            const float theta_scale = powf(base, -2.0f / (float)c->rope_dim);
             float *cs = f->c->rope_cos + ((size_t)base_i * f->c->n_batch + t) * half;
             float *sn = f->c->rope_sin + ((size_t)base_i * f->c->n_batch + t) * half;
+            float theta = (float)(f->pos0 + t);
             for (int i = 0; i < half; i++) {
-                const double theta = pos * pow(base, -2.0 * i / c->rope_dim);
-                cs[i] = (float)cos(theta);
-                sn[i] = (float)sin(theta);
+                cs[i] = cosf(theta);
+                sn[i] = sinf(theta);
+                theta *= theta_scale;
             }
         }
     }
@@ -243,8 +254,9 @@ static void quantize_rows(void *p, int64_t b, int64_t e, int ith) {
     wren_act *a = &s->f->c->act[s->g];
     const int64_t nb = s->k / WREN_QK;
     for (int64_t t = b; t < e; t++) {
-        if (s->g) wren_quantize_act_row_k(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
-        else ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb);
+        if (s->g) wren_quantize_act_row_k(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb,
+                                          a->s + t * nb);
+        else ks->quantize_act(s->src + t * s->k, s->k, a->q + t * s->k, a->d + t * nb, a->sum + t * nb, a->s + t * nb);
     }
 }
 
@@ -280,14 +292,14 @@ static void rope_vec(float *x, const float *cs, const float *sn, int rope_dim, i
     if (neox) {
         for (int i = 0; i < half; i++) {
             const float a = x[i], b = x[i + half];
-            x[i] = a * cs[i] - b * sn[i];
-            x[i + half] = a * sn[i] + b * cs[i];
+            x[i] = fmaf(a, cs[i], -(b * sn[i]));
+            x[i + half] = fmaf(a, sn[i], b * cs[i]);
         }
     } else {
         for (int i = 0; i < half; i++) {
             const float a = x[2 * i], b = x[2 * i + 1];
-            x[2 * i] = a * cs[i] - b * sn[i];
-            x[2 * i + 1] = a * sn[i] + b * cs[i];
+            x[2 * i] = fmaf(a, cs[i], -(b * sn[i]));
+            x[2 * i + 1] = fmaf(a, sn[i], b * cs[i]);
         }
     }
 }
@@ -316,6 +328,8 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
             for (int h = 0; h < c->n_heads; h++) rope_vec(q + h * hd, cs, sn, c->rope_dim, c->rope_neox);
             for (int h = 0; h < c->n_kv_heads; h++) rope_vec(k + h * hd, cs, sn, c->rope_dim, c->rope_neox);
         }
+        if (c->scale_q)
+            for (int64_t i = 0; i < qd; i++) q[i] *= c->attn_scale;
         const int64_t pos = f->pos0 + t;
         for (int h = 0; h < c->n_kv_heads; h++) {
             const size_t row = (((size_t)f->layer * c->n_kv_heads + h) * ctx->n_ctx + pos) * hd;
@@ -325,7 +339,10 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
-/* attention for (token, head) pairs: index i = t * n_heads + h; output into xn (n, q_dim) */
+/* attention for (token, head) pairs: index i = t * n_heads + h; output into xn (n, q_dim). llama.cpp's arithmetic
+ * (internal.h): q to fp16; q.k in 8 lanes for a batch of two tokens or more, 32 for one; the scale; softmax with
+ * ggml's exp, each 8 keys (from key 0 on) added in float and those sums in double; the probabilities to fp16; p.v
+ * in the same lanes over the keys. */
 static void attention(void *p, int64_t b, int64_t e, int ith) {
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
@@ -333,8 +350,9 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
     wren_ctx *ctx = f->c;
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float *scores = ctx->scores + (size_t)ith * ctx->n_ctx;
+    float *work = ctx->pv_work + (size_t)ith * 32 * hd;
     const wren_vec_ops *vec = wren_vec_ops_get();
-    const wren_exp_fn exp_row = wren_exp_get();
+    const int kq_lanes = f->n >= 2 && hd % 8 == 0 ? 8 : 32, pv_lanes = f->n >= 2 && hd % 4 == 0 ? 8 : 32;
     for (int64_t i = b; i < e; i++) {
         const int64_t t = i / c->n_heads;
         const int h = (int)(i % c->n_heads), kvh = h / group;
@@ -344,27 +362,30 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         const float *q = ctx->q + t * q_dim(c) + (size_t)h * hd;
         const uint16_t *kc = ctx->k_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
         const uint16_t *vc = ctx->v_cache + ((size_t)f->layer * c->n_kv_heads + kvh) * ctx->n_ctx * hd;
-        /* llama.cpp's rounding points (with its fp16 cache and no flash attention): q goes to fp16 for q.k, the
-         * softmax sums in double, and the probabilities go to fp16 for p.v */
         float qh[1024];     /* head_dim <= 1024 (wren_model_check) */
         vec->round_f16(qh, q, hd);
-        const int n_keys = (int)(pos - start + 1);
-        vec->dot_f16_rows(scores + start, qh, kc + start * hd, (size_t)hd, n_keys, hd);
+        const int j0 = (int)start, j1 = (int)pos + 1;
+        vec->kq(scores, qh, kc, (size_t)hd, j0, j1, hd, kq_lanes);
         float mx = -INFINITY;
-        for (int64_t j = start; j <= pos; j++) {
-            const float s = scores[j] * c->attn_scale;
+        const float scale = c->scale_q ? 1.0f : c->attn_scale;
+        for (int j = j0; j < j1; j++) {
+            const float s = scores[j] * scale;
             scores[j] = s;
             if (s > mx) mx = s;
         }
-        for (int64_t j = start; j <= pos; j++) scores[j] -= mx;
-        exp_row(scores + start, scores + start, n_keys);
+        for (int j = j0; j < j1; j++) scores[j] -= mx;
+        vec->exp(scores + j0, scores + j0, j1 - j0);
         double sum = 0.0;
-        for (int64_t j = start; j <= pos; j++) sum += scores[j];
+        for (int g = j0 & ~7; g < j1; g += 8) {
+            float v[8];
+            for (int l = 0; l < 8; l++) v[l] = g + l >= j0 && g + l < j1 ? scores[g + l] : 0.0f;
+            sum += (double)(((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])));
+        }
         const float inv = (float)(1.0 / sum);
-        for (int64_t j = start; j <= pos; j++) scores[j] *= inv;
-        vec->round_f16(scores + start, scores + start, n_keys);
+        for (int j = j0; j < j1; j++) scores[j] *= inv;
+        vec->round_f16(scores + j0, scores + j0, j1 - j0);
         float *out = ctx->xn + t * q_dim(c) + (size_t)h * hd;
-        vec->attn_pv_f16(out, scores + start, vc + start * hd, (size_t)hd, n_keys, hd);
+        vec->pv(out, scores, vc, (size_t)hd, j0, j1, hd, pv_lanes, work);
     }
 }
 
@@ -382,29 +403,16 @@ static void residual_rows(void *p, int64_t b, int64_t e, int ith) {
     }
 }
 
-static inline float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f;   /* sqrt(2 / pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 static void glu_rows(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
-    const wren_exp_fn exp_row = wren_exp_get();
+    const wren_vec_ops *vec = wren_vec_ops_get();
     for (int64_t t = b; t < e; t++) {
         float *g = f->c->gate + t * c->ffn_dim;
         const float *u = f->c->up + t * c->ffn_dim;
-        if (c->act == WREN_ACT_SILU)
-            for (int i0 = 0; i0 < c->ffn_dim; i0 += 256) {  /* g / (1 + e^-g) u, with expf's bits */
-                const int m = c->ffn_dim - i0 < 256 ? c->ffn_dim - i0 : 256;
-                float e[256];
-                for (int i = 0; i < m; i++) e[i] = -g[i0 + i];
-                exp_row(e, e, m);
-                for (int i = 0; i < m; i++) g[i0 + i] = g[i0 + i] / (1.0f + e[i]) * u[i0 + i];
-            }
-        else
-            for (int i = 0; i < c->ffn_dim; i++) g[i] = gelu_tanh(g[i]) * u[i];
+        if (c->act == WREN_ACT_SILU) vec->silu_mul(g, u, c->ffn_dim);
+        else wren_gelu_mul(g, u, c->ffn_dim);
     }
 }
 
@@ -417,12 +425,23 @@ static void final_norm_rows(void *p, int64_t b, int64_t e, int ith) {
         rmsnorm(f->c->xn + t * c->dim, f->c->x + (first + t) * c->dim, f->m->output_norm, c->dim, c->norm_eps);
 }
 
+/* the trace call of a step: every thread has finished it, one reports it, the others wait for that */
+static void trace(wren_job *job, const fwd *f, const char *name, int layer, const float *data, int64_t rows,
+                  int64_t cols, int64_t stride) {
+    if (!f->c->trace) return;
+    wren_job_barrier(job);
+    if (job->ith == 0) f->c->trace(f->c->trace_user, name, layer, data, rows, cols, stride);
+    wren_job_barrier(job);
+}
+
 static void forward_job(wren_job *job, void *p) {
     fwd local = *(const fwd *)p, *f = &local;
     const wren_config *c = &f->m->cfg;
     wren_ctx *ctx = f->c;
     const int64_t n = f->n;
+    const int64_t qd = q_dim(c), kvd = kv_dim(c);
     wren_job_for(job, n, 1, embed_rows, f);
+    trace(job, f, "inp_embd", -1, ctx->x, n, c->dim, c->dim);
     wren_job_for(job, n, 1, rope_tables, f);
     for (int l = 0; l < c->n_layers; l++) {
         if (n > 1 && ctx->abort_flag) {  /* a prompt batch may stop between layers; a decode step is short */
@@ -433,28 +452,45 @@ static void forward_job(wren_job *job, void *p) {
         const wren_layer *L = &f->m->layers[l];
         norm_step n1 = {f, L->attn_norm};
         wren_job_for(job, n, 1, norm_rows, &n1);
+        trace(job, f, "attn_norm", l, ctx->xn, n, c->dim, c->dim);
         const wren_weights *qkv[] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[] = {ctx->q, ctx->k, ctx->v};
         job_products(job, f, ctx->xn, n, c->dim, 3, qkv, qkv_out);
+        trace(job, f, "Qmat", l, ctx->q, n, qd, qd);
+        trace(job, f, "Kmat", l, ctx->k, n, kvd, kvd);
+        trace(job, f, "Vcur", l, ctx->v, n, kvd, kvd);
         wren_job_for(job, n, 1, qkv_post, f);
+        trace(job, f, "Qcur", l, ctx->q, n, qd, qd);
+        trace(job, f, "Kcur", l, ctx->k, n, kvd, kvd);
         wren_job_for(job, n * c->n_heads, 1, attention, f);
-        job_product(job, f, ctx->xn, n, q_dim(c), &L->wo, ctx->o);
+        trace(job, f, "kqv_out", l, ctx->xn, n, qd, qd);
+        job_product(job, f, ctx->xn, n, qd, &L->wo, ctx->o);
+        trace(job, f, "attn_out", l, ctx->o, n, c->dim, c->dim);
         residual_step r1 = {f, L->post_attn_norm};
         wren_job_for(job, n, 1, residual_rows, &r1);
+        trace(job, f, "ffn_inp", l, ctx->x, n, c->dim, c->dim);
         norm_step n2 = {f, L->ffn_norm};
         wren_job_for(job, n, 1, norm_rows, &n2);
+        trace(job, f, "ffn_norm", l, ctx->xn, n, c->dim, c->dim);
         const wren_weights *gate_up[] = {&L->w_gate, &L->w_up};
         float *const gate_up_out[] = {ctx->gate, ctx->up};
         job_products(job, f, ctx->xn, n, c->dim, 2, gate_up, gate_up_out);
+        trace(job, f, "ffn_gate", l, ctx->gate, n, c->ffn_dim, c->ffn_dim);
+        trace(job, f, "ffn_up", l, ctx->up, n, c->ffn_dim, c->ffn_dim);
         wren_job_for(job, n, 1, glu_rows, f);
+        trace(job, f, "ffn_glu", l, ctx->gate, n, c->ffn_dim, c->ffn_dim);
         job_product(job, f, ctx->gate, n, c->ffn_dim, &L->w_down, ctx->o);
+        trace(job, f, "ffn_down", l, ctx->o, n, c->dim, c->dim);
         residual_step r2 = {f, L->post_ffn_norm};
         wren_job_for(job, n, 1, residual_rows, &r2);
+        trace(job, f, "l_out", l, ctx->x, n, c->dim, c->dim);
     }
     if (!f->logits) return;
     const int64_t n_out = f->all_logits ? n : 1;
     wren_job_for(job, n_out, 1, final_norm_rows, f);
+    trace(job, f, "result_norm", -1, ctx->xn, n_out, c->dim, c->dim);
     job_product(job, f, ctx->xn, n_out, c->dim, &f->m->output, f->logits);
+    trace(job, f, "result_output", -1, f->logits, n_out, c->vocab, c->vocab);
 }
 
 int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,

@@ -86,7 +86,7 @@ typedef void (*wren_gemv_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
                              float *y);
 typedef void (*wren_gemm_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                              float *y, int64_t ldy);
-typedef void (*wren_quantize_act_fn)(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+typedef void (*wren_quantize_act_fn)(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 
 typedef struct {
     const char *name;       /* "avx2", ... */
@@ -99,18 +99,18 @@ typedef struct {
 
 /* Reference kernels (quant.c, ref.c), and the helpers SIMD tails may call. */
 extern const wren_kernel_set wren_kernels_ref;
-void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 /* one fp32 scale per 256 values (k a multiple of 256), replicated into the 8 block slots: Q8_K's rounding */
 enum { WREN_QK_K = 256 };
-void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 /* its scalar definition, and the implementation this CPU runs (avx2.c, neon.c: bit-identical to it) */
-void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 wren_quantize_act_fn wren_quantize_act_k_get(void);
 #if defined(__x86_64__) || defined(_M_X64)
-void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 #endif
 #if defined(__aarch64__)
-void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 #endif
 /* one row r (0 <= r < R) of a packed tile column range, against activation row i: the scalar twin of the SIMD
  * inner loop, for tails and tests */
@@ -128,47 +128,37 @@ extern const wren_kernel_set wren_kernels_i8mm;
 
 const wren_kernel_set *wren_kernel_set_get(int variant);   /* NULL when unknown or not available */
 
-/* ---- float vector operations of the forward pass (attention), chosen with the kernels ---- */
+/* ---- float vector operations of the forward pass (attention, activations), chosen with the kernels ----
+ * The arithmetic is llama.cpp's (ggml's CPU backend as it runs on x86-64 with AVX2 and FMA, without flash attention),
+ * so that the logits come out with its bits: each SIMD twin gives the reference's bits on every input.
+ *
+ * Dot products of the attention add in "lanes": with 8 lanes, value i goes to lane i mod 8 by one fused multiply-add
+ * (llamafile's tinyBLAS, which ggml runs for a batch of two tokens or more), and the lanes add up as
+ *   hsum8(a) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7));
+ * with 32 lanes (ggml_vec_dot_f16, one token), value i < n - n mod 32 goes to lane i mod 32, lanes 8c..8c+7 being
+ * accumulator c, and
+ *   reduce32(a) = v = (acc0 + acc2) + (acc1 + acc3) lane by lane, t_l = v_l + v_(l+4), (t0 + t1) + (t2 + t3),
+ * then the values past the last multiple of 32 are added in double ((double)(x y)) and the sum rounded to float.
+ * kq: out[j] = q . k_j over n values for keys j in [j0, j1) (rows `stride` values apart); lanes over the n values.
+ * pv: out[i] = sum over keys j in [j0, j1) of p[j] v_j[i]; lane of key j: j mod lanes (the key's position in the
+ *     cache: keys outside [j0, j1) have p = 0 and add nothing). work: lanes * n floats.
+ * exp: ggml_v_expf, a polynomial after a 2^n split, all in float with fused multiply-adds.
+ * silu_mul: g[i] = g[i] / (1 + exp(0 - g[i])) * u[i] (ggml_vec_swiglu_f32), the last n mod 8 values with libm's expf
+ *     as ggml's scalar tail. */
 typedef struct {
     const char *name;
-    float (*dot_f32)(const float *a, const float *b, int n);
-    void (*axpy_f32)(float *y, float a, const float *x, int n);     /* y += a x */
-    float (*dot_f16)(const float *a, const uint16_t *b, int n);     /* b: fp16 (the KV cache) */
-    void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
     void (*to_f16)(uint16_t *dst, const float *src, int n);         /* round to nearest even */
-    /* attention over n_keys rows of the fp16 cache, rows `stride` values apart:
-     * dot_f16_rows: out[j] = dot_f16(a, b + j stride, n), the same bits as one call per row;
-     * attn_pv_f16: out = sum over j of p[j] v_j, the same bits as out = 0 then axpy_f16(out, p[j], v_j, n) for each j
-     * in order (one rounding per key and element) */
-    void (*dot_f16_rows)(float *out, const float *a, const uint16_t *b, size_t stride, int n_keys, int n);
-    void (*attn_pv_f16)(float *out, const float *p, const uint16_t *v, size_t stride, int n_keys, int n);
     void (*round_f16)(float *dst, const float *src, int n);        /* to the nearest fp16 value (even), as floats */
+    void (*kq)(float *out, const float *q, const uint16_t *k, size_t stride, int j0, int j1, int n, int lanes);
+    void (*pv)(float *out, const float *p, const uint16_t *v, size_t stride, int j0, int j1, int n, int lanes,
+               float *work);
+    void (*exp)(float *dst, const float *src, int n);              /* dst may be src */
+    void (*silu_mul)(float *g, const float *u, int n);
 } wren_vec_ops;
 extern const wren_vec_ops wren_vec_ref;
-
-/* ---- e^x over a row of floats: the same bits as the C library's expf ----
- * glibc's expf (2.28 and later) rounds x N / ln 2 (N = 32) to an integer k, looks 2^(k/N) up in a 32-entry table
- * and multiplies it by a cubic in the remainder, all in double: its steps vectorize exactly. The SIMD twins follow
- * the build of those steps that glibc runs on each architecture (aarch64: FRINTA / FCVTAS and fused multiply-adds;
- * x86-64 with FMA: the 1.5 * 2^52 shift, the remainder fused); |x| >= 88 and NaN go to expf itself.
- * wren_exp_get returns a twin only when it agrees bit for bit with this process's expf on a set of inputs checked
- * once (another C library keeps the scalar loop). */
-typedef void (*wren_exp_fn)(float *dst, const float *src, int n);   /* dst may be src */
-void wren_exp_ref(float *dst, const float *src, int n);
-wren_exp_fn wren_exp_get(void);
-extern const uint64_t wren_exp2_tab[32];    /* bits of 2^(i/32) minus i << 47 */
-#define WREN_EXP_INVLN2N 0x1.71547652b82fep+5   /* N / ln 2 */
-#define WREN_EXP_SHIFT 0x1.8p52
-#define WREN_EXP_C0 0x1.c6af84b912394p-20
-#define WREN_EXP_C1 0x1.ebfce50fac4f3p-13
-#define WREN_EXP_C2 0x1.62e42ff0c52d6p-6
-#define WREN_EXP_BIG 0x42b00000u                /* |x| bits at or above this (88.0f): expf itself */
-#if defined(__x86_64__) || defined(_M_X64)
-void wren_exp_avx2(float *dst, const float *src, int n);
-#endif
-#if defined(__aarch64__)
-void wren_exp_neon(float *dst, const float *src, int n);
-#endif
+float wren_exp_ggml(float x);                   /* one value of the reference exp */
+const uint16_t *wren_gelu_table(void);          /* fp16 gelu of each fp16 value (ggml's table) */
+void wren_gelu_mul(float *g, const float *u, int n);   /* g = gelu(g) u, ggml_vec_geglu_f32 */
 #if defined(__x86_64__) || defined(_M_X64)
 extern const wren_vec_ops wren_vec_avx2;
 #endif

@@ -17,11 +17,11 @@ int wren_check_weights(const wren_weights *w) {
 }
 
 int wren_check_matmul(const wren_weights *w, const wren_act *a, size_t y_len) {
-    if (!w || !a || !w->data || !a->q || !a->d || !a->sum) return WREN_E_NULL;
+    if (!w || !a || !w->data || !a->q || !a->d || !a->sum || !a->s) return WREN_E_NULL;
     const int st = wren_check_weights(w);
     if (st) return st;
     if (a->m <= 0 || a->k != w->k) return WREN_E_SHAPE;
-    if ((uintptr_t)a->q % 32 || (uintptr_t)a->d % 4 || (uintptr_t)a->sum % 4) return WREN_E_ALIGN;
+    if ((uintptr_t)a->q % 32 || (uintptr_t)a->d % 4 || (uintptr_t)a->sum % 4 || (uintptr_t)a->s % 4) return WREN_E_ALIGN;
     if ((uint64_t)a->m > SIZE_MAX / (uint64_t)w->n || y_len < (size_t)a->m * (size_t)w->n) return WREN_E_BUFFER;
     return WREN_OK;
 }

@@ -268,7 +268,7 @@ static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 size_t wren_act_bytes(int64_t m, int64_t k) {
     if (m <= 0 || k <= 0 || k % WREN_QK || m > (int64_t)1 << 24 || k > (int64_t)1 << 24) return 0;
     const size_t nb = (size_t)m * (size_t)(k / WREN_QK);
-    return align64((size_t)m * (size_t)k) + align64(nb * sizeof(float)) + align64(nb * sizeof(int32_t));
+    return align64((size_t)m * (size_t)k) + 2 * align64(nb * sizeof(float)) + align64(nb * sizeof(int32_t));
 }
 
 int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k) {
@@ -282,12 +282,13 @@ int wren_act_init(wren_act *act, void *buf, size_t bytes, int64_t m, int64_t k) 
     act->q = (int8_t *)p;
     act->d = (float *)(p + align64((size_t)m * (size_t)k));
     act->sum = (int32_t *)(p + align64((size_t)m * (size_t)k) + align64(nb * sizeof(float)));
+    act->s = (float *)(p + align64((size_t)m * (size_t)k) + align64(nb * sizeof(float)) + align64(nb * sizeof(int32_t)));
     act->m = m;
     act->k = k;
     return WREN_OK;
 }
 
-void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *sq) {
     for (int64_t b = 0; b < k / WREN_QK; b++) {
         const float *xb = x + b * WREN_QK;
         const float amax = max_abs32(xb);
@@ -301,13 +302,14 @@ void wren_quantize_act_row_ref(const float *x, int64_t k, int8_t *q, float *d, i
         }
         d[b] = db;
         sum[b] = s;
+        sq[b] = wren_fp16_to_f32(wren_f32_to_fp16(amax / 127.0f * (float)s));
     }
 }
 
 /* Blocks of 32 that share one scale per 256 values (the Q8_K scheme llama.cpp uses for the activations of K-quant
  * matrices): id = 127 / max|x| over the 256, q = round_half_even(x id), d = 1 / id kept in fp32 (not rounded to
  * fp16) and written into each of the 8 block slots, so every kernel reads it as it reads a block's own scale. */
-void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *sq) {
     for (int64_t g = 0; g < k / WREN_QK_K; g++) {
         const float *xg = x + g * WREN_QK_K;
         float amax = 0.0f;
@@ -328,34 +330,37 @@ void wren_quantize_act_row_k_ref(const float *x, int64_t k, int8_t *q, float *d,
             }
             d[g * (WREN_QK_K / WREN_QK) + b] = dg;
             sum[g * (WREN_QK_K / WREN_QK) + b] = s;
+            sq[g * (WREN_QK_K / WREN_QK) + b] = dg * (float)s;
         }
     }
 }
 
 /* the same, with the SIMD twin the CPU runs (bit for bit the same result) */
-void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
-    wren_quantize_act_k_get()(x, k, q, d, sum);
+void wren_quantize_act_row_k(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s) {
+    wren_quantize_act_k_get()(x, k, q, d, sum, s);
 }
 
 int wren_quantize_act(int variant, const float *x, size_t x_len, wren_act *act) {
-    if (!x || !act || !act->q || !act->d || !act->sum) return WREN_E_NULL;
+    if (!x || !act || !act->q || !act->d || !act->sum || !act->s) return WREN_E_NULL;
     const wren_kernel_set *ks = wren_kernel_set_get(variant);
     if (!ks) return WREN_E_VARIANT;
     if (act->m <= 0 || act->k <= 0 || act->k % WREN_QK) return WREN_E_SHAPE;
     if (x_len < (size_t)(act->m * act->k)) return WREN_E_BUFFER;
     const int64_t nb = act->k / WREN_QK;
     for (int64_t i = 0; i < act->m; i++)
-        ks->quantize_act(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
+        ks->quantize_act(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb,
+                         act->s + i * nb);
     return WREN_OK;
 }
 
 int wren_quantize_act_k(const float *x, size_t x_len, wren_act *act) {
-    if (!x || !act || !act->q || !act->d || !act->sum) return WREN_E_NULL;
+    if (!x || !act || !act->q || !act->d || !act->sum || !act->s) return WREN_E_NULL;
     if (act->m <= 0 || act->k <= 0 || act->k % WREN_QK_K) return WREN_E_SHAPE;
     if (x_len < (size_t)(act->m * act->k)) return WREN_E_BUFFER;
     const int64_t nb = act->k / WREN_QK;
     for (int64_t i = 0; i < act->m; i++)
-        wren_quantize_act_row_k(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb);
+        wren_quantize_act_row_k(x + i * act->k, act->k, act->q + i * act->k, act->d + i * nb, act->sum + i * nb,
+                                act->s + i * nb);
     return WREN_OK;
 }
 

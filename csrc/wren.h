@@ -90,13 +90,15 @@ int wren_unpack(int variant, int format, const void *src, size_t src_bytes, int6
                 void *dst, size_t dst_bytes);
 
 /* ---- activations ----------------------------------------------------------------------------------------------
- * Activations are quantized on the fly, per row, to int8 blocks of 32 (Q8_0 semantics): q = round_half_even(x * 127 /
- * max|x|), d = max|x| / 127 rounded to fp16, with the block sum of q kept for the 4-bit formats
- * (d_w d_x (sum q_w q_x - 8 sum q_x); d_w d_x sum q_w q_x + m_w d_x sum q_x). */
+ * Activations are quantized on the fly, per row, to int8 blocks of 32 (llama.cpp's Q8_0 / Q8_1): q =
+ * round_half_even(x * 127 / max|x|), d = max|x| / 127 rounded to fp16, with the block sum of q kept for Q4_0
+ * (d_w d_x (sum q_w q_x - 8 sum q_x)) and s = d sum(q), d before its rounding, rounded to fp16, for Q4_1's min term
+ * (d_w d_x sum q_w q_x + m_w s). */
 typedef struct {
     int8_t *q;              /* (m, k)       |q| <= 127 */
     float *d;               /* (m, k / 32)  scale of each block */
     int32_t *sum;           /* (m, k / 32)  sum of the block's q */
+    float *s;               /* (m, k / 32)  Q8_1's s: fp16(max|x| / 127 * sum), or d * sum for shared scales */
     int64_t m;
     int64_t k;
 } wren_act;
@@ -180,6 +182,7 @@ typedef struct {
     float attn_scale;           /* multiplies q.k: usually 1 / sqrt(head_dim) */
     float embed_scale;          /* multiplies the embeddings: 1, or sqrt(dim) for gemma */
     int32_t act;                /* WREN_ACT_*: the gate's activation in act(x Wg) * (x Wu) */
+    int32_t scale_q;            /* 1: attn_scale multiplies q (after rope, before its fp16 rounding), not q.k (gemma3) */
 } wren_config;
 
 typedef struct {
@@ -209,6 +212,12 @@ void wren_ctx_destroy(wren_ctx *ctx);
 /* A flag the caller may set from another thread: a forward pass of more than one token reads it before each layer
  * and, when it is non-zero, stops with WREN_E_ABORTED (the cache then holds the positions before pos0 only). */
 void wren_ctx_set_abort(wren_ctx *ctx, const int32_t *flag);
+/* Development: a function called after each step of a forward pass with the step's name (as llama.cpp names its
+ * tensors: "attn_norm", "Qcur", ...), its layer (-1 outside the layers) and its output, rows x cols floats, row-major
+ * (one row per token). It runs on one pool thread while the others wait; NULL turns it off. */
+typedef void (*wren_trace_fn)(void *user, const char *name, int32_t layer, const float *data, int64_t rows,
+                              int64_t cols, int64_t stride);
+void wren_ctx_set_trace(wren_ctx *ctx, wren_trace_fn fn, void *user);
 /* Runs tokens[0..n_tokens) at positions pos0.. (the cache keeps positions < pos0 and is overwritten from pos0 on);
  * logits (vocab floats, or n_tokens * vocab when all_logits) may be NULL. */
 int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int32_t *tokens, int32_t n_tokens,

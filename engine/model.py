@@ -232,6 +232,7 @@ class Model:
         c.attn_scale = hp.attn_scale
         c.embed_scale = hp.embed_scale
         c.act = lib.WREN_ACT_GELU_TANH if hp.act == "gelu_tanh" else lib.WREN_ACT_SILU
+        c.scale_q = int(hp.scale_q)
         self.struct.layers = self.layers
         self.struct.tok_embd = self.embeddings.struct[0]
         self.struct.output = self.output.struct[0]

@@ -286,6 +286,11 @@ class Activations:
     def sum(self) -> np.ndarray:
         return self._view(self.struct.sum, np.int32, self.m * self.k // QK).reshape(self.m, -1)
 
+    @property
+    def s(self) -> np.ndarray:
+        """Q4_1's min term per block: llama.cpp's Q8_1 s, fp16(max|x| / 127 * sum) (d * sum for shared scales)."""
+        return self._view(self.struct.s, np.float32, self.m * self.k // QK).reshape(self.m, -1)
+
 
 def matmul(w: PackedWeights, a: Activations, pool: "Pool | None" = None, out: np.ndarray | None = None) -> np.ndarray:
     """y (m, n) = a . W^T, on the pool's threads (or the calling thread)."""

@@ -361,8 +361,10 @@ def test_blocks_of_32_are_closer_to_float64(real_model, loaded, oracle):
 
 
 def greedy(model, ids, n, pool):
+    """As tools/make_reference.py runs llama.cpp: the prompt in one batch with the logits of every position (the
+    batch size decides some of llama.cpp's rounding: 8-lane attention sums, tiled Q6_K), then token by token."""
     ctx = model.context(len(ids) + n + 8, 512, 2)
-    logits = ctx.forward(ids, 0, pool)[0]
+    logits = ctx.forward(ids, 0, pool, all_logits=True)[-1]
     out, pos = [], len(ids)
     for _ in range(n):
         tok = int(np.argmax(logits))
@@ -374,7 +376,8 @@ def greedy(model, ids, n, pool):
 
 def test_real_model_greedy_continuations(real_model, loaded):
     """Each 24-token greedy continuation is identical to llama.cpp's, or departs from it only at a near-tie: with
-    llama.cpp's tokens forced in, Wren's top token at the first difference leads llama.cpp's by at most NEAR_TIE."""
+    llama.cpp's tokens forced in, Wren's top token at the first difference and llama.cpp's are within NEAR_TIE (the
+    forced prefix runs as one batch, which rounds as a batch does, so the sign of that margin is not decided)."""
     name, path, ref = real_model
     m = loaded(name, path)
     same, departures = 0, []
@@ -390,5 +393,5 @@ def test_real_model_greedy_continuations(real_model, loaded):
             departures.append((j, float(forced[got[j]] - forced[want[j]])))
     print(f"{name}: greedy continuations identical for {same} of {len(ref['prompts'])} prompts; "
           f"departures (step, Wren's margin): {[(j, round(mg, 3)) for j, mg in departures]}")
-    assert all(0 <= mg <= NEAR_TIE for _, mg in departures)
+    assert all(abs(mg) <= NEAR_TIE for _, mg in departures)
     assert same >= FLOOR.get(name, TARGET)[1]

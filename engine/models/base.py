@@ -27,6 +27,7 @@ class HParams:
     rope_dim: int
     rope_neox: bool
     act: str = "silu"  # or "gelu_tanh"
+    scale_q: bool = False  # attn_scale multiplies q instead of q.k (llama.cpp's gemma3 graph)
     rope_base_swa: float = 0.0
     sliding_window: int = 0
     swa_layers: list[bool] = field(default_factory=list)

@@ -19,6 +19,7 @@ class Gemma3(Architecture):
     def hparams(self) -> HParams:
         hp = super().hparams()
         hp.embed_scale = math.sqrt(hp.dim)
+        hp.scale_q = True
         hp.sliding_window = self.int_key("attention.sliding_window", 512)
         hp.swa_layers = [(i + 1) % SWA_PATTERN != 0 for i in range(hp.n_layers)]
         hp.rope_base_swa = float(self.key("rope.freq_base_swa", SWA_ROPE_BASE))

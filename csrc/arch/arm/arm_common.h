@@ -37,7 +37,7 @@ enum {
 #define WREN_ARM_INLINE static inline __attribute__((always_inline))
 
 /* neon.c: activation quantization (armv8.0), shared by all three sets */
-void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum);
+void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
 
 /* sdot8.c: the SDOT GEMV on this layout, which i8mm.c uses for GEMV and for the odd activation row of its GEMM */
 void wren_arm_sdot8_gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
@@ -52,7 +52,7 @@ void wren_arm_sdot8_gemv_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t
 /* activation row i of a as a one-row batch, so a GEMV kernel can serve a GEMM's leftover row */
 WREN_ARM_INLINE wren_act wren_arm_act_row(const wren_act *a, int64_t i) {
     const int64_t nb = a->k / WREN_QK;
-    wren_act r = {a->q + i * a->k, a->d + i * nb, a->sum + i * nb, 1, a->k};
+    wren_act r = {a->q + i * a->k, a->d + i * nb, a->sum + i * nb, a->s + i * nb, 1, a->k};
     return r;
 }
 
@@ -178,7 +178,7 @@ WREN_ARM_INLINE int32x4_t wren_arm_opaque_s32(int32x4_t v) {
 
 /* For GEMMs that take up to 8 activation rows at a time, blocks WREN_ARM_CHUNK at a time: the block scales of MR
  * activation rows from i0, blocks [b0, b0 + nc), gathered so one LD1 loads a block's: per block, d_x of the rows in
- * 4-row vectors (rows past MR 0), then for Q4_1 d_x sum_x the same way (at most 16 floats per block). */
+ * 4-row vectors (rows past MR 0), then for Q4_1 s_x (Q8_1's s) the same way (at most 16 floats per block). */
 enum { WREN_ARM_CHUNK = 128 };
 WREN_ARM_INLINE void wren_arm_gather_scales(const int fmt, const wren_act *a, int64_t i0, const int MR, int64_t b0, int64_t nc,
                                             float *sc) {
@@ -189,12 +189,12 @@ WREN_ARM_INLINE void wren_arm_gather_scales(const int fmt, const wren_act *a, in
         for (int r = 0; r < 4 * NG; r++) {
             const float dx = r < MR ? a->d[(i0 + r) * nb + b0 + b] : 0.0f;
             s[r] = dx;
-            if (fmt == WREN_Q4_1) s[4 * NG + r] = r < MR ? dx * (float)a->sum[(i0 + r) * nb + b0 + b] : 0.0f;
+            if (fmt == WREN_Q4_1) s[4 * NG + r] = r < MR ? a->s[(i0 + r) * nb + b0 + b] : 0.0f;
         }
     }
 }
 
-/* one block's gathered scales (*s advances past them): dx[g], mx[g] = rows 4g..4g+3's d_x and d_x sum_x */
+/* one block's gathered scales (*s advances past them): dx[g], mx[g] = rows 4g..4g+3's d_x and s_x */
 WREN_ARM_INLINE void wren_arm_ld_scales(const int fmt, const int MR, const float **s, float32x4_t dx[2],
                                         float32x4_t mx[2]) {
     if (MR > 4 && fmt == WREN_Q4_1) {
@@ -203,7 +203,7 @@ WREN_ARM_INLINE void wren_arm_ld_scales(const int fmt, const int MR, const float
     } else if (MR > 4 || fmt == WREN_Q4_1) {
         const float32x4x2_t v = wren_arm_ld1_f32x2(s);
         dx[0] = v.val[0], dx[1] = v.val[1];
-        mx[0] = mx[1] = v.val[1];         /* Q4_1 with one group of rows: [d_x | d_x sum_x] */
+        mx[0] = mx[1] = v.val[1];         /* Q4_1 with one group of rows: [d_x | s_x] */
     } else {
         dx[0] = dx[1] = mx[0] = mx[1] = wren_arm_ld1_f32x1(s);
     }

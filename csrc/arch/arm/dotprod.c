@@ -17,10 +17,10 @@
  *
  * Q4_1 unpacks with AND 0x0f / USHR 4 (unsigned nibbles). Q4_0: u = byte ^ 0x88 holds q - 8 in 4-bit two's
  * complement per nibble, so u << 4 and u & 0xf0 are 16 (q - 8) as int8 and the sums 16 (isum - 8 sum_x), made exact
- * floats by SCVTF #4. Per block: (d_w d_x) * isum, plus for Q4_1 m_w * (d_x sum_x) (the order of avx2.c).
+ * floats by SCVTF #4. Per block: (d_w d_x) * isum, plus for Q4_1 m_w * s_x (Q8_1's s).
  *
  * GEMM: activation rows 8 at a time (then the 1..7 left), each unpacked weight tile serving all of them. The rows'
- * block scales are gathered first into 4-row vectors (d_x; for Q4_1 also d_x sum_x), one LD1 per block. */
+ * block scales are gathered first into 4-row vectors (d_x; for Q4_1 also s_x), one LD1 per block. */
 #if defined(__aarch64__)
 #pragma GCC target("arch=armv8.2-a+dotprod")
 /* GCC 12's scheduling before register allocation interleaves the 8 rows of the GEMM until they spill (137
@@ -116,13 +116,14 @@ WREN_ARM_INLINE void gemv_tiles(const int fmt, const uint8_t *w, int64_t n, int6
         const int8_t *xq = a->q;
         const float *xd = a->d;
         const int32_t *xs = a->sum;
+        const float *xm = a->s;
         float32x4_t acc[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
         do {
             const int8x16x2_t x = wren_arm_ld1x2(&xq);
             const float32x4_t dx = wren_arm_ld_f32(&xd);
             float32x4_t mx = dx;
             int32x4_t s0 = vdupq_n_s32(0);
-            if (fmt == WREN_Q4_1) mx = vmulq_f32(dx, vcvtq_f32_s32(wren_arm_ld_s32(&xs)));
+            if (fmt == WREN_Q4_1) mx = wren_arm_ld_f32(&xm);       /* Q8_1's s */
             if (fmt == WREN_Q4_0) s0 = vmulq_s32(wren_arm_ld1r_s32(&xs), cm8);
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) {

@@ -32,7 +32,7 @@ static inline int32_t quantize_block(float32x4x4_t u, float32x4x4_t v, float id,
     return vaddlvq_s16(vaddq_s16(vaddq_s16(h0, h1), vaddq_s16(h2, h3)));
 }
 
-void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s) {
     const int64_t nb = k / WREN_QK;
     for (int64_t b = 0; b < nb; b++, x += WREN_QK, q += WREN_QK) {
         const float32x4x4_t u = vld1q_f32_x4(x), v = vld1q_f32_x4(x + 16);
@@ -44,12 +44,13 @@ void wren_arm_quantize_act(const float *x, int64_t k, int8_t *q, float *d, int32
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         d[b] = (float)(__fp16)(amax / 127.0f);     /* an fp16 scale, as the reference (Q8_0 semantics) */
         sum[b] = quantize_block(u, v, id, q);
+        s[b] = (float)(__fp16)(amax / 127.0f * (float)sum[b]);
     }
 }
 
 /* Q8_K-style rows (wren_quantize_act_row_k_ref): one scale per 256 values; max|x| is exact in any order, and the
  * product x id is rounded to float before FCVTNS rounds it half to even, as in the reference. */
-void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s) {
     for (int64_t g = 0; g < k / WREN_QK_K; g++) {
         const float *xg = x + g * WREN_QK_K;
         float32x4_t m = vdupq_n_f32(0.0f);
@@ -62,6 +63,7 @@ void wren_quantize_act_k_neon(const float *x, int64_t k, int8_t *q, float *d, in
             const float32x4x4_t u = vld1q_f32_x4(xb), v = vld1q_f32_x4(xb + 16);
             d[g * (WREN_QK_K / WREN_QK) + b] = dg;
             sum[g * (WREN_QK_K / WREN_QK) + b] = quantize_block(u, v, id, q + g * WREN_QK_K + b * WREN_QK);
+            s[g * (WREN_QK_K / WREN_QK) + b] = dg * (float)sum[g * (WREN_QK_K / WREN_QK) + b];
         }
     }
 }
@@ -87,12 +89,14 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
         const int8_t *xq[4];
         const float *xd[4];
         const int32_t *xs[4];
+        const float *xm[4];
         float32x4_t acc[4][2];
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             xq[r] = a->q + (i0 + r) * k;
             xd[r] = a->d + (i0 + r) * nb;
             xs[r] = a->sum + (i0 + r) * nb;
+            xm[r] = a->s + (i0 + r) * nb;
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) acc[r][j] = vdupq_n_f32(0.0f);
         }
@@ -109,7 +113,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                 int32x4_t sxv = vdupq_n_s32(0);
                 float32x4_t sx = vdupq_n_f32(0.0f);
                 if (fmt == WREN_Q4_0) sxv = wren_arm_ld1r_s32(&xs[r]);
-                else sx = vcvtq_f32_s32(wren_arm_ld_s32(&xs[r]));
+                else sx = wren_arm_ld_f32(&xm[r]);      /* Q8_1's s */
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     if (r == 0) {                      /* load and unpack tile j of this block */
@@ -148,7 +152,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                     int32x4_t isum = vpaddlq_s16(vpaddq_s16(vpaddq_s16(p0, p1), vpaddq_s16(p2, p3)));
                     if (fmt == WREN_Q4_0) isum = vmlsq_s32(isum, sxv, c8);
                     acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), vcvtq_f32_s32(isum));
-                    if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], vmulq_laneq_f32(mw[j], dx, 0), sx, 0);
+                    if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], mw[j], sx, 0);
                 }
             }
         } while (p[0] != end);

@@ -31,12 +31,14 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
         const int8_t *xq[4];
         const float *xd[4];
         const int32_t *xs[4];
+        const float *xm[4];
         float32x4_t acc[4][2];
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             xq[r] = a->q + (i0 + r) * k;
             xd[r] = a->d + (i0 + r) * nb;
             xs[r] = a->sum + (i0 + r) * nb;
+            xm[r] = a->s + (i0 + r) * nb;
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) acc[r][j] = vdupq_n_f32(0.0f);
         }
@@ -50,7 +52,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                 int32x4_t init = vdupq_n_s32(0);
                 float32x4_t sx = vdupq_n_f32(0.0f);
                 if (fmt == WREN_Q4_0) init = vmulq_s32(wren_arm_ld1r_s32(&xs[r]), cm4);
-                else sx = vmulq_f32(dx, vcvtq_f32_s32(wren_arm_ld_s32(&xs[r])));   /* d_x sum_x */
+                else sx = wren_arm_ld_f32(&xm[r]);      /* Q8_1's s */
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     if (r == 0) {                      /* load and unpack tile j of this block */
@@ -79,7 +81,7 @@ WREN_ARM_INLINE void q4_rows(const int fmt, const uint8_t *w, int64_t n, int64_t
                     s23 = vdotq_s32(s23, hi[j][3], x.val[3]);
                     const float32x4_t fs = vcvtq_f32_s32(vpaddq_s32(s01, s23));
                     acc[r][j] = vfmaq_f32(acc[r][j], vmulq_laneq_f32(dw[j], dx, 0), fs);
-                    /* m_w (d_x sum_x): the order of the GEMMs (i8mm.c, dotprod.c) and of avx2.c, so that a
+                    /* m_w s_x: the order of the GEMMs (i8mm.c, dotprod.c) and of avx2.c, so that a
                      * prompt's batch and one token at a time round alike */
                     if (fmt == WREN_Q4_1) acc[r][j] = vfmaq_laneq_f32(acc[r][j], mw[j], sx, 0);
                 }

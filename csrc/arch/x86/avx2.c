@@ -53,7 +53,7 @@ AI void store_rows(float *y, __m256 v, int64_t nr) {
 
 /* ---- activations ---- */
 
-static void quantize_act_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+static void quantize_act_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < k / WREN_QK; b++) {
@@ -81,23 +81,24 @@ static void quantize_act_avx2(const float *x, int64_t k, int8_t *q, float *d, in
         /* |x id| <= 127 for finite x and id; -128 only comes from cvtps2dq's 0x80000000 (NaN, inf, id = inf),
          * where the reference's lrintf gives something else: let the reference do such a block */
         if (!_mm256_testz_si256(_mm256_cmpeq_epi8(p, _mm256_set1_epi8(-128)), _mm256_set1_epi8(-1))) {
-            wren_quantize_act_row_ref(xb, WREN_QK, q + b * WREN_QK, d + b, sum + b);
+            wren_quantize_act_row_ref(xb, WREN_QK, q + b * WREN_QK, d + b, sum + b, s + b);
             continue;
         }
         _mm256_storeu_si256((__m256i *)(q + b * WREN_QK), p);
-        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
         s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
         d[b] = db;
         sum[b] = _mm_cvtsi128_si32(s4);
+        s[b] = _cvtsh_ss(_cvtss_sh(amax / 127.0f * (float)sum[b], 0));
     }
 }
 
 /* Q8_K-style rows (wren_quantize_act_row_k_ref): one scale per 256 values. max|x| is exact in any order, and the
  * product x id is rounded to float before cvtps2dq rounds it half to even, as in the reference. A group where
  * cvtps2dq gives 0x80000000 (NaN or inf) is left to the reference, as quantize_act_avx2 does for a block. */
-void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum) {
+void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t g = 0; g < k / WREN_QK_K; g++) {
@@ -123,15 +124,17 @@ void wren_quantize_act_k_avx2(const float *x, int64_t k, int8_t *q, float *d, in
             p = _mm256_permutevar8x32_epi32(p, perm);
             bad = _mm256_or_si256(bad, _mm256_cmpeq_epi8(p, _mm256_set1_epi8(-128)));
             _mm256_storeu_si256((__m256i *)(qg + b * WREN_QK), p);
-            __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
             s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
             s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
             d[g * (WREN_QK_K / WREN_QK) + b] = dg;
             sum[g * (WREN_QK_K / WREN_QK) + b] = _mm_cvtsi128_si32(s4);
+            s[g * (WREN_QK_K / WREN_QK) + b] = dg * (float)sum[g * (WREN_QK_K / WREN_QK) + b];
         }
         if (!_mm256_testz_si256(bad, bad))
-            wren_quantize_act_row_k_ref(xg, WREN_QK_K, qg, d + g * (WREN_QK_K / WREN_QK), sum + g * (WREN_QK_K / WREN_QK));
+            wren_quantize_act_row_k_ref(xg, WREN_QK_K, qg, d + g * (WREN_QK_K / WREN_QK), sum + g * (WREN_QK_K / WREN_QK),
+                                        s + g * (WREN_QK_K / WREN_QK));
     }
 }
 
@@ -326,6 +329,67 @@ AI void run(const int fmt, const int src, const uint8_t *w, int64_t n, int64_t k
     run_tiles(fmt, PRE, w, n, k, t0, t1, r, NR, ex, i0, y, ldy);
 }
 
+/* ---- Q4_1 and Q8_0 in llama.cpp's lanes (ref.c) ----
+ * Tile vector g (quants c = g, Q4_1's low nibbles of c = g or high of c = g - 4) holds weights 4g..4g+3 of each
+ * row: against activation group g it gives lane g of every row at once, so accumulator g is that lane of the 8 rows,
+ * fed by one fused multiply-add per block as in ggml_vec_dot_q4_1_q8_1 / ggml_vec_dot_q8_0_q8_0; the lanes add up in
+ * hsum_float_8's order at the end. Eight accumulators (and Q4_1's min sums) per activation row fill the registers:
+ * one row at a time. */
+AI void lanes_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                    int64_t i, float *y) {
+    const int64_t nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(fmt, TR);
+    const int8_t *xq = a->q + i * k;
+    const float *xd = a->d + i * nb, *xs = a->s + i * nb;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const uint8_t *tile = w + (size_t)(t0 * nb) * tb;
+    for (int64_t t = t0; t < t1; t++) {
+        __m256 acc[8], mins = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) acc[g] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, tile += tb) {
+            const int8_t *x = xq + b * WREN_QK;
+            const __m256 dd = _mm256_mul_ps(load_fp16x8(tile), _mm256_broadcast_ss(xd + b));
+            if (fmt == WREN_Q4_1) {
+                const uint8_t *qs = tile + (size_t)TR * 4;
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                    const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(x + 4 * c)), ones);
+                    const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, bcast32(x + 16 + 4 * c)), ones);
+                    acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(plo), acc[c]);
+                    acc[4 + c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(phi), acc[4 + c]);
+                }
+                mins = _mm256_fmadd_ps(load_fp16x8(tile + 2 * TR), _mm256_broadcast_ss(xs + b), mins);
+            } else {
+                const __m256i *qv = (const __m256i *)(tile + (size_t)TR * 2);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                    const __m256i wv = _mm256_loadu_si256(qv + c);
+                    const __m256i sx = _mm256_sign_epi8(bcast32(x + 4 * c), wv);
+                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), sx), ones);
+                    acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[c]);
+                }
+            }
+        }
+        const __m256 u = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
+        const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
+        __m256 res = _mm256_add_ps(u, v);
+        if (fmt == WREN_Q4_1) res = _mm256_add_ps(res, mins);
+        store_rows(y + t * TR, res, n - t * TR);
+    }
+}
+
+/* GEMM in lanes: slabs of tiles (kept in L2) that every activation row passes over in turn */
+AI void lanes_gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                   float *y, int64_t ldy) {
+    for (int64_t s0 = t0; s0 < t1; s0 += 16) {
+        const int64_t s1 = s0 + 16 < t1 ? s0 + 16 : t1;
+        for (int64_t i = 0; i < a->m; i++) lanes_tiles(fmt, w, n, k, s0, s1, a, i, y + i * ldy);
+    }
+}
+
 static void gemv_q4(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,
                     const wren_act *a, float *y) {
     const int64_t nb = k / WREN_QK;
@@ -344,10 +408,10 @@ static void gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
     gemv_q4(WREN_Q4_0, w, n, k, t0, t1, a, y);
 }
 static void gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    gemv_q4(WREN_Q4_1, w, n, k, t0, t1, a, y);
+    lanes_tiles(WREN_Q4_1, w, n, k, t0, t1, a, 0, y);
 }
 static void gemv_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    run(WREN_Q8_0, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
+    lanes_tiles(WREN_Q8_0, w, n, k, t0, t1, a, 0, y);
 }
 static void gemv_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
     run(WREN_Q8_16, RAW, w, n, k, t0, t1, a, 0, 1, NULL, y, 0);
@@ -378,11 +442,11 @@ static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
 }
 static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                       int64_t ldy) {
-    gemm_any(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
+    lanes_gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
 }
 static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                       int64_t ldy) {
-    gemm_any(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
+    lanes_gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
 }
 static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                        int64_t ldy) {

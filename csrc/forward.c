@@ -50,7 +50,8 @@ static int64_t kv_dim(const wren_config *c) { return (int64_t)c->n_kv_heads * c-
 static int check_weights(const wren_weights *w, int64_t n, int64_t k) {
     const int st = wren_check_weights(w);
     if (st) return st;
-    const int group_ok = w->act_group == 0 || w->act_group == WREN_QK || (w->act_group == WREN_QK_K && k % WREN_QK_K == 0);
+    const int group_ok = w->act_group == WREN_QK_K ? k % WREN_QK_K == 0
+                                                   : !wren_is_super(w->format) && (w->act_group == 0 || w->act_group == WREN_QK);
     return w->n == n && w->k == k && group_ok ? WREN_OK : WREN_E_SHAPE;
 }
 

@@ -68,13 +68,33 @@ static_assert(sizeof(wren_block_q8_16) == 36, "q8_16 block is 36 bytes");
 /* Per format: bytes of scale data per row (fp16 d; then Q4_1's fp16 m or Q8_16's int8 sc[2]) and of quants per row,
  * in one block. */
 static inline int wren_is_q8(int format) { return format == WREN_Q8_0 || format == WREN_Q8_16; }
+static inline int wren_is_super(int format) { return format == WREN_Q4_K || format == WREN_Q6_K; }
+static inline int wren_block_qk(int format) { return wren_is_super(format) ? WREN_QK_SUPER : WREN_QK; }
 static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 || format == WREN_Q8_16 ? 4 : 2; }
 static inline int wren_quant_bytes(int format) { return wren_is_q8(format) ? 32 : 16; }
+
+/* K-quant tiles (R > 1; with R = 1 the tile is the plain block). Q4_K: fp16 d[R]; fp16 dmin[R]; uint8 sc[8][R];
+ * uint8 m[8][R] (sub-block major); then per sub-block j its 32 weights as a Q4_0 block's 16 bytes (weight t low nibble,
+ * t + 16 high) interleaved in units of 4 bytes (WREN_Q4K_ROW_BYTES per row). Q6_K: fp16 d[R]; int8 sc[16][R]; then
+ * per 32-weight chunk c the low 4 bits of its weights as a Q4_0 block's 16 bytes, interleaved by 4, then two vectors
+ * of 4-byte units H0, H1 whose byte t of row r holds the top 2 bits of weight 4u + t (H0) or 16 + 4u + t (H1) at
+ * bits 2u, 2u + 1 (u = 0..3): 210 bytes per row, as in the file. */
+enum { WREN_Q4K_ROW_BYTES = 148, WREN_Q6K_ROW_BYTES = 210 };
+void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk, int pack);
+float wren_dot_super_ref(int format, const uint8_t *row, int64_t k, const wren_act *a, int64_t i);
+void wren_gemv_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y);
+void wren_gemm_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                        int64_t ldy);
+void wren_gemv_q6_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y);
+void wren_gemm_q6_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                        int64_t ldy);
 
 /* A packed tile of R rows for one block column: fp16 d[R]; (Q4_1: fp16 m[R]; Q8_16: the pair sc[0], sc[1] of row r
  * at byte 2 R + 2 r); quants qs[R * quant_bytes], where byte j of row r's quants sits at
  * qs[(j / I) * R * I + r * I + j % I]. */
 static inline size_t wren_tile_bytes(int format, int rows) {
+    if (format == WREN_Q4_K) return rows == 1 ? 144 : (size_t)rows * WREN_Q4K_ROW_BYTES;
+    if (format == WREN_Q6_K) return (size_t)rows * 210;
     return (size_t)rows * (size_t)(wren_scale_bytes(format) + wren_quant_bytes(format));
 }
 

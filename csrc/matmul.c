@@ -8,7 +8,8 @@ int wren_check_weights(const wren_weights *w) {
     if (!w || !w->data) return WREN_E_NULL;
     if (w->format < 0 || w->format >= WREN_N_FORMATS) return WREN_E_FORMAT;
     if (!wren_kernel_set_get(w->variant) || !wren_variant_supports(w->variant, w->format)) return WREN_E_VARIANT;
-    if (w->n <= 0 || w->k <= 0 || w->k % WREN_QK) return WREN_E_SHAPE;
+    if (w->n <= 0 || w->k <= 0 || w->k % wren_block_qk(w->format)) return WREN_E_SHAPE;
+    if (wren_is_super(w->format) && w->k > 65536) return WREN_E_SHAPE;    /* the Q6_K kernel's sums table */
     const size_t need = wren_packed_bytes(w->variant, w->format, w->n, w->k);
     if (need == 0) return WREN_E_SHAPE;
     if (w->bytes < need) return WREN_E_BUFFER;
@@ -75,7 +76,7 @@ void wren_job_matmuls(wren_job *job, const wren_act *act, int n_w, const wren_we
         const int rows = wren_variant_rows(w[i]->variant);
         c.tiles[i] = (w[i]->n + rows - 1) / rows;
         total += c.tiles[i];
-        row_bytes = (size_t)(w[i]->k / WREN_QK) * wren_tile_bytes(w[i]->format, rows);
+        row_bytes = (size_t)(w[i]->k / wren_block_qk(w[i]->format)) * wren_tile_bytes(w[i]->format, rows);
     }
     wren_job_for(job, total, matmul_chunk(total, row_bytes, job->nth), matmuls_range, &c);
 }

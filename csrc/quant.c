@@ -11,9 +11,9 @@
 #pragma clang fp contract(off)
 #endif
 
-static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0", "q8_16"};
+static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0", "q8_16", "q4_k", "q6_k"};
 static const size_t format_block_bytes[WREN_N_FORMATS] = {
-    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0), sizeof(wren_block_q8_16)};
+    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0), sizeof(wren_block_q8_16), 144, 210};
 
 /* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf */
 static inline int round_even(float x) {
@@ -39,18 +39,21 @@ static int format_ok(int format) { return format >= 0 && format < WREN_N_FORMATS
 
 const char *wren_format_name(int format) { return format_ok(format) ? format_names[format] : NULL; }
 size_t wren_format_block_bytes(int format) { return format_ok(format) ? format_block_bytes[format] : 0; }
+int wren_format_block_weights(int format) { return format_ok(format) ? wren_block_qk(format) : 0; }
 
 /* n_rows x k of a plain format, or 0 when the shape is invalid or the size overflows */
 static size_t plain_bytes(int format, int64_t n_rows, int64_t k) {
-    if (!format_ok(format) || n_rows <= 0 || k <= 0 || k % WREN_QK) return 0;
-    uint64_t blocks = (uint64_t)n_rows * (uint64_t)(k / WREN_QK);
-    if (blocks / (uint64_t)n_rows != (uint64_t)(k / WREN_QK) || blocks > SIZE_MAX / 64) return 0;
+    if (!format_ok(format) || n_rows <= 0 || k <= 0 || k % wren_block_qk(format)) return 0;
+    const int64_t per_row = k / wren_block_qk(format);
+    uint64_t blocks = (uint64_t)n_rows * (uint64_t)per_row;
+    if (blocks / (uint64_t)n_rows != (uint64_t)per_row || blocks > SIZE_MAX / 256) return 0;
     return (size_t)blocks * format_block_bytes[format];
 }
 
 static int check_shape(int format, int64_t n_rows, int64_t k) {
     if (!format_ok(format)) return WREN_E_FORMAT;
-    if (n_rows <= 0 || k <= 0 || k % WREN_QK || plain_bytes(format, n_rows, k) == 0) return WREN_E_SHAPE;
+    if (n_rows <= 0 || k <= 0 || k % wren_block_qk(format) || plain_bytes(format, n_rows, k) == 0)
+        return WREN_E_SHAPE;
     return WREN_OK;
 }
 
@@ -128,6 +131,7 @@ int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *d
     int st = check_shape(format, n_rows, k);
     if (st) return st;
     if (dst_bytes < plain_bytes(format, n_rows, k)) return WREN_E_BUFFER;
+    if (wren_is_super(format)) return WREN_E_FORMAT;  /* K-quant blocks come from files only */
     const int64_t nb = n_rows * (k / WREN_QK);
     uint8_t *out = dst;
     for (int64_t b = 0; b < nb; b++) {
@@ -148,6 +152,9 @@ int wren_dequantize(int format, const void *src, size_t src_bytes, int64_t n_row
     int st = check_shape(format, n_rows, k);
     if (st) return st;
     if (src_bytes < plain_bytes(format, n_rows, k) || dst_len < (size_t)(n_rows * k)) return WREN_E_BUFFER;
+    if (wren_is_super(format))      /* llama.cpp's dequantize_row_q4_K / _q6_K (convert.c) */
+        return wren_ggml_to_f32(format == WREN_Q4_K ? WREN_GGML_Q4_K : WREN_GGML_Q6_K, src, src_bytes, n_rows * k,
+                                dst, dst_len);
     const int64_t nb = n_rows * (k / WREN_QK);
     const uint8_t *in = src;
     for (int64_t b = 0; b < nb; b++) {
@@ -192,7 +199,7 @@ static int tile_geometry(int variant, int *rows, int *interleave) {
 size_t wren_packed_bytes(int variant, int format, int64_t n, int64_t k) {
     int rows, il;
     if (tile_geometry(variant, &rows, &il) || check_shape(format, n, k)) return 0;
-    const uint64_t tiles = (uint64_t)((n + rows - 1) / rows) * (uint64_t)(k / WREN_QK);
+    const uint64_t tiles = (uint64_t)((n + rows - 1) / rows) * (uint64_t)(k / wren_block_qk(format));
     if (tiles > SIZE_MAX / 1024) return 0;
     return (size_t)tiles * wren_tile_bytes(format, rows);
 }
@@ -215,6 +222,14 @@ static inline __attribute__((always_inline)) void tile_io_il(int format, int row
 }
 
 static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
+    if (wren_is_super(format)) {
+        if (rows == 1) {
+            if (pack) memcpy(t, blk, format_block_bytes[format]); else memcpy(blk, t, format_block_bytes[format]);
+        } else {
+            wren_super_tile_io(format, rows, t, r, blk, pack);
+        }
+        return;
+    }
     const int unit = il <= 0 ? wren_quant_bytes(format) : il;      /* 0: the whole row block (plain) */
     switch (unit) {
     case 4: tile_io_il(format, rows, 4, t, r, blk, pack); break;
@@ -235,7 +250,7 @@ static int pack_unpack(int variant, int format, const void *src, size_t src_byte
     const size_t plain = plain_bytes(format, n, k), packed = wren_packed_bytes(variant, format, n, k);
     if (packed == 0) return WREN_E_SHAPE;
     if ((pack ? src_bytes : dst_bytes) < plain || (pack ? dst_bytes : src_bytes) < packed) return WREN_E_BUFFER;
-    const int64_t nb = k / WREN_QK, n_tiles = (n + rows - 1) / rows;
+    const int64_t nb = k / wren_block_qk(format), n_tiles = (n + rows - 1) / rows;
     const size_t bb = format_block_bytes[format], tb = wren_tile_bytes(format, rows);
     if (pack) memset(dst, 0, packed);              /* rows past n stay zero: scale 0, quants 0 */
     for (int64_t t = 0; t < n_tiles; t++) {
@@ -372,12 +387,13 @@ int wren_weights_row(const wren_weights *w, int64_t r, float *out, int64_t out_l
     if ((st = check_shape(w->format, w->n, w->k))) return st;
     if (r < 0 || r >= w->n) return WREN_E_SHAPE;
     if (out_len < w->k || w->bytes < wren_packed_bytes(w->variant, w->format, w->n, w->k)) return WREN_E_BUFFER;
-    const int64_t nb = w->k / WREN_QK, t = r / rows;
+    const int qk = wren_block_qk(w->format);
+    const int64_t nb = w->k / qk, t = r / rows;
     const size_t tb = wren_tile_bytes(w->format, rows);
-    uint8_t blk[34];
+    uint8_t blk[256];
     for (int64_t b = 0; b < nb; b++) {
         tile_io(w->format, rows, il, (uint8_t *)w->data + (size_t)(t * nb + b) * tb, (int)(r % rows), blk, 0);
-        wren_dequantize(w->format, blk, sizeof blk, 1, WREN_QK, out + b * WREN_QK, WREN_QK);
+        wren_dequantize(w->format, blk, format_block_bytes[w->format], 1, qk, out + b * qk, qk);
     }
     return WREN_OK;
 }

@@ -130,6 +130,6 @@ const wren_kernel_set wren_kernels_ref = {
     .rows = 1,
     .interleave = 0,
     .quantize_act = wren_quantize_act_row_ref,
-    .gemv = {gemv_ref_q4_0, gemv_ref_q4_1, gemv_ref_q8_0, gemv_ref_q8_16},
-    .gemm = {gemm_ref_q4_0, gemm_ref_q4_1, gemm_ref_q8_0, gemm_ref_q8_16},
+    .gemv = {gemv_ref_q4_0, gemv_ref_q4_1, gemv_ref_q8_0, gemv_ref_q8_16, wren_gemv_q4_k_ref, wren_gemv_q6_k_ref},
+    .gemm = {gemm_ref_q4_0, gemm_ref_q4_1, gemm_ref_q8_0, gemm_ref_q8_16, wren_gemm_q4_k_ref, wren_gemm_q6_k_ref},
 };

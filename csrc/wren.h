@@ -36,13 +36,19 @@ const char *wren_strerror(int status);
  *   Q8_0: fp16 d; int8 qs[32]           w = q * d                  34 bytes / 32 weights
  * In the 4-bit formats weight j of a block is the low nibble of qs[j] (j < 16) or the high nibble of qs[j - 16].
  * One more int8 format holds Q6_K exactly (its 16-value sub-blocks keep their own int8 scale):
- *   Q8_16: fp16 d; int8 sc[2]; int8 qs[32]   w = q * d * sc[j / 16]   36 bytes / 32 weights */
-enum { WREN_QK = 32 };
-typedef enum { WREN_Q4_0 = 0, WREN_Q4_1 = 1, WREN_Q8_0 = 2, WREN_Q8_16 = 3 } wren_format;
-enum { WREN_N_FORMATS = 4 };
+ *   Q8_16: fp16 d; int8 sc[2]; int8 qs[32]   w = q * d * sc[j / 16]   36 bytes / 32 weights
+ * And two formats keep GGUF's K-quant super-blocks of 256 weights as the file has them (plain blocks are the file's
+ * bytes); their products follow llama.cpp's x86 arithmetic bit for bit (csrc/kquant.c). Only the reference and AVX2
+ * sets have kernels for them:
+ *   Q4_K: fp16 d, dmin; 6-bit sc, m for 8 sub-blocks of 32; 4-bit q   w = d sc q - dmin m   144 bytes / 256
+ *   Q6_K: 6-bit q (low 4 bits, high 2); int8 sc per 16; fp16 d        w = d sc (q - 32)     210 bytes / 256 */
+enum { WREN_QK = 32, WREN_QK_SUPER = 256 };
+typedef enum { WREN_Q4_0 = 0, WREN_Q4_1 = 1, WREN_Q8_0 = 2, WREN_Q8_16 = 3, WREN_Q4_K = 4, WREN_Q6_K = 5 } wren_format;
+enum { WREN_N_FORMATS = 6 };
 
 const char *wren_format_name(int format);          /* "q4_0", ...; NULL when unknown */
-size_t wren_format_block_bytes(int format);        /* 18, 20, 34; 0 when unknown */
+size_t wren_format_block_bytes(int format);        /* 18, 20, 34, 36, 144, 210; 0 when unknown */
+int wren_format_block_weights(int format);         /* 32, or 256 for Q4_K and Q6_K; 0 when unknown */
 
 /* Reference quantization of n_rows x k floats into plain blocks, and back. */
 int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes);

@@ -156,7 +156,8 @@ def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> 
             if len(t.shape) >= 2 and t.shape[0] % 32 == 0:
                 counts[t.type_name] = counts.get(t.type_name, 0) + 1
                 for p in POLICIES:
-                    weights[p] += t.n_elements // 32 * runtime_format(t.type_name, p).block_bytes
+                    f = runtime_format(t.type_name, p)
+                    weights[p] += t.n_elements // f.block_weights * f.block_bytes
             else:
                 for p in POLICIES:
                     weights[p] += t.n_elements * 4

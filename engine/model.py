@@ -1,9 +1,11 @@
 """Loading a GGUF model into runtime formats, and running it.
 
 Weight policy (`mixed` by default):
-- mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K folds into Q4_1 blocks of 32; Q5_0 becomes Q8_0 blocks
-  with the same scale and Q6_K becomes Q8_16 blocks (int8 with Q6_K's own scale per 16 values), both exact; every
-  other type (Q5_1, Q5_K, F16, BF16, F32) is requantized to int8 (Q8_0).
+- mixed: Q4_0 / Q4_1 / Q8_0 tensors load bit-exactly; Q4_K keeps its int4 sub-blocks of 32 with their own scale
+  and min (d sc, dmin m, as factors: the Q4_K format) and Q6_K its blocks (the Q6_K format), both as the file has them,
+  where this CPU's kernels have them (x86); elsewhere Q4_K folds into Q4_1 blocks of 32 (scale and min rounded to
+  fp16) and Q6_K becomes Q8_16 blocks (int8 with Q6_K's own scale per 16 values, exact). Q5_0 becomes Q8_0 blocks
+  with the same scale, exactly; every other type (Q5_1, Q5_K, F16, BF16, F32) is requantized to int8 (Q8_0).
 - int4: every matrix int4: Q4_0 / Q4_1 as they are, Q4_K folded, everything else requantized to Q4_0.
 
 Activation blocks (`act_blocks`): the forward pass quantizes each matrix's input to int8 blocks of 32.
@@ -53,9 +55,18 @@ class LoadStats:
         return f"loaded in {self.seconds:.2f} s, {self.weight_bytes / 2**20:.0f} MiB of weights ({f})"
 
 
-def runtime_format(type_name: str, policy: str) -> Format:
+def super_blocks_native(act_blocks: str = "llama.cpp") -> bool:
+    """Q4_K and Q6_K load as they are when the kernels chosen for them are those of the other formats (x86: AVX2; a
+    CPU whose SIMD set lacks them would fall back to the scalar reference) and their inputs share a scale per 256."""
+    return act_blocks == "llama.cpp" and all(native.chosen_variant(f) == native.chosen_variant(Format.Q4_1)
+                                             for f in (Format.Q4_K, Format.Q6_K))
+
+
+def runtime_format(type_name: str, policy: str, act_blocks: str = "llama.cpp") -> Format:
     if type_name in DIRECT and (policy == "mixed" or type_name != "Q8_0"):
         return DIRECT[type_name]
+    if type_name in ("Q4_K", "Q6_K") and policy == "mixed" and super_blocks_native(act_blocks):
+        return Format.Q4_K if type_name == "Q4_K" else Format.Q6_K
     if type_name == "Q4_K":
         return Format.Q4_1
     if type_name == "Q6_K" and policy == "mixed":
@@ -69,7 +80,7 @@ def _rows_bytes(t: gguffile.TensorInfo) -> int:
 
 
 def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: int | None = None,
-                   variant: native.Variant | None = None) -> PackedWeights:
+                   variant: native.Variant | None = None, act_blocks: str = "llama.cpp") -> PackedWeights:
     """Rows [row0, row0 + n_rows) of a GGUF matrix, converted under `policy` and packed for the kernels."""
     t = g.tensors.get(name)
     if t is None:
@@ -86,8 +97,8 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
         raise GGUFError(f"{g.path.name}: tensor '{name}' has type {t.type_name}, which is not supported")
     rb = _rows_bytes(t)
     raw = g.tensor_bytes(name)[row0 * rb:(row0 + n) * rb]
-    fmt = runtime_format(t.type_name, policy)
-    if t.type_name in DIRECT and fmt == DIRECT[t.type_name]:
+    fmt = runtime_format(t.type_name, policy, act_blocks)
+    if (t.type_name in DIRECT and fmt == DIRECT[t.type_name]) or fmt.label.upper() == t.type_name:
         plain = raw
     else:
         plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
@@ -152,7 +163,7 @@ class Model:
 
         def convert(name: str) -> PackedWeights:
             src, row0, n = fused[name] if name in fused else (name, 0, None)
-            w = convert_matrix(g, src, policy, row0, n)
+            w = convert_matrix(g, src, policy, row0, n, act_blocks=act_blocks)
             if act_blocks == "llama.cpp" and g.tensors[src].type_name in K_QUANTS:
                 w.struct.act_group = 256
             return w

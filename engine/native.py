@@ -22,10 +22,20 @@ class Format(enum.IntEnum):
     Q4_1 = lib.WREN_Q4_1
     Q8_0 = lib.WREN_Q8_0
     Q8_16 = lib.WREN_Q8_16
+    Q4_K = lib.WREN_Q4_K  # GGUF's super-blocks of 256 weights, as the file has them (x86 and reference kernels)
+    Q6_K = lib.WREN_Q6_K
 
     @property
     def block_bytes(self) -> int:
         return lib.wren_format_block_bytes(self)
+
+    @property
+    def block_weights(self) -> int:
+        return lib.wren_format_block_weights(self)
+
+    @property
+    def super_block(self) -> bool:
+        return self.block_weights > QK
 
     @property
     def label(self) -> str:
@@ -169,7 +179,7 @@ def quantize(fmt: Format, x) -> np.ndarray:
     fmt = Format(fmt)
     rows = _float_rows(x)
     n, k = rows.shape
-    out = np.empty((n, k // QK * fmt.block_bytes), dtype=np.uint8)
+    out = np.empty((n, k // fmt.block_weights * fmt.block_bytes), dtype=np.uint8)
     check(
         lib.wren_quantize(fmt, ffi.from_buffer("float[]", rows), n, k, ffi.from_buffer(out), out.nbytes),
         f"quantize {fmt.label} {n}x{k}",
@@ -238,7 +248,7 @@ class PackedWeights:
 
     def unpack(self) -> np.ndarray:
         """Back to plain blocks (n, k/32*bytes)."""
-        out = np.empty((self.n, self.k // QK * self.format.block_bytes), dtype=np.uint8)
+        out = np.empty((self.n, self.k // self.format.block_weights * self.format.block_bytes), dtype=np.uint8)
         check(
             lib.wren_unpack(self.variant, self.format, self._data_ptr, self.nbytes, self.n, self.k,
                             ffi.from_buffer(out), out.nbytes),

@@ -31,8 +31,9 @@ def test_detected_features_are_the_emulated_cpus():
 
 def test_every_format_uses_the_expected_kernels():
     assert not native.forced_reference()
-    assert {f.label: native.chosen_variant(f).label for f in Format} == {f.label: EXPECT for f in Format}
-    assert Variant.REFERENCE not in {native.chosen_variant(f) for f in Format}
+    simd = [f for f in Format if not f.super_block]   # Q4_K and Q6_K have x86 and reference kernels only
+    assert {f.label: native.chosen_variant(f).label for f in simd} == {f.label: EXPECT for f in simd}
+    assert Variant.REFERENCE not in {native.chosen_variant(f) for f in simd}
 
 
 def test_wren_info_reports_them():
@@ -40,4 +41,5 @@ def test_wren_info_reports_them():
                          timeout=300, check=True).stdout
     assert "Linux aarch64" in out, out
     for f in Format:
-        assert f"  {f.label}: {EXPECT} " in out, out
+        if not f.super_block:
+            assert f"  {f.label}: {EXPECT} " in out, out

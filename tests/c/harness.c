@@ -326,6 +326,73 @@ static void test_exp(void) {
     printf("exp: %s, %ld inputs checked\n", v->name, checked);
 }
 
+/* Q4_K and Q6_K super-blocks, random as a file may hold them: packing round trip on every variant that has the
+ * kernels, and products whose bits equal the reference's (llama.cpp's arithmetic, kquant.c) for batches of 1 to 9
+ * rows (Q4_K: groups of 4 and the rest; Q6_K: below and from 8), and within float rounding of the exact sums */
+static void test_super(int format, int64_t n, int64_t k) {
+    char what[160];
+    const size_t bb = wren_format_block_bytes(format), plain_bytes = (size_t)n * (size_t)(k / 256) * bb;
+    uint8_t *plain = xalloc(plain_bytes), *back = xalloc(plain_bytes);
+    for (size_t i = 0; i < plain_bytes; i++) plain[i] = (uint8_t)rng();
+    for (int64_t b = 0; b < n * (k / 256); b++) {          /* finite fp16 scales of moderate size */
+        uint8_t *blk = plain + (size_t)b * bb;
+        const uint16_t d = wren_f32_to_fp16(1e-3f + 1e-2f * frand()), dmin = wren_f32_to_fp16(1e-3f * frand());
+        if (format == WREN_Q4_K) {
+            memcpy(blk, &d, 2);
+            memcpy(blk + 2, &dmin, 2);
+        } else {
+            memcpy(blk + 208, &d, 2);
+        }
+    }
+    float *y_ref = xalloc(sizeof(float) * 9 * n), *y_var = xalloc(sizeof(float) * 9 * n);
+    float *wf = xalloc(sizeof(float) * n * k), *xf = xalloc(sizeof(float) * 9 * k);
+    check(wren_dequantize(format, plain, plain_bytes, n, k, wf, (size_t)(n * k)) == WREN_OK, "dequantize super");
+    for (int v = 0; v < WREN_N_VARIANTS; v++) {
+        if (!wren_variant_available(v) || !wren_variant_supports(v, format)) continue;
+        snprintf(what, sizeof what, "%s %s n=%lld k=%lld", wren_variant_name(v), wren_format_name(format),
+                 (long long)n, (long long)k);
+        const size_t pb = wren_packed_bytes(v, format, n, k);
+        uint8_t *packed = xalloc(pb), *ref_packed = xalloc(wren_packed_bytes(WREN_REF, format, n, k));
+        check(wren_repack(v, format, plain, plain_bytes, n, k, packed, pb) == WREN_OK, what);
+        check(wren_unpack(v, format, packed, pb, n, k, back, plain_bytes) == WREN_OK, what);
+        check(memcmp(plain, back, plain_bytes) == 0, "super pack/unpack round trip");
+        check(wren_repack(WREN_REF, format, plain, plain_bytes, n, k, ref_packed, plain_bytes) == WREN_OK, what);
+        const wren_weights w_var = {format, v, n, k, packed, pb, 256};
+        const wren_weights w_ref = {format, WREN_REF, n, k, ref_packed, plain_bytes, 256};
+        for (int64_t m = 1; m <= 9; m++) {
+            fill(xf, m * k, 0);
+            const size_t ab = wren_act_bytes(m, k);
+            void *abuf = xalloc(ab);
+            wren_act a;
+            wren_act_init(&a, abuf, ab, m, k);
+            check(wren_quantize_act_k(xf, (size_t)(m * k), &a) == WREN_OK, what);
+            check(wren_matmul(NULL, &w_ref, &a, y_ref, (size_t)(m * n)) == WREN_OK, what);
+            check(wren_matmul(NULL, &w_var, &a, y_var, (size_t)(m * n)) == WREN_OK, what);
+            int same = memcmp(y_ref, y_var, sizeof(float) * m * n) == 0, within = 1;
+            if (!same) printf("  %s m=%lld: y[0] ref %.9g variant %.9g\n", what, (long long)m, y_ref[0], y_var[0]);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t r = 0; r < n; r++) {
+                    double e = 0.0, mag = 0.0;
+                    for (int64_t j = 0; j < k; j++) {
+                        const double t = (double)wf[r * k + j] * a.q[i * k + j] * a.d[i * (k / 32) + j / 32];
+                        e += t;
+                        mag += fabs(t);
+                    }
+                    within &= fabs(y_ref[i * n + r] - e) <= 1e-5 * mag + 1e-30;
+                }
+            char w2[200];
+            snprintf(w2, sizeof w2, "%s m=%lld: the reference's bits", what, (long long)m);
+            check(same, w2);
+            snprintf(w2, sizeof w2, "%s m=%lld: near the exact sum", what, (long long)m);
+            check(within, w2);
+            free(abuf);
+        }
+        free(packed);
+        free(ref_packed);
+    }
+    free(plain); free(back); free(y_ref); free(y_var); free(wf); free(xf);
+}
+
 static void test_bad_arguments(void) {
     uint8_t buf[4096] __attribute__((aligned(64)));
     wren_act a;
@@ -359,7 +426,7 @@ int main(void) {
         if (!wren_variant_available(v)) continue;
         const int before = n_fail;
         for (int f = 0; f < WREN_N_FORMATS; f++) {
-            if (!wren_variant_supports(v, f)) continue;
+            if (!wren_variant_supports(v, f) || wren_format_block_weights(f) != WREN_QK) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 test_variant(v, f, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
         }
@@ -367,6 +434,10 @@ int main(void) {
                  n_fail > before ? "(FAILED)" : "");
     }
     printf("variants exercised:%s\n", exercised);
+    test_super(WREN_Q4_K, 24, 512);
+    test_super(WREN_Q4_K, 13, 256);
+    test_super(WREN_Q6_K, 24, 512);
+    test_super(WREN_Q6_K, 9, 1536);
     test_vec_ops();
     test_exp();
     test_act_k();

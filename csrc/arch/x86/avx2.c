@@ -453,12 +453,153 @@ static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64
     gemm_any(WREN_Q8_16, w, n, k, t0, t1, a, y, ldy);
 }
 
+/* ---- Q4_K and Q6_K super-blocks (kquant.c has the arithmetic in words; these give its bits) ----
+ * Tiles of 8 rows (internal.h), lane r of every vector = row r. */
+AI __m256i pair16(__m256i v) {      /* int32 lanes holding an int16 value -> that value in both int16 halves */
+    return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
+}
+
+AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                  int64_t i, float *y) {
+    const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(WREN_Q4_K, TR);
+    const int8_t *xq = a->q + i * k;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t *tile = w + (size_t)(t0 * nsb) * tb;
+    for (int64_t t = t0; t < t1; t++) {
+        __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
+            const __m256 dx = _mm256_broadcast_ss(a->d + i * nb + 8 * sb);
+            const __m256 dd = _mm256_mul_ps(load_fp16x8(tile), dx), dm = _mm256_mul_ps(load_fp16x8(tile + 16), dx);
+            __m256i iacc = _mm256_setzero_si256(), imin = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                const int8_t *x = xq + 256 * sb + 32 * j;
+                const uint8_t *qs = tile + 160 + 128 * j;
+                __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(v, m4), bcast32(x + 4 * c)));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                                                 bcast32(x + 16 + 4 * c)));
+                }
+                const __m256i sc = pair16(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 32 + 8 * j))));
+                const __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 96 + 8 * j)));
+                iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(p, sc));
+                imin = _mm256_add_epi32(imin, _mm256_madd_epi16(mv, _mm256_set1_epi32(a->sum[i * nb + 8 * sb + j])));
+                if (gemm && (j & 1)) {
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc), dd, acc);
+                    mins = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dm, mins);
+                    iacc = imin = _mm256_setzero_si256();
+                }
+            }
+            if (!gemm) {
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc), dd, acc);
+                mins = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dm, mins);
+            }
+        }
+        store_rows(y + t * TR, _mm256_sub_ps(acc, mins), n - t * TR);
+    }
+}
+
+AI void q6k_tiles(const int tiled, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
+                  int64_t i, float *y) {
+    const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(WREN_Q6_K, TR);
+    const int8_t *xq = a->q + i * k;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    int32_t bsum[16 * 256];     /* k <= 65536 (wren_super_kernels_fit) */
+    for (int64_t s = 0; s < k / 16; s++) {
+        int32_t v = 0;
+        for (int j = 0; j < 16; j++) v += xq[16 * s + j];
+        bsum[s] = v;
+    }
+    const uint8_t *tile = w + (size_t)(t0 * nsb) * tb;
+    for (int64_t t = t0; t < t1; t++) {
+        __m256 acc[8], yv = _mm256_setzero_ps();
+        for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
+            const float dxs = a->d[i * nb + 8 * sb];
+            const __m256 dw = load_fp16x8(tile);
+            __m256i li[8];
+            for (int l = 0; l < 8; l++) li[l] = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) {
+                const uint8_t *base = tile + 144 + 192 * c;
+                const int8_t *x = xq + 256 * sb + 32 * c;
+                const __m256i h0 = _mm256_loadu_si256((const __m256i *)(base + 128));
+                const __m256i h1 = _mm256_loadu_si256((const __m256i *)(base + 160));
+                const __m256i s_lo = pair16(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 16 + 16 * c))));
+                const __m256i s_hi = pair16(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 24 + 16 * c))));
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(base + 32 * u));
+                    const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(
+                        _mm256_and_si256(_mm256_srli_epi16(h0, 2 * u), m2), 4));
+                    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(
+                        _mm256_and_si256(_mm256_srli_epi16(h1, 2 * u), m2), 4));
+                    li[u] = _mm256_add_epi32(li[u], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(x + 4 * u)), s_lo));
+                    li[4 + u] = _mm256_add_epi32(li[4 + u],
+                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(hi, bcast32(x + 16 + 4 * u)), s_hi));
+                }
+            }
+            const int32_t *bs = bsum + 16 * sb;
+            __m256i total = _mm256_setzero_si256();
+            for (int l = 0; l < 8; l++) {   /* lane l less 32 (sc[2l] bsum[2l] + sc[2l + 1] bsum[2l + 1]) */
+                const __m256i s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 16 + 16 * l)));
+                const __m256i s1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 24 + 16 * l)));
+                const __m256i sp = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(s1, 16));
+                const __m256i bp = _mm256_set1_epi32((int32_t)(((uint32_t)bs[2 * l] & 0xffffu) | ((uint32_t)bs[2 * l + 1] << 16)));
+                const __m256i lane = _mm256_sub_epi32(li[l], _mm256_slli_epi32(_mm256_madd_epi16(sp, bp), 5));
+                if (tiled) total = _mm256_add_epi32(total, lane);
+                else acc[l] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dxs), dw), _mm256_cvtepi32_ps(lane), acc[l]);
+            }
+            if (tiled) yv = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_cvtepi32_ps(total)), _mm256_set1_ps(dxs), yv);
+        }
+        if (!tiled) {
+            const __m256 u = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
+            const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
+            yv = _mm256_add_ps(u, v);
+        }
+        store_rows(y + t * TR, yv, n - t * TR);
+    }
+}
+
+static void gemv_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    q4k_tiles(0, w, n, k, t0, t1, a, 0, y);
+}
+static void gemv_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
+    q6k_tiles(0, w, n, k, t0, t1, a, 0, y);
+}
+
+/* GEMM: slabs of tiles that every activation row passes over; each row with the arithmetic llama.cpp gives a row of
+ * its batch (Q4_K: whole groups of 4 rows the GEMM kernel's, the rest the GEMV's; Q6_K: the tiled kernel's from 8) */
+static void gemm_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    for (int64_t s0 = t0; s0 < t1; s0 += 4) {
+        const int64_t s1 = s0 + 4 < t1 ? s0 + 4 : t1;
+        for (int64_t i = 0; i < a->m; i++) {
+            if (i < a->m - a->m % 4) q4k_tiles(1, w, n, k, s0, s1, a, i, y + i * ldy);
+            else q4k_tiles(0, w, n, k, s0, s1, a, i, y + i * ldy);
+        }
+    }
+}
+static void gemm_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
+                      int64_t ldy) {
+    for (int64_t s0 = t0; s0 < t1; s0 += 4) {
+        const int64_t s1 = s0 + 4 < t1 ? s0 + 4 : t1;
+        for (int64_t i = 0; i < a->m; i++) {
+            if (a->m >= 8) q6k_tiles(1, w, n, k, s0, s1, a, i, y + i * ldy);
+            else q6k_tiles(0, w, n, k, s0, s1, a, i, y + i * ldy);
+        }
+    }
+}
+
 const wren_kernel_set wren_kernels_avx2 = {
     .name = "avx2",
     .rows = TR,
     .interleave = TI,
     .quantize_act = quantize_act_avx2,
-    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16},
-    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16, gemv_q4_k, gemv_q6_k},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16, gemm_q4_k, gemm_q6_k},
 };
 #endif

@@ -182,6 +182,7 @@ typedef struct {
     int32_t n, pos0;
     float *logits;
     int32_t all_logits;
+    int64_t out_first;      /* the row of x that the first output row's logits come from */
     int layer;              /* the layer of the step: each thread runs the steps with its own copy of this struct */
 } fwd;
 
@@ -421,9 +422,18 @@ static void final_norm_rows(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
-    const int64_t first = f->all_logits ? 0 : f->n - 1;
     for (int64_t t = b; t < e; t++)
-        rmsnorm(f->c->xn + t * c->dim, f->c->x + (first + t) * c->dim, f->m->output_norm, c->dim, c->norm_eps);
+        rmsnorm(f->c->xn + t * c->dim, f->c->x + (f->out_first + t) * c->dim, f->m->output_norm, c->dim, c->norm_eps);
+}
+
+/* the last layer needs only the rows whose logits are wanted after attention (llama.cpp's inp_out_ids): the last
+ * token's row of the attention output and of the residual stream moves to row 0 */
+static void select_last_row(void *p, int64_t b, int64_t e, int ith) {
+    (void)b, (void)e, (void)ith;
+    const fwd *f = p;
+    const int64_t dim = f->m->cfg.dim, last = f->n - 1;
+    memmove(f->c->o, f->c->o + last * dim, sizeof(float) * (size_t)dim);
+    memmove(f->c->x, f->c->x + last * dim, sizeof(float) * (size_t)dim);
 }
 
 /* the trace call of a step: every thread has finished it, one reports it, the others wait for that */
@@ -441,6 +451,8 @@ static void forward_job(wren_job *job, void *p) {
     wren_ctx *ctx = f->c;
     const int64_t n = f->n;
     const int64_t qd = q_dim(c), kvd = kv_dim(c);
+    const int64_t n_out = !f->logits ? 0 : f->all_logits ? n : 1;
+    int64_t rows = n;       /* rows of the residual stream still needed */
     wren_job_for(job, n, 1, embed_rows, f);
     trace(job, f, "inp_embd", -1, ctx->x, n, c->dim, c->dim);
     wren_job_for(job, n, 1, rope_tables, f);
@@ -463,31 +475,37 @@ static void forward_job(wren_job *job, void *p) {
         wren_job_for(job, n, 1, qkv_post, f);
         trace(job, f, "Qcur", l, ctx->q, n, qd, qd);
         trace(job, f, "Kcur", l, ctx->k, n, kvd, kvd);
+        const int last = l == c->n_layers - 1;
+        if (last && n_out == 0) return;     /* the cache holds this batch; no logits wanted */
         wren_job_for(job, n * c->n_heads, 1, attention, f);
         trace(job, f, "kqv_out", l, ctx->xn, n, qd, qd);
         job_product(job, f, ctx->xn, n, qd, &L->wo, ctx->o);
         trace(job, f, "attn_out", l, ctx->o, n, c->dim, c->dim);
+        if (last && n_out < n) {
+            wren_job_for(job, 1, 1, select_last_row, f);
+            rows = n_out;
+        }
         residual_step r1 = {f, L->post_attn_norm};
-        wren_job_for(job, n, 1, residual_rows, &r1);
-        trace(job, f, "ffn_inp", l, ctx->x, n, c->dim, c->dim);
+        wren_job_for(job, rows, 1, residual_rows, &r1);
+        trace(job, f, "ffn_inp", l, ctx->x, rows, c->dim, c->dim);
         norm_step n2 = {f, L->ffn_norm};
-        wren_job_for(job, n, 1, norm_rows, &n2);
-        trace(job, f, "ffn_norm", l, ctx->xn, n, c->dim, c->dim);
+        wren_job_for(job, rows, 1, norm_rows, &n2);
+        trace(job, f, "ffn_norm", l, ctx->xn, rows, c->dim, c->dim);
         const wren_weights *gate_up[] = {&L->w_gate, &L->w_up};
         float *const gate_up_out[] = {ctx->gate, ctx->up};
-        job_products(job, f, ctx->xn, n, c->dim, 2, gate_up, gate_up_out);
-        trace(job, f, "ffn_gate", l, ctx->gate, n, c->ffn_dim, c->ffn_dim);
-        trace(job, f, "ffn_up", l, ctx->up, n, c->ffn_dim, c->ffn_dim);
-        wren_job_for(job, n, 1, glu_rows, f);
-        trace(job, f, "ffn_glu", l, ctx->gate, n, c->ffn_dim, c->ffn_dim);
-        job_product(job, f, ctx->gate, n, c->ffn_dim, &L->w_down, ctx->o);
-        trace(job, f, "ffn_down", l, ctx->o, n, c->dim, c->dim);
+        job_products(job, f, ctx->xn, rows, c->dim, 2, gate_up, gate_up_out);
+        trace(job, f, "ffn_gate", l, ctx->gate, rows, c->ffn_dim, c->ffn_dim);
+        trace(job, f, "ffn_up", l, ctx->up, rows, c->ffn_dim, c->ffn_dim);
+        wren_job_for(job, rows, 1, glu_rows, f);
+        trace(job, f, "ffn_glu", l, ctx->gate, rows, c->ffn_dim, c->ffn_dim);
+        job_product(job, f, ctx->gate, rows, c->ffn_dim, &L->w_down, ctx->o);
+        trace(job, f, "ffn_down", l, ctx->o, rows, c->dim, c->dim);
         residual_step r2 = {f, L->post_ffn_norm};
-        wren_job_for(job, n, 1, residual_rows, &r2);
-        trace(job, f, "l_out", l, ctx->x, n, c->dim, c->dim);
+        wren_job_for(job, rows, 1, residual_rows, &r2);
+        trace(job, f, "l_out", l, ctx->x, rows, c->dim, c->dim);
     }
     if (!f->logits) return;
-    const int64_t n_out = f->all_logits ? n : 1;
+    f->out_first = rows - n_out;
     wren_job_for(job, n_out, 1, final_norm_rows, f);
     trace(job, f, "result_norm", -1, ctx->xn, n_out, c->dim, c->dim);
     job_product(job, f, ctx->xn, n_out, c->dim, &f->m->output, f->logits);
@@ -504,7 +522,7 @@ int wren_forward(wren_ctx *ctx, const wren_model *m, wren_pool *pool, const int3
     for (int32_t i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab) return WREN_E_SHAPE;
     if (logits && logits_len < (size_t)(all_logits ? n_tokens : 1) * (size_t)m->cfg.vocab) return WREN_E_BUFFER;
-    fwd f = {ctx, m, tokens, n_tokens, pos0, logits, all_logits, 0};
+    fwd f = {ctx, m, tokens, n_tokens, pos0, logits, all_logits, 0, 0};
     ctx->aborted = 0;
     const int status = wren_pool_run(pool, forward_job, &f);
     return status == WREN_OK && ctx->aborted ? WREN_E_ABORTED : status;

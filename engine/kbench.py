@@ -89,11 +89,18 @@ def run(threads=(1, 2), formats=tuple(Format), shapes=SHAPES, gemm_rows: int = 1
             reads[t].append(measure_read(pool, repeats, rbuf))
             progress(f"read bandwidth, {t} thread(s): {reads[t][-1]:.1f} GB/s")
         for n, k in shapes:
-            x1 = Activations(rng.standard_normal((1, k), dtype=np.float32))
-            xm = Activations(rng.standard_normal((gemm_rows, k), dtype=np.float32))
+            x1_f = rng.standard_normal((1, k), dtype=np.float32)
+            xm_f = rng.standard_normal((gemm_rows, k), dtype=np.float32)
             w_float = rng.standard_normal((n, k), dtype=np.float32)
             for fmt in formats:
-                w = PackedWeights.from_floats(fmt, w_float)
+                group = fmt.block_weights     # K-quant super-blocks take activations with a scale per 256 values
+                if k % group:
+                    continue
+                x1, xm = Activations(x1_f, scale_group=group), Activations(xm_f, scale_group=group)
+                if fmt.super_block:
+                    w = PackedWeights(fmt, native.random_super_blocks(fmt, n, k, rng), n, k)
+                else:
+                    w = PackedWeights.from_floats(fmt, w_float)
                 copies = _copies(w)
                 for t, pool in pools.items():
                     # the machine's read bandwidth right next to each measurement: a shared machine drifts

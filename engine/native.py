@@ -302,6 +302,23 @@ class Activations:
         return self._view(self.struct.s, np.float32, self.m * self.k // QK).reshape(self.m, -1)
 
 
+def random_super_blocks(fmt: Format, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """n x k weights of a K-quant format as random super-blocks (any quants and scales a file may hold) with
+    moderate fp16 scales, for tests and benchmarks: floats are never quantized to these formats."""
+    fmt = Format(fmt)
+    if not fmt.super_block or k % fmt.block_weights:
+        raise ValueError(f"{fmt.label}: {k} is not a whole number of super-blocks")
+    nb = k // fmt.block_weights
+    blocks = rng.integers(0, 256, size=(n, nb, fmt.block_bytes), dtype=np.uint8)
+    d = (1e-3 + 1e-2 * rng.random((n, nb))).astype(np.float16).view(np.uint8).reshape(n, nb, 2)
+    if fmt == Format.Q4_K:
+        blocks[:, :, 0:2] = d
+        blocks[:, :, 2:4] = (1e-3 * rng.random((n, nb))).astype(np.float16).view(np.uint8).reshape(n, nb, 2)
+    else:
+        blocks[:, :, 208:210] = d
+    return blocks.reshape(n, -1)
+
+
 def matmul(w: PackedWeights, a: Activations, pool: "Pool | None" = None, out: np.ndarray | None = None) -> np.ndarray:
     """y (m, n) = a . W^T, on the pool's threads (or the calling thread)."""
     y = np.empty((a.m, w.n), dtype=np.float32) if out is None else out

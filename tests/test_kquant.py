@@ -18,15 +18,7 @@ def variants(fmt):
 
 
 def random_blocks(fmt, n, k, rng):
-    """n x k weights as random super-blocks (any quants and scales a file may hold), with moderate fp16 scales."""
-    blocks = rng.integers(0, 256, size=(n, k // 256, fmt.block_bytes), dtype=np.uint8)
-    d = (1e-3 + 1e-2 * rng.random((n, k // 256))).astype(np.float16).view(np.uint8).reshape(n, k // 256, 2)
-    if fmt == Format.Q4_K:
-        blocks[:, :, 0:2] = d
-        blocks[:, :, 2:4] = (1e-3 * rng.random((n, k // 256))).astype(np.float16).view(np.uint8).reshape(n, -1, 2)
-    else:
-        blocks[:, :, 208:210] = d
-    return blocks.reshape(n, -1)
+    return native.random_super_blocks(fmt, n, k, rng)
 
 
 @pytest.mark.parametrize("fmt", KFORMATS, ids=lambda f: f.label)

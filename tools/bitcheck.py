@@ -78,15 +78,16 @@ def dump(args) -> None:
         batch = L.llama_batch_init(len(tokens), 0, 1)
         for i, tok in enumerate(tokens):
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos0 + i, 1
-            batch.seq_id[i][0], batch.logits[i] = 0, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, int(not args.last or i == len(tokens) - 1)
         batch.n_tokens = len(tokens)
         if L.llama_decode(ctx, batch):
             sys.exit("llama_decode failed")
         L.llama_batch_free(batch)
-        return np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(len(tokens), n_vocab)).copy()
+        rows = 1 if args.last else len(tokens)
+        return np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(rows, n_vocab)).copy()
 
     logits = run(ids, 0)
-    out = {"ids": np.array(ids, dtype=np.int32), "logits/p": logits}
+    out = {"ids": np.array(ids, dtype=np.int32), "logits/p": logits, "last": np.array(int(args.last))}
     for k in range(args.decode):
         tok = int(np.argmax(logits[-1]))
         step[0] = f"d{k}"
@@ -139,7 +140,8 @@ def _compare(args, data, ids, llama, ctx, pool) -> None:
         rows.append((step[0], nm, layer, a))
 
     lib.wren_ctx_set_trace(ctx._ptr, tr, ffi.NULL)
-    logits = ctx.forward(ids, 0, pool=pool, all_logits=True)
+    last = "last" in data.files and bool(data["last"])
+    logits = ctx.forward(ids, 0, pool=pool, all_logits=not last)
     steps = [("p", ids, 0)]
     k = 0
     while f"next/d{k}" in data.files:
@@ -186,6 +188,8 @@ def main() -> None:
     d.add_argument("--text", default="The capital of France is")
     d.add_argument("--decode", type=int, default=1)
     d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--last", action="store_true", help="logits of the last prompt token only (llama.cpp then runs "
+                   "the last layer after attention on that row alone)")
     c = sub.add_parser("compare")
     c.add_argument("model")
     c.add_argument("dump")

@@ -73,9 +73,10 @@ static inline int wren_block_qk(int format) { return wren_is_super(format) ? WRE
 static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 || format == WREN_Q8_16 ? 4 : 2; }
 static inline int wren_quant_bytes(int format) { return wren_is_q8(format) ? 32 : 16; }
 
-/* K-quant tiles (R > 1; with R = 1 the tile is the plain block). Q4_K: fp16 d[R]; fp16 dmin[R]; uint8 sc[8][R];
- * uint8 m[8][R] (sub-block major); then per sub-block j its 32 weights as a Q4_0 block's 16 bytes (weight t low nibble,
- * t + 16 high) interleaved in units of 4 bytes (WREN_Q4K_ROW_BYTES per row). Q6_K: fp16 d[R]; int8 sc[16][R]; then
+/* K-quant tiles (R > 1; with R = 1 the tile is the plain block). Q4_K: fp16 d[R]; fp16 dmin[R]; uint8 sc[8][R]
+ * (sub-block major); the mins in pairs, (m[2p], m[2p + 1]) of row r at 2 R p + 2 r; then per sub-block j its 32 weights as a Q4_0 block's 16 bytes (weight t low nibble,
+ * t + 16 high) interleaved in units of 4 bytes (WREN_Q4K_ROW_BYTES per row). Q6_K: fp16 d[R]; per 32-weight chunk c the
+ * scale pairs (sc[2c], sc[2c + 1]) of the R rows (2R bytes, row r at 2r; 16 R bytes in all); then
  * per 32-weight chunk c the low 4 bits of its weights as a Q4_0 block's 16 bytes, interleaved by 4, then two vectors
  * of 4-byte units H0, H1 whose byte t of row r holds the top 2 bits of weight 4u + t (H0) or 16 + 4u + t (H1) at
  * bits 2u, 2u + 1 (u = 0..3): 210 bytes per row, as in the file. */

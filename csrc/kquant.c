@@ -94,7 +94,7 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
             for (int j = 0; j < 8; j++) {
                 scale_min(j, b.scales, &sc[j], &m[j]);
                 sc_t[j * R + r] = (uint8_t)sc[j];
-                m_t[j * R + r] = (uint8_t)m[j];
+                m_t[(j / 2) * 2 * R + 2 * r + j % 2] = (uint8_t)m[j];
                 for (int t = 0; t < 16; t++)
                     q_t[j * 16 * R + unit_at(rows, r, t)] =
                         (uint8_t)(q4k_quant(&b, 32 * j + t) | (q4k_quant(&b, 32 * j + t + 16) << 4));
@@ -104,7 +104,7 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
             memcpy(&b.dmin, tile + 2 * R + 2 * r, 2);
             for (int j = 0; j < 8; j++) {
                 sc[j] = sc_t[j * R + r];
-                m[j] = m_t[j * R + r];
+                m[j] = m_t[(j / 2) * 2 * R + 2 * r + j % 2];
                 for (int t = 0; t < 16; t++) {
                     const uint8_t v = q_t[j * 16 * R + unit_at(rows, r, t)];
                     const int lo = v & 15, hi = v >> 4;    /* weights t and t + 16 of sub-block j */
@@ -125,12 +125,12 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
     }
     kq6 b;
     uint8_t u[256];
-    int8_t *sc_t = (int8_t *)tile + 2 * R;
+    int8_t *sc_t = (int8_t *)tile + 2 * R;      /* sub-block s = 2c + h of row r at 2 R c + 2 r + h */
     if (pack) {
         memcpy(&b, blk, sizeof b);
         q6k_quants(&b, u);
         memcpy(tile + 2 * r, &b.d, 2);
-        for (int s = 0; s < 16; s++) sc_t[s * R + r] = b.scales[s];
+        for (int s = 0; s < 16; s++) sc_t[(s / 2) * 2 * R + 2 * r + s % 2] = b.scales[s];
         for (int c = 0; c < 8; c++) {
             uint8_t *base = tile + 18 * R + (size_t)c * 24 * R;
             const uint8_t *w = u + 32 * c;
@@ -147,7 +147,7 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
         }
     } else {
         memcpy(&b.d, tile + 2 * r, 2);
-        for (int s = 0; s < 16; s++) b.scales[s] = sc_t[s * R + r];
+        for (int s = 0; s < 16; s++) b.scales[s] = sc_t[(s / 2) * 2 * R + 2 * r + s % 2];
         for (int c = 0; c < 8; c++) {
             const uint8_t *base = tile + 18 * R + (size_t)c * 24 * R;
             uint8_t *w = u + 32 * c;

@@ -483,10 +483,18 @@ AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_
                     p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
                                                                  bcast32(x + 16 + 4 * c)));
                 }
-                const __m256i sc = pair16(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 32 + 8 * j))));
-                const __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 96 + 8 * j)));
+                /* row r's sc_j in both int16 halves of lane r: the 8 bytes in both 128-bit halves, then picked */
+                const __m256i sc = _mm256_shuffle_epi8(
+                    _mm256_castpd_si256(_mm256_broadcast_sd((const double *)(tile + 32 + 8 * j))),
+                    _mm256_setr_epi8(0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1, 4, -1, 4, -1, 5, -1, 5, -1,
+                                     6, -1, 6, -1, 7, -1, 7, -1));
                 iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(p, sc));
-                imin = _mm256_add_epi32(imin, _mm256_madd_epi16(mv, _mm256_set1_epi32(a->sum[i * nb + 8 * sb + j])));
+                if (j & 1) {    /* the pair of sub-blocks j - 1, j: m_(j-1) sum_(j-1) + m_j sum_j in one madd */
+                    const int32_t *sx = a->sum + i * nb + 8 * sb + j - 1;
+                    const __m256i mp = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tile + 96 + 8 * (j - 1))));
+                    imin = _mm256_add_epi32(imin, _mm256_madd_epi16(mp, _mm256_set1_epi32(
+                        (int32_t)(((uint32_t)sx[0] & 0xffffu) | ((uint32_t)sx[1] << 16)))));
+                }
                 if (gemm && (j & 1)) {
                     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc), dd, acc);
                     mins = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dm, mins);
@@ -502,65 +510,136 @@ AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_
     }
 }
 
-AI void q6k_tiles(const int tiled, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
-                  int64_t i, float *y) {
-    const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
-    const size_t tb = wren_tile_bytes(WREN_Q6_K, TR);
-    const int8_t *xq = a->q + i * k;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
-    int32_t bsum[16 * 256];     /* k <= 65536 (wren_super_kernels_fit) */
+/* the 6-bit quants of chunk c (at base) for weights 4u..4u+3 (lo) and 16+4u..16+4u+3 (hi) of the 8 rows: the low
+ * nibbles from the quant vector, the top 2 bits moved from bits 2u of H0 / H1 to bits 4-5 */
+AI void q6k_unpack(const uint8_t *base, const int u, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(base + 32 * u));
+    const __m256i h0 = _mm256_loadu_si256((const __m256i *)(base + 128));
+    const __m256i h1 = _mm256_loadu_si256((const __m256i *)(base + 160));
+    __m256i t0, t1;
+    switch (u) {
+    case 0: t0 = _mm256_slli_epi16(h0, 4); t1 = _mm256_slli_epi16(h1, 4); break;
+    case 1: t0 = _mm256_slli_epi16(h0, 2); t1 = _mm256_slli_epi16(h1, 2); break;
+    case 2: t0 = h0; t1 = h1; break;
+    default: t0 = _mm256_srli_epi16(h0, 2); t1 = _mm256_srli_epi16(h1, 2); break;
+    }
+    *lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(t0, m30));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(t1, m30));
+}
+
+/* row r's scale pair (sc[2c], sc[2c + 1]) as int16 in 32-bit lane r; the low one or the high one in both halves */
+AI __m256i q6k_pairs(const uint8_t *tile, int c) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(tile + 16 + 16 * c)));
+}
+AI __m256i dup_lo16(__m256i p) {
+    return _mm256_shuffle_epi8(p, _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5,
+                                                   4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
+}
+AI __m256i dup_hi16(__m256i p) {
+    return _mm256_shuffle_epi8(p, _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6,
+                                                   7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
+}
+
+/* bsum pair (sums of activations 32c..32c+15 and 32c+16..32c+31 of a super-block) as int16 in every 32-bit lane */
+AI __m256i bsum_pair(const int32_t *bs, int c) {
+    return _mm256_set1_epi32((int32_t)(((uint32_t)bs[2 * c] & 0xffffu) | ((uint32_t)bs[2 * c + 1] << 16)));
+}
+
+static void q6k_bsums(const int8_t *xq, int64_t k, int32_t *bsum) {
     for (int64_t s = 0; s < k / 16; s++) {
         int32_t v = 0;
         for (int j = 0; j < 16; j++) v += xq[16 * s + j];
         bsum[s] = v;
     }
+}
+
+/* below 8 rows (ggml_vec_dot_q6_K_q8_K): 8 integer lanes per super-block, lane l less 32 (sc[2l] bsum[2l] +
+ * sc[2l + 1] bsum[2l + 1]) (chunk l's pair), each into its float lane; one activation row */
+AI void q6k_tiles_lanes(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, int64_t i,
+                        float *y) {
+    const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(WREN_Q6_K, TR);
+    const int8_t *xq = a->q + i * k;
+    int32_t bsum[4096];         /* k <= 65536 (wren_check_weights) */
+    q6k_bsums(xq, k, bsum);
     const uint8_t *tile = w + (size_t)(t0 * nsb) * tb;
     for (int64_t t = t0; t < t1; t++) {
-        __m256 acc[8], yv = _mm256_setzero_ps();
+        __m256 acc[8];
         for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
-            const float dxs = a->d[i * nb + 8 * sb];
-            const __m256 dw = load_fp16x8(tile);
-            __m256i li[8];
-            for (int l = 0; l < 8; l++) li[l] = _mm256_setzero_si256();
+            const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(a->d[i * nb + 8 * sb]), load_fp16x8(tile));
+            const int32_t *bs = bsum + 16 * sb;
+            const int8_t *xs = xq + 256 * sb;
+            __m256i s_lo[8], s_hi[8], sub[8];   /* per chunk: the scales of its two halves; lane c's offset term */
+            for (int c = 0; c < 8; c++) {
+                const __m256i p = q6k_pairs(tile, c);
+                s_lo[c] = dup_lo16(p);
+                s_hi[c] = dup_hi16(p);
+                sub[c] = _mm256_slli_epi32(_mm256_madd_epi16(p, bsum_pair(bs, c)), 5);
+            }
+            /* lanes u and 4 + u over the 8 chunks at a time: two integer accumulators live */
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                __m256i lu = _mm256_sub_epi32(_mm256_setzero_si256(), sub[u]);
+                __m256i hu = _mm256_sub_epi32(_mm256_setzero_si256(), sub[4 + u]);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                    __m256i lo, hi;
+                    q6k_unpack(tile + 144 + 192 * c, u, &lo, &hi);
+                    lu = _mm256_add_epi32(lu, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(xs + 32 * c + 4 * u)),
+                                                                s_lo[c]));
+                    hu = _mm256_add_epi32(hu, _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, bcast32(xs + 32 * c + 16 + 4 * u)), s_hi[c]));
+                }
+                acc[u] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lu), acc[u]);
+                acc[4 + u] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(hu), acc[4 + u]);
+            }
+        }
+        const __m256 u = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
+        const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
+        store_rows(y + t * TR, _mm256_add_ps(u, v), n - t * TR);
+    }
+}
+
+/* from 8 rows (the tiled kernel): one exact integer per row and super-block, so NR activation rows share each
+ * unpacked weight vector */
+AI void q6k_tiles_tiled(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, int64_t i0,
+                        const int NR, const int32_t *bsums, float *y, int64_t ldy) {
+    const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
+    const size_t tb = wren_tile_bytes(WREN_Q6_K, TR);
+    const uint8_t *tile = w + (size_t)(t0 * nsb) * tb;
+    for (int64_t t = t0; t < t1; t++) {
+        __m256 yv[4];
+        for (int j = 0; j < NR; j++) yv[j] = _mm256_setzero_ps();
+        for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
+            __m256i tot[4];
+            for (int j = 0; j < NR; j++) tot[j] = _mm256_setzero_si256();
             for (int c = 0; c < 8; c++) {
                 const uint8_t *base = tile + 144 + 192 * c;
-                const int8_t *x = xq + 256 * sb + 32 * c;
-                const __m256i h0 = _mm256_loadu_si256((const __m256i *)(base + 128));
-                const __m256i h1 = _mm256_loadu_si256((const __m256i *)(base + 160));
-                const __m256i s_lo = pair16(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 16 + 16 * c))));
-                const __m256i s_hi = pair16(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 24 + 16 * c))));
+                const __m256i p = q6k_pairs(tile, c), s_lo = dup_lo16(p), s_hi = dup_hi16(p);
+                for (int j = 0; j < NR; j++)
+                    tot[j] = _mm256_sub_epi32(tot[j], _mm256_slli_epi32(
+                        _mm256_madd_epi16(p, bsum_pair(bsums + (size_t)j * (k / 16) + 16 * sb, c)), 5));
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++) {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(base + 32 * u));
-                    const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(
-                        _mm256_and_si256(_mm256_srli_epi16(h0, 2 * u), m2), 4));
-                    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(
-                        _mm256_and_si256(_mm256_srli_epi16(h1, 2 * u), m2), 4));
-                    li[u] = _mm256_add_epi32(li[u], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(x + 4 * u)), s_lo));
-                    li[4 + u] = _mm256_add_epi32(li[4 + u],
-                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(hi, bcast32(x + 16 + 4 * u)), s_hi));
+                    __m256i lo, hi;
+                    q6k_unpack(base, u, &lo, &hi);
+#pragma GCC unroll 4
+                    for (int j = 0; j < NR; j++) {
+                        const int8_t *x = a->q + (i0 + j) * k + 256 * sb + 32 * c;
+                        tot[j] = _mm256_add_epi32(tot[j], _mm256_add_epi32(
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(x + 4 * u)), s_lo),
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, bcast32(x + 16 + 4 * u)), s_hi)));
+                    }
                 }
             }
-            const int32_t *bs = bsum + 16 * sb;
-            __m256i total = _mm256_setzero_si256();
-            for (int l = 0; l < 8; l++) {   /* lane l less 32 (sc[2l] bsum[2l] + sc[2l + 1] bsum[2l + 1]) */
-                const __m256i s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 16 + 16 * l)));
-                const __m256i s1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(tile + 24 + 16 * l)));
-                const __m256i sp = _mm256_or_si256(_mm256_and_si256(s0, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(s1, 16));
-                const __m256i bp = _mm256_set1_epi32((int32_t)(((uint32_t)bs[2 * l] & 0xffffu) | ((uint32_t)bs[2 * l + 1] << 16)));
-                const __m256i lane = _mm256_sub_epi32(li[l], _mm256_slli_epi32(_mm256_madd_epi16(sp, bp), 5));
-                if (tiled) total = _mm256_add_epi32(total, lane);
-                else acc[l] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dxs), dw), _mm256_cvtepi32_ps(lane), acc[l]);
-            }
-            if (tiled) yv = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_cvtepi32_ps(total)), _mm256_set1_ps(dxs), yv);
+            const __m256 dw = load_fp16x8(tile);
+            for (int j = 0; j < NR; j++)
+                yv[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_cvtepi32_ps(tot[j])),
+                                        _mm256_set1_ps(a->d[(i0 + j) * nb + 8 * sb]), yv[j]);
         }
-        if (!tiled) {
-            const __m256 u = _mm256_add_ps(_mm256_add_ps(acc[4], acc[0]), _mm256_add_ps(acc[6], acc[2]));
-            const __m256 v = _mm256_add_ps(_mm256_add_ps(acc[5], acc[1]), _mm256_add_ps(acc[7], acc[3]));
-            yv = _mm256_add_ps(u, v);
-        }
-        store_rows(y + t * TR, yv, n - t * TR);
+        for (int j = 0; j < NR; j++) store_rows(y + (i0 + j) * ldy + t * TR, yv[j], n - t * TR);
     }
 }
 
@@ -568,7 +647,7 @@ static void gemv_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
     q4k_tiles(0, w, n, k, t0, t1, a, 0, y);
 }
 static void gemv_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    q6k_tiles(0, w, n, k, t0, t1, a, 0, y);
+    q6k_tiles_lanes(w, n, k, t0, t1, a, 0, y);
 }
 
 /* GEMM: slabs of tiles that every activation row passes over; each row with the arithmetic llama.cpp gives a row of
@@ -585,11 +664,22 @@ static void gemm_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
 }
 static void gemm_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                       int64_t ldy) {
-    for (int64_t s0 = t0; s0 < t1; s0 += 4) {
-        const int64_t s1 = s0 + 4 < t1 ? s0 + 4 : t1;
-        for (int64_t i = 0; i < a->m; i++) {
-            if (a->m >= 8) q6k_tiles(1, w, n, k, s0, s1, a, i, y + i * ldy);
-            else q6k_tiles(0, w, n, k, s0, s1, a, i, y + i * ldy);
+    if (a->m < 8) {
+        for (int64_t s0 = t0; s0 < t1; s0 += 4) {
+            const int64_t s1 = s0 + 4 < t1 ? s0 + 4 : t1;
+            for (int64_t i = 0; i < a->m; i++) q6k_tiles_lanes(w, n, k, s0, s1, a, i, y + i * ldy);
+        }
+        return;
+    }
+    int32_t bsums[4 * 4096];    /* four rows of k / 16 sums, k <= 65536 */
+    for (int64_t i = 0; i < a->m; i += 4) {
+        const int nr = a->m - i < 4 ? (int)(a->m - i) : 4;
+        for (int j = 0; j < nr; j++) q6k_bsums(a->q + (i + j) * k, k, bsums + (size_t)j * (k / 16));
+        switch (nr) {
+        case 4: q6k_tiles_tiled(w, n, k, t0, t1, a, i, 4, bsums, y, ldy); break;
+        case 3: q6k_tiles_tiled(w, n, k, t0, t1, a, i, 3, bsums, y, ldy); break;
+        case 2: q6k_tiles_tiled(w, n, k, t0, t1, a, i, 2, bsums, y, ldy); break;
+        default: q6k_tiles_tiled(w, n, k, t0, t1, a, i, 1, bsums, y, ldy); break;
         }
     }
 }

@@ -7,14 +7,12 @@
 
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;
 typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_k;
+typedef wren_block_q4_k blk_q4_k;
 typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_k;
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } blk_q6_k;
+typedef wren_block_q6_k blk_q6_k;
 static_assert(sizeof(blk_q5_0) == 22, "q5_0");
 static_assert(sizeof(blk_q5_1) == 24, "q5_1");
-static_assert(sizeof(blk_q4_k) == 144, "q4_k");
 static_assert(sizeof(blk_q5_k) == 176, "q5_k");
-static_assert(sizeof(blk_q6_k) == 210, "q6_k");
 
 /* one row of the traits table: GGML type id, weights per block, bytes per block, block -> floats */
 typedef void (*to_f32_fn)(const uint8_t *blk, float *y);
@@ -64,7 +62,7 @@ static void q5_1_to_f32(const uint8_t *b, float *y) {
 }
 
 /* the 6-bit scale and min of sub-block j (0..7) of a K-quant super-block */
-static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+void wren_k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -81,9 +79,9 @@ static void q4_k_to_f32(const uint8_t *b, float *y) {
     for (int p = 0; p < 4; p++) {               /* sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes */
         int sc, m;
         const uint8_t *q = blk.qs + 32 * p;
-        k_scale_min(2 * p, blk.scales, &sc, &m);
+        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
         const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        k_scale_min(2 * p + 1, blk.scales, &sc, &m);
+        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
         const float d2 = d * (float)sc, m2 = dmin * (float)m;
         for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)(q[l] & 15) - m1;
         for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)(q[l] >> 4) - m2;
@@ -97,9 +95,9 @@ static void q5_k_to_f32(const uint8_t *b, float *y) {
     for (int p = 0; p < 4; p++) {
         int sc, m;
         const uint8_t *q = blk.qs + 32 * p;
-        k_scale_min(2 * p, blk.scales, &sc, &m);
+        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
         const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        k_scale_min(2 * p + 1, blk.scales, &sc, &m);
+        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
         const float d2 = d * (float)sc, m2 = dmin * (float)m;
         const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);   /* the fifth bits of this pair in qh */
         for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)((q[l] & 15) + (blk.qh[l] & u1 ? 16 : 0)) - m1;
@@ -108,7 +106,7 @@ static void q5_k_to_f32(const uint8_t *b, float *y) {
 }
 
 /* the 256 quants of a Q6_K super-block, q - 32 in weight order; weight j has the scale scales[j / 16] */
-static void q6_k_quants(const blk_q6_k *blk, int8_t *q) {
+void wren_q6_k_quants(const blk_q6_k *blk, int8_t *q) {
     for (int half = 0; half < 2; half++) {      /* two halves of 128 weights: 64 bytes of ql, 32 of qh */
         const uint8_t *ql = blk->ql + 64 * half, *qh = blk->qh + 32 * half;
         int8_t *qo = q + 128 * half;
@@ -126,7 +124,7 @@ static void q6_k_to_f32(const uint8_t *b, float *y) {
     memcpy(&blk, b, sizeof blk);
     const float d = wren_fp16_to_f32(blk.d);
     int8_t q[256];
-    q6_k_quants(&blk, q);
+    wren_q6_k_quants(&blk, q);
     for (int j = 0; j < 256; j++) y[j] = (d * (float)blk.scales[j / 16]) * (float)q[j];   /* (d sc) q */
 }
 
@@ -208,7 +206,7 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
         }
         for (int j = 0; j < 8; j++) {
             int sc, m;
-            k_scale_min(j, blk->scales, &sc, &m);
+            wren_k_scale_min(j, blk->scales, &sc, &m);
             const uint16_t dm[2] = {wren_f32_to_fp16(d * (float)sc),       /* w = q d sc - dmin m = q d' + m' */
                                     wren_f32_to_fp16(-(dmin * (float)m))};
             memcpy(out + j * sizeof(wren_block_q4_1), dm, 4);
@@ -228,7 +226,7 @@ int wren_q6_k_to_q8_16(const void *src, size_t src_bytes, int64_t n, void *dst, 
         blk_q6_k blk;
         memcpy(&blk, s + sb * sizeof blk, sizeof blk);
         int8_t q[256];
-        q6_k_quants(&blk, q);
+        wren_q6_k_quants(&blk, q);
         for (int b = 0; b < 8; b++) {
             wren_block_q8_16 o;
             o.d = blk.d;

@@ -381,7 +381,7 @@ static void attention(void *p, int64_t b, int64_t e, int ith) {
         for (int g = j0 & ~7; g < j1; g += 8) {
             float v[8];
             for (int l = 0; l < 8; l++) v[l] = g + l >= j0 && g + l < j1 ? scores[g + l] : 0.0f;
-            sum += (double)(((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])));
+            sum += (double)wren_hsum8(v);
         }
         const float inv = (float)(1.0 / sum);
         for (int j = j0; j < j1; j++) scores[j] *= inv;

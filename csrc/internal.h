@@ -64,6 +64,20 @@ static_assert(sizeof(wren_block_q4_0) == 18, "q4_0 block is 18 bytes");
 static_assert(sizeof(wren_block_q4_1) == 20, "q4_1 block is 20 bytes");
 static_assert(sizeof(wren_block_q8_0) == 34, "q8_0 block is 34 bytes");
 static_assert(sizeof(wren_block_q8_16) == 36, "q8_16 block is 36 bytes");
+/* GGUF's K-quant super-blocks of 256 weights (the plain blocks of Q4_K and Q6_K) */
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } wren_block_q4_k;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } wren_block_q6_k;
+static_assert(sizeof(wren_block_q4_k) == 144, "q4_k block is 144 bytes");
+static_assert(sizeof(wren_block_q6_k) == 210, "q6_k block is 210 bytes");
+/* the 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block (convert.c) */
+void wren_k_scale_min(int j, const uint8_t *scales, int *sc, int *m);
+/* the 256 quants of a Q6_K super-block, q - 32, in weight order; weight j has the scale scales[j / 16] */
+void wren_q6_k_quants(const wren_block_q6_k *blk, int8_t *q);
+
+/* ggml's hsum_float_8: eight float lanes added as ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
+static inline float wren_hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
 
 /* Per format: bytes of scale data per row (fp16 d; then Q4_1's fp16 m or Q8_16's int8 sc[2]) and of quants per row,
  * in one block. */
@@ -82,7 +96,6 @@ static inline int wren_quant_bytes(int format) { return wren_is_q8(format) ? 32 
  * bits 2u, 2u + 1 (u = 0..3): 210 bytes per row, as in the file. */
 enum { WREN_Q4K_ROW_BYTES = 148, WREN_Q6K_ROW_BYTES = 210 };
 void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk, int pack);
-float wren_dot_super_ref(int format, const uint8_t *row, int64_t k, const wren_act *a, int64_t i);
 void wren_gemv_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y);
 void wren_gemm_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                         int64_t ldy);
@@ -95,7 +108,7 @@ void wren_gemm_q6_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
  * qs[(j / I) * R * I + r * I + j % I]. */
 static inline size_t wren_tile_bytes(int format, int rows) {
     if (format == WREN_Q4_K) return rows == 1 ? 144 : (size_t)rows * WREN_Q4K_ROW_BYTES;
-    if (format == WREN_Q6_K) return (size_t)rows * 210;
+    if (format == WREN_Q6_K) return (size_t)rows * WREN_Q6K_ROW_BYTES;
     return (size_t)rows * (size_t)(wren_scale_bytes(format) + wren_quant_bytes(format));
 }
 

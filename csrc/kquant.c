@@ -18,22 +18,10 @@
 #include <math.h>
 #include "internal.h"
 
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } kq4;
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } kq6;
-static_assert(sizeof(kq4) == 144, "q4_k block");
-static_assert(sizeof(kq6) == 210, "q6_k block");
+typedef wren_block_q4_k kq4;
+typedef wren_block_q6_k kq6;
 
 /* ---- the weights of a plain block ---- */
-
-static inline void scale_min(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
 
 static void pack_scales(const int sc[8], const int m[8], uint8_t *q) {
     for (int j = 0; j < 4; j++) {
@@ -52,16 +40,9 @@ static inline int q4k_quant(const kq4 *b, int w) {
 
 /* the 256 unsigned 6-bit quants of a Q6_K block, in weight order */
 static void q6k_quants(const kq6 *b, uint8_t *u) {
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-        uint8_t *o = u + 128 * h;
-        for (int l = 0; l < 32; l++) {
-            o[l] = (uint8_t)((ql[l] & 15) | ((qh[l] & 3) << 4));
-            o[l + 32] = (uint8_t)((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
-            o[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-            o[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
-        }
-    }
+    int8_t q[256];
+    wren_q6_k_quants(b, q);
+    for (int j = 0; j < 256; j++) u[j] = (uint8_t)(q[j] + 32);
 }
 
 static void q6k_from_quants(const uint8_t *u, kq6 *b) {
@@ -92,7 +73,7 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
             memcpy(tile + 2 * r, &b.d, 2);
             memcpy(tile + 2 * R + 2 * r, &b.dmin, 2);
             for (int j = 0; j < 8; j++) {
-                scale_min(j, b.scales, &sc[j], &m[j]);
+                wren_k_scale_min(j, b.scales, &sc[j], &m[j]);
                 sc_t[j * R + r] = (uint8_t)sc[j];
                 m_t[(j / 2) * 2 * R + 2 * r + j % 2] = (uint8_t)m[j];
                 for (int t = 0; t < 16; t++)
@@ -183,7 +164,7 @@ static float dot_q4_k(const uint8_t *w, int64_t nsb, const wren_act *a, int64_t 
         int32_t isum = 0, imin = 0;
         for (int j = 0; j < 8; j++) {
             int sc, m;
-            scale_min(j, b.scales, &sc, &m);
+            wren_k_scale_min(j, b.scales, &sc, &m);
             int32_t dot = 0;
             for (int l = 0; l < 32; l++) dot += q4k_quant(&b, 32 * j + l) * x[256 * sb + 32 * j + l];
             isum += sc * dot;
@@ -236,8 +217,7 @@ static float dot_q6_k(const uint8_t *w, int64_t nsb, const wren_act *a, int64_t 
             acc[l] = fmaf(dd, (float)lane, acc[l]);
         }
     }
-    if (tiled) return y;
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    return tiled ? y : wren_hsum8(acc);
 }
 
 /* the arithmetic of activation row i of m (see the top of the file) */
@@ -245,10 +225,6 @@ static float dot_super(int format, const uint8_t *w, int64_t k, const wren_act *
     const int64_t m = a->m;
     if (format == WREN_Q4_K) return dot_q4_k(w, k / WREN_QK_SUPER, a, i, i < m - m % 4);
     return dot_q6_k(w, k / WREN_QK_SUPER, a, i, m >= 8);
-}
-
-float wren_dot_super_ref(int format, const uint8_t *row, int64_t k, const wren_act *a, int64_t i) {
-    return dot_super(format, row, k, a, i);
 }
 
 static void gemm_super(int format, const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1,

@@ -85,7 +85,7 @@ float wren_dot_tile_row_ref(int format, const uint8_t *w, int rows, int interlea
                 acc[l] = fmaf(dd, (float)lane_isum(format, tile, rows, il, r, xq + b * WREN_QK, l), acc[l]);
             if (format == WREN_Q4_1) mins = fmaf(wren_fp16_to_f32(scales[rows + r]), a->s[i * nb + b], mins);
         }
-        const float h = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        const float h = wren_hsum8(acc);
         return format == WREN_Q4_1 ? h + mins : h;
     }
     float acc = 0.0f;

@@ -4,10 +4,6 @@
 #include <pthread.h>
 #include "internal.h"
 
-static inline float hsum8(const float a[8]) {
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
 static inline float reduce32(const float a[32]) {
     float v[8], t[4];
     for (int l = 0; l < 8; l++) v[l] = (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]);
@@ -20,7 +16,7 @@ static float dot_lanes(const float *q, const uint16_t *k, int n, int lanes) {
     if (lanes == 8) {
         for (int d = 0; d + 8 <= n; d += 8)
             for (int l = 0; l < 8; l++) acc[l] = fmaf(wren_fp16_to_f32(k[d + l]), q[d + l], acc[l]);
-        return hsum8(acc);
+        return wren_hsum8(acc);
     }
     const int np = n & ~31;
     for (int d = 0; d < np; d += 32)
@@ -45,7 +41,7 @@ static void pv_ref(float *out, const float *p, const uint16_t *v, size_t stride,
     for (int i = 0; i < n; i++) {
         float a[32];
         for (int l = 0; l < lanes; l++) a[l] = work[(size_t)l * n + i];
-        out[i] = lanes == 8 ? hsum8(a) : reduce32(a);
+        out[i] = lanes == 8 ? wren_hsum8(a) : reduce32(a);
     }
 }
 

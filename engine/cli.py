@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also llama.cpp (llama-cpp-python) in the same run")
     p.add_argument("--engine", choices=["wren", "llama.cpp"], help=argparse.SUPPRESS)
     p.add_argument("--kernels", action="store_true", help="GEMV bandwidth and GEMM throughput of the kernels")
-    p.add_argument("--formats", default="", help="--kernels: q4_0,q4_1,q8_0,q8_16 (default all)")
+    p.add_argument("--formats", default="", help="--kernels: q4_0,q4_1,q8_0,q8_16,q4_k,q6_k (default all)")
     p.add_argument("--quick", action="store_true", help="--kernels: two small shapes, fewer repeats")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.add_argument("-o", "--output", help="--kernels: also write the result (.md as a table, else JSON)")

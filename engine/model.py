@@ -39,6 +39,8 @@ ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
 DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
+# runtime formats whose plain blocks are the file's own bytes
+FILE_BLOCKS = {**DIRECT, "Q4_K": Format.Q4_K, "Q6_K": Format.Q6_K}
 # tensor types with a C conversion straight into a runtime format's blocks (no float pass); others are requantized
 CONVERTERS = {("Q5_0", Format.Q8_0): lib.wren_q5_0_to_q8_0, ("Q6_K", Format.Q8_16): lib.wren_q6_k_to_q8_16,
               ("Q4_K", Format.Q4_1): lib.wren_q4_k_to_q4_1}
@@ -66,7 +68,7 @@ def runtime_format(type_name: str, policy: str, act_blocks: str = "llama.cpp") -
     if type_name in DIRECT and (policy == "mixed" or type_name != "Q8_0"):
         return DIRECT[type_name]
     if type_name in ("Q4_K", "Q6_K") and policy == "mixed" and super_blocks_native(act_blocks):
-        return Format.Q4_K if type_name == "Q4_K" else Format.Q6_K
+        return FILE_BLOCKS[type_name]
     if type_name == "Q4_K":
         return Format.Q4_1
     if type_name == "Q6_K" and policy == "mixed":
@@ -98,7 +100,7 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
     rb = _rows_bytes(t)
     raw = g.tensor_bytes(name)[row0 * rb:(row0 + n) * rb]
     fmt = runtime_format(t.type_name, policy, act_blocks)
-    if (t.type_name in DIRECT and fmt == DIRECT[t.type_name]) or fmt.label.upper() == t.type_name:
+    if FILE_BLOCKS.get(t.type_name) == fmt:
         plain = raw
     else:
         plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)

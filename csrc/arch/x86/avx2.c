@@ -555,14 +555,12 @@ static void q6k_bsums(const int8_t *xq, int64_t k, int32_t *bsum) {
 }
 
 /* below 8 rows (ggml_vec_dot_q6_K_q8_K): 8 integer lanes per super-block, lane l less 32 (sc[2l] bsum[2l] +
- * sc[2l + 1] bsum[2l + 1]) (chunk l's pair), each into its float lane; one activation row */
+ * sc[2l + 1] bsum[2l + 1]) (chunk l's pair), each into its float lane; one activation row, its sums of 16 in bsum */
 AI void q6k_tiles_lanes(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, int64_t i,
-                        float *y) {
+                        const int32_t *bsum, float *y) {
     const int64_t nsb = k / WREN_QK_SUPER, nb = k / WREN_QK;
     const size_t tb = wren_tile_bytes(WREN_Q6_K, TR);
     const int8_t *xq = a->q + i * k;
-    int32_t bsum[4096];         /* k <= 65536 (wren_check_weights) */
-    q6k_bsums(xq, k, bsum);
     const uint8_t *tile = w + (size_t)(t0 * nsb) * tb;
     for (int64_t t = t0; t < t1; t++) {
         __m256 acc[8];
@@ -647,7 +645,9 @@ static void gemv_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
     q4k_tiles(0, w, n, k, t0, t1, a, 0, y);
 }
 static void gemv_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    q6k_tiles_lanes(w, n, k, t0, t1, a, 0, y);
+    int32_t bsum[4096];         /* k / 16 sums, k <= 65536 (wren_check_weights) */
+    q6k_bsums(a->q, k, bsum);
+    q6k_tiles_lanes(w, n, k, t0, t1, a, 0, bsum, y);
 }
 
 /* GEMM: slabs of tiles that every activation row passes over; each row with the arithmetic llama.cpp gives a row of
@@ -664,14 +664,16 @@ static void gemm_q4_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_
 }
 static void gemm_q6_k(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                       int64_t ldy) {
+    int32_t bsums[7 * 4096];    /* up to seven rows of k / 16 sums, k <= 65536 */
     if (a->m < 8) {
+        for (int64_t i = 0; i < a->m; i++) q6k_bsums(a->q + i * k, k, bsums + (size_t)i * (k / 16));
         for (int64_t s0 = t0; s0 < t1; s0 += 4) {
             const int64_t s1 = s0 + 4 < t1 ? s0 + 4 : t1;
-            for (int64_t i = 0; i < a->m; i++) q6k_tiles_lanes(w, n, k, s0, s1, a, i, y + i * ldy);
+            for (int64_t i = 0; i < a->m; i++)
+                q6k_tiles_lanes(w, n, k, s0, s1, a, i, bsums + (size_t)i * (k / 16), y + i * ldy);
         }
         return;
     }
-    int32_t bsums[4 * 4096];    /* four rows of k / 16 sums, k <= 65536 */
     for (int64_t i = 0; i < a->m; i += 4) {
         const int nr = a->m - i < 4 ? (int)(a->m - i) : 4;
         for (int j = 0; j < nr; j++) q6k_bsums(a->q + (i + j) * k, k, bsums + (size_t)j * (k / 16));

@@ -17,7 +17,7 @@ def _version() -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from wren.engine import native, topology
+    from wren.engine.runtime import native, topology
 
     topo = topology.read_topology()
     print(f"Wren {_version()} on Python {platform.python_version()}, {platform.system()} {platform.machine()}")
@@ -42,8 +42,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
     import subprocess
 
-    from wren.engine import bench
-    from wren.engine.generate import resolve_model_path
+    from wren.engine.bench import compare as bench
+    from wren.engine.runtime.generate import resolve_model_path
 
     path = resolve_model_path(args.model)
     threads = int(args.threads) if args.threads else 2
@@ -79,7 +79,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_kernels(args: argparse.Namespace) -> int:
-    from wren.engine import kbench, native
+    from wren.engine.bench import kernels as kbench
+    from wren.engine.runtime import native
 
     try:
         threads = sorted({int(t) for t in (args.threads or "1,2").split(",")})
@@ -117,9 +118,9 @@ def _read_input(path: str) -> str:
 def cmd_tokenize(args: argparse.Namespace) -> int:
     import json
 
-    from wren.engine import gguffile
-    from wren.engine.generate import resolve_model_path
-    from wren.engine.tokenizer import Tokenizer
+    from wren.engine.runtime import gguffile
+    from wren.engine.runtime.generate import resolve_model_path
+    from wren.engine.runtime.tokenizer import Tokenizer
 
     with gguffile.read(resolve_model_path(args.model)) as g:
         tok = Tokenizer.from_gguf(g)
@@ -132,8 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.raw:
         print("wren run: only --raw is available (the chat modes come with `wren chat`)", file=sys.stderr)
         return 2
-    from wren.engine.generate import Generator, resolve_model_path
-    from wren.engine.sampling import GREEDY, Sampler, SamplingParams
+    from wren.engine.runtime.generate import Generator, resolve_model_path
+    from wren.engine.runtime.sampling import GREEDY, Sampler, SamplingParams
 
     text = _read_input(args.file)
     gen = Generator.load(resolve_model_path(args.model), policy=args.weights,
@@ -226,7 +227,7 @@ def _emit_json(obj) -> None:
 
 
 def cmd_email(args: argparse.Namespace) -> int:
-    from wren.engine import modes
+    from wren.engine.assistant import modes
 
     thread = _read_input(args.thread) if args.thread else ""
 
@@ -243,7 +244,7 @@ def cmd_email(args: argparse.Namespace) -> int:
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from wren.engine import modes
+    from wren.engine.assistant import modes
 
     message = _read_arg_file(args.file)
 
@@ -262,7 +263,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from wren.engine import modes
+    from wren.engine.assistant import modes
 
     text = _read_arg_file(args.file)
     show = sys.stderr.isatty() and not args.json
@@ -382,7 +383,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from wren.engine import catalog
+    from wren.engine.library import catalog
 
     if args.action == "list":
         rows = []
@@ -539,10 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wren: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # the loader's own errors and the native core's carry a message meant for the user
-        from wren.engine.catalog import CatalogError
-        from wren.engine.chat_template import ChatTemplateError
-        from wren.engine.gguffile import GGUFError
-        from wren.engine.native import NativeError
+        from wren.engine.library.catalog import CatalogError
+        from wren.engine.runtime.chat_template import ChatTemplateError
+        from wren.engine.runtime.gguffile import GGUFError
+        from wren.engine.runtime.native import NativeError
 
         if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError)):
             print(f"wren: {e}", file=sys.stderr)

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from wren.engine import catalog, gguffile, native
-from wren.engine.chat_template import ChatTemplate
-from wren.engine.generate import ContextFullError, GenerationStats, Generator, resolve_model_path
-from wren.engine.model import Model
-from wren.engine.sampling import Sampler, SamplingParams
+from wren.engine.library import catalog
+from wren.engine.runtime import gguffile, native
+from wren.engine.runtime.chat_template import ChatTemplate
+from wren.engine.runtime.generate import ContextFullError, GenerationStats, Generator, resolve_model_path
+from wren.engine.runtime.model import Model
+from wren.engine.runtime.sampling import Sampler, SamplingParams
 from wren.engine.settings import Settings, SettingsError
-from wren.engine.tokenizer import Tokenizer
+from wren.engine.runtime.tokenizer import Tokenizer
 
 
 # ---- events ----------------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from wren.engine import topology
-from wren.engine.sampling import SamplingParams
+from wren.engine.runtime import topology
+from wren.engine.runtime.sampling import SamplingParams
 
 CORE_PRESETS = ("big", "all", "system", "custom")
 POLICIES = ("mixed", "int4")

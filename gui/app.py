@@ -8,7 +8,7 @@ import sys
 
 def open_store():
     """The conversation database; a damaged one is moved aside (kept) and a fresh one started, with a note."""
-    from wren.gui.store import Store, StoreError
+    from wren.engine.store import Store, StoreError
 
     try:
         return Store(), None

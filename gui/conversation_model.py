@@ -5,7 +5,7 @@ import time
 
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from wren.gui.store import Conversation, Store
+from wren.engine.store import Conversation, Store
 
 MODE_LABELS = {"chat": "Chat", "email": "Draft email", "reply": "Smart reply", "summarize": "Summarize"}
 

@@ -14,12 +14,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QF
                                QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
-from wren.engine import catalog, modes
+from wren.engine.library import catalog
+from wren.engine.assistant import modes
 from wren.engine import settings as wsettings
 from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
-from wren.gui.store import Store
+from wren.engine.store import Store
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away

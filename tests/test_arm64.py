@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from wren.engine import native
-from wren.engine.native import Format, Variant
+from wren.engine.runtime import native
+from wren.engine.runtime.native import Format, Variant
 
 EXPECT = os.environ.get("WREN_EXPECT_VARIANT")
 FEATURES = {"neon": {"asimd"}, "dotprod": {"asimd", "asimddp"}, "i8mm": {"asimd", "asimddp", "i8mm"}}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import model_or_skip
 
-from wren.engine import catalog, pypi_models
-from wren.engine.gguffile import GGUFError
+from wren.engine.library import catalog, pypi as pypi_models
+from wren.engine.runtime.gguffile import GGUFError
 
 gguf = pytest.importorskip("gguf")
 

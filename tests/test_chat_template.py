@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from wren.engine import chat_template as ct_mod
-from wren.engine import gguffile
-from wren.engine.chat_template import ChatTemplate, ChatTemplateError
-from wren.engine.tokenizer import TYPE_CONTROL, TYPE_NORMAL, Tokenizer
+from wren.engine.runtime import chat_template as ct_mod
+from wren.engine.runtime import gguffile
+from wren.engine.runtime.chat_template import ChatTemplate, ChatTemplateError
+from wren.engine.runtime.tokenizer import TYPE_CONTROL, TYPE_NORMAL, Tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},
@@ -36,7 +36,7 @@ def model_ct(real_model):
 @pytest.fixture(scope="module")
 def tiny_tok():
     """A model-free byte-level vocabulary with ChatML's special tokens."""
-    from wren.engine.tokenizer import _BYTE_ENC
+    from wren.engine.runtime.tokenizer import _BYTE_ENC
     tokens = list(_BYTE_ENC) + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     types = [TYPE_NORMAL] * 256 + [TYPE_CONTROL] * 3
     return Tokenizer(tokens, types, None, [], model="gpt2", pre="gpt-2", bos_id=257, eos_id=258)

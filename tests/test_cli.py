@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from wren.engine import native
+from wren.engine.runtime import native
 
 
 def wren(*args, env=None, timeout=300):
@@ -89,8 +89,8 @@ def test_run_raw_greedy_streams_the_greedy_continuation(smollm2, tmp_path):
     import conftest
     import numpy as np
 
-    from wren.engine.model import Model
-    from wren.engine.tokenizer import Tokenizer
+    from wren.engine.runtime.model import Model
+    from wren.engine.runtime.tokenizer import Tokenizer
 
     ref = json.loads(conftest.reference_file("SmolLM2-135M-Instruct.Q4_1").read_text())
     p = next(p for p in ref["prompts"] if p["text"] == "The capital of France is")

@@ -4,7 +4,7 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-from wren.engine import native  # noqa: E402
+from wren.engine.runtime import native  # noqa: E402
 from wren.engine._native import ffi, lib  # noqa: E402
 
 T = gguf.GGMLQuantizationType

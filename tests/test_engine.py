@@ -9,10 +9,11 @@ import time
 import pytest
 from conftest import model_or_skip
 
-from wren.engine import catalog, modes
+from wren.engine.library import catalog
+from wren.engine.assistant import modes
 from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Progress, Request, Token
-from wren.engine.gguffile import GGUFError
-from wren.engine.sampling import GREEDY, SamplingParams
+from wren.engine.runtime.gguffile import GGUFError
+from wren.engine.runtime.sampling import GREEDY, SamplingParams
 from wren.engine.settings import Settings, SettingsError
 
 MODEL = "SmolLM2-135M-Instruct"

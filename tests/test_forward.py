@@ -25,9 +25,9 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 import numpy_forward  # noqa: E402
-from wren.engine import gguffile, native  # noqa: E402
-from wren.engine.model import K_QUANTS, Model, super_blocks_native  # noqa: E402
-from wren.engine.native import Format, Variant  # noqa: E402
+from wren.engine.runtime import gguffile, native  # noqa: E402
+from wren.engine.runtime.model import K_QUANTS, Model, super_blocks_native  # noqa: E402
+from wren.engine.runtime.native import Format, Variant  # noqa: E402
 
 ARCHS = ["llama", "qwen2", "gemma3", "phi3"]
 

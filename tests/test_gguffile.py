@@ -7,8 +7,8 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-from wren.engine import gguffile  # noqa: E402
-from wren.engine.gguffile import GGUFError  # noqa: E402
+from wren.engine.runtime import gguffile  # noqa: E402
+from wren.engine.runtime.gguffile import GGUFError  # noqa: E402
 
 
 def write_small(path, extra_kv=None):

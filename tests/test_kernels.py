@@ -15,9 +15,9 @@ Tolerances, and why:
 import numpy as np
 import pytest
 
-from wren.engine import native
+from wren.engine.runtime import native
 from wren.engine._native import ffi, lib
-from wren.engine.native import Activations, Format, PackedWeights, Variant
+from wren.engine.runtime.native import Activations, Format, PackedWeights, Variant
 
 FORMATS = [f for f in Format if not f.super_block]  # Q4_K and Q6_K: test_kquant.py
 VARIANTS = native.available_variants()

@@ -5,9 +5,9 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-from wren.engine import native  # noqa: E402
+from wren.engine.runtime import native  # noqa: E402
 from wren.engine._native import lib  # noqa: E402
-from wren.engine.native import Activations, Format, PackedWeights, Variant  # noqa: E402
+from wren.engine.runtime.native import Activations, Format, PackedWeights, Variant  # noqa: E402
 
 KFORMATS = [Format.Q4_K, Format.Q6_K]
 GGML = {Format.Q4_K: gguf.GGMLQuantizationType.Q4_K, Format.Q6_K: gguf.GGMLQuantizationType.Q6_K}

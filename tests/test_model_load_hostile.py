@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("gguf")
 
 from test_forward import write_synthetic  # noqa: E402
-from wren.engine.gguffile import GGUFError  # noqa: E402
-from wren.engine.model import Model  # noqa: E402
-from wren.engine.native import NativeError  # noqa: E402
+from wren.engine.runtime.gguffile import GGUFError  # noqa: E402
+from wren.engine.runtime.model import Model  # noqa: E402
+from wren.engine.runtime.native import NativeError  # noqa: E402
 
 ALLOWED = (GGUFError, NativeError, ValueError)
 

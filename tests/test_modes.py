@@ -2,7 +2,7 @@
 splitting long text, keeping pasted text as data."""
 import pytest
 
-from wren.engine import modes
+from wren.engine.assistant import modes
 
 
 def test_email_with_subject_line():

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from wren.engine import native
-from wren.engine.native import Activations, Format, PackedWeights, Pool
-from wren.engine.topology import format_cpu_list, parse_cpu_list
+from wren.engine.runtime import native
+from wren.engine.runtime.native import Activations, Format, PackedWeights, Pool
+from wren.engine.runtime.topology import format_cpu_list, parse_cpu_list
 
 ALLOWED = sorted(os.sched_getaffinity(0))
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from wren.engine.sampling import (GREEDY, Sampler, SamplingParams, apply_repetition_penalty, min_p_cut,
+from wren.engine.runtime.sampling import (GREEDY, Sampler, SamplingParams, apply_repetition_penalty, min_p_cut,
                                   softmax, top_k_candidates, top_p_cut)
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])

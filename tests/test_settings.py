@@ -3,7 +3,7 @@ import pytest
 from test_topology import make_tree, phone, rk3588
 
 from wren.engine import settings as S
-from wren.engine import topology
+from wren.engine.runtime import topology
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):

@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 from test_topology import make_tree, rk3588  # noqa: E402
 
-from wren.engine import catalog  # noqa: E402
+from wren.engine.library import catalog  # noqa: E402
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError  # noqa: E402
-from wren.engine.topology import read_topology  # noqa: E402
+from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.gui.settings_dialog import TOUCH_HEIGHT, SettingsDialog  # noqa: E402
 
 gguf = pytest.importorskip("gguf")

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from wren.gui.conversation_model import ConversationListModel
-from wren.gui.store import SCHEMA_VERSION, Store, StoreError
+from wren.engine.store import SCHEMA_VERSION, Store, StoreError
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_a_write_is_committed_at_once(store):
 
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
-    from wren.gui.store import Store
+    from wren.engine.store import Store
     s = Store(sys.argv[1])
     cid = s.new_conversation("Killed mid-answer")
     s.add_message(cid, "user", "Name three rivers.")
@@ -271,7 +271,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_two_openers_of_a_new_database_migrate_it_once(tmp_path):
     # One process creates the database while another opens it: the second read the old version before the first
     # committed and must not run the migration again ("table conversations already exists").
-    from wren.gui.store import _MIGRATIONS
+    from wren.engine.store import _MIGRATIONS
     path = tmp_path / "wren.sqlite3"
     first = sqlite3.connect(path, isolation_level=None)
     first.execute("PRAGMA journal_mode=WAL")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wren.engine import gguffile
-from wren.engine.tokenizer import (TYPE_BYTE, TYPE_CONTROL, TYPE_NORMAL, TYPE_USER_DEFINED, Tokenizer,
+from wren.engine.runtime import gguffile
+from wren.engine.runtime.tokenizer import (TYPE_BYTE, TYPE_CONTROL, TYPE_NORMAL, TYPE_USER_DEFINED, Tokenizer,
                                    TokenizerError)
 
 _TOKENIZERS = {}
@@ -130,7 +130,7 @@ def representable(tok, text):
     0x13, ..., 0xF1, 0xF2), which llama.cpp (and we) silently drop."""
     if tok.vocab_type == "spm":
         return True
-    from wren.engine.tokenizer import _BYTE_ENC
+    from wren.engine.runtime.tokenizer import _BYTE_ENC
     return all(tok.token_to_id(_BYTE_ENC[b]) is not None for b in text.encode("utf-8"))
 
 
@@ -228,12 +228,12 @@ def _hf_bpe(tok):
 
 # --------------------------------------------------------------------------------------------- synthetic vocabularies
 def byte_level(s: str) -> str:
-    from wren.engine.tokenizer import _BYTE_ENC
+    from wren.engine.runtime.tokenizer import _BYTE_ENC
     return "".join(_BYTE_ENC[b] for b in s.encode("utf-8"))
 
 
 def tiny_bpe(pre: str, merges=(), extra=()) -> Tokenizer:
-    from wren.engine.tokenizer import _BYTE_ENC
+    from wren.engine.runtime.tokenizer import _BYTE_ENC
     tokens = list(_BYTE_ENC)
     merge_list = []
     for a, b in merges:
@@ -267,7 +267,7 @@ def test_gpt2_and_default_pre_tokenizers():
 
 
 def test_unknown_pre_tokenizer_falls_back_to_gpt2_with_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="wren.engine.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="wren.engine.runtime.tokenizer"):
         tok = tiny_bpe("no-such-pre")
     assert "no-such-pre" in caplog.text
     assert pieces(tok, "Hello  world's 123") == ["Hello", " ", " world", "'s", " 123"]

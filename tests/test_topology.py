@@ -1,4 +1,4 @@
-"""Tests for wren.engine.topology on fake sysfs trees built in tmp_path, plus sanity checks on the live machine."""
+"""Tests for wren.engine.runtime.topology on fake sysfs trees built in tmp_path, plus sanity checks on the live machine."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from wren.engine.topology import (
+from wren.engine.runtime.topology import (
     Topology, format_cpu_list, midr_core_name, parse_cpu_list, read_topology,
 )
 

@@ -16,7 +16,7 @@ qasync = pytest.importorskip("qasync")
 from wren.engine.engine import Done, Request, Stats, Token  # noqa: E402
 from wren.engine.settings import Settings  # noqa: E402
 from wren.gui.main_window import MainWindow  # noqa: E402
-from wren.gui.store import Store  # noqa: E402
+from wren.engine.store import Store  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_errors_show_in_the_window(qtbot, loop, tmp_path):
     assert "ran out of context" in w.banner.text() and w.banner.isVisible()
 
     async def failing(path, settings, progress=None):
-        from wren.engine.gguffile import GGUFError
+        from wren.engine.runtime.gguffile import GGUFError
         raise GGUFError("bad.gguf: the file is truncated")
     w2, _ = make_window(tmp_path / "b", None, qtbot) if (tmp_path / "b").mkdir() is None else None
     w2.open_engine = failing
@@ -330,7 +330,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 from wren.engine.settings import Settings
 from wren.gui.main_window import MainWindow
-from wren.gui.store import Store
+from wren.engine.store import Store
 app = QApplication(sys.argv)
 loop = qasync.QEventLoop(app)
 asyncio.set_event_loop(loop)

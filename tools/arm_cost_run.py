@@ -10,11 +10,12 @@ start-up and exit cancel out.
 import os
 import sys
 
-from wren.engine import bench, native
-from wren.engine.generate import Generator
-from wren.engine.model import Model
-from wren.engine.sampling import Sampler, SamplingParams
-from wren.engine.tokenizer import Tokenizer
+from wren.engine.bench import compare as bench
+from wren.engine.runtime import native
+from wren.engine.runtime.generate import Generator
+from wren.engine.runtime.model import Model
+from wren.engine.runtime.sampling import Sampler, SamplingParams
+from wren.engine.runtime.tokenizer import Tokenizer
 
 
 def main() -> int:

@@ -112,8 +112,8 @@ def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(args) -> None:
-    from wren.engine import native
-    from wren.engine.model import Model
+    from wren.engine.runtime import native
+    from wren.engine.runtime.model import Model
 
     data = np.load(args.dump)
     ids = data["ids"]
@@ -125,7 +125,7 @@ def compare(args) -> None:
 
 
 def _compare(args, data, ids, llama, ctx, pool) -> None:
-    from wren.engine.native import ffi, lib
+    from wren.engine.runtime.native import ffi, lib
 
     rows: list[tuple] = []
     step = ["p"]

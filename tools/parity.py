@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from wren.engine import native
-from wren.engine.model import ACT_BLOCKS, Model
-from wren.engine.tokenizer import Tokenizer
+from wren.engine.runtime import native
+from wren.engine.runtime.model import ACT_BLOCKS, Model
+from wren.engine.runtime.tokenizer import Tokenizer
 
 
 def parity(m: Model, ref: dict, pool) -> dict:
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("reference")
     ap.add_argument("--policy", default="mixed", choices=["mixed", "int4"])
     ap.add_argument("--act-blocks", default="llama.cpp", choices=list(ACT_BLOCKS),
-                    help="activation blocks of K-quant matrices (engine/model.py)")
+                    help="activation blocks of K-quant matrices (engine/runtime/model.py)")
     ap.add_argument("--text")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 
 from wren.engine.settings import Settings
 from wren.gui.main_window import MainWindow
-from wren.gui.store import Store
+from wren.engine.store import Store
 
 DOC = """The town library will close for renovation from March 3 to June 28. During the closure, books can be
 returned at the community centre on Elm Street, which will also host a small lending desk on weekdays from 10 to 4.

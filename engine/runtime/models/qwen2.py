@@ -1,5 +1,5 @@
 """qwen2 (Qwen2.5): llama with biases on q, k, v (picked up as optional tensors) and NEOX rotary halves."""
-from wren.engine.models.base import Architecture
+from wren.engine.runtime.models.base import Architecture
 
 
 class Qwen2(Architecture):

@@ -12,10 +12,11 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wren.engine import native, pypi_models
-from wren.engine.model import Context, Model
-from wren.engine.sampling import Sampler
-from wren.engine.tokenizer import Tokenizer
+from wren.engine.runtime import native
+from wren.engine.library import pypi as pypi_models
+from wren.engine.runtime.model import Context, Model
+from wren.engine.runtime.sampling import Sampler
+from wren.engine.runtime.tokenizer import Tokenizer
 
 
 class ContextFullError(ValueError):
@@ -50,7 +51,7 @@ class GenerationStats:
 
 def resolve_model_path(spec: str | None) -> Path:
     """A file path, or the name of an installed model (Wren's library or a PyPI package); None: the default."""
-    from wren.engine import catalog
+    from wren.engine.library import catalog
 
     if spec and Path(spec).exists():
         return Path(spec)

@@ -1,5 +1,5 @@
 """phi3: fused q|k|v and gate|up matrices, split into separate ones at load; NEOX rotary halves."""
-from wren.engine.models.base import Architecture
+from wren.engine.runtime.models.base import Architecture
 
 
 class Phi3(Architecture):

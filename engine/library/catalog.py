@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from wren.engine import gguffile, pypi_models
-from wren.engine.gguffile import GGUFError
+from wren.engine.runtime import gguffile
+from wren.engine.library import pypi as pypi_models
+from wren.engine.runtime.gguffile import GGUFError
 
 Progress = Callable[[int, int, str], None]  # (done, total, what); bytes
 
@@ -141,8 +142,8 @@ WORKING_BYTES = 96 << 20  # interpreter, tokenizer, scratch and logits buffers, 
 def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> ModelInfo:
     """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file. `gguf`: the file
     already parsed (it stays open)."""
-    from wren.engine.model import POLICIES, runtime_format
-    from wren.engine.models import architecture_for
+    from wren.engine.runtime.model import POLICIES, runtime_format
+    from wren.engine.runtime.models import architecture_for
 
     path = Path(path)
     with contextlib.nullcontext(gguf) if gguf is not None else gguffile.read(path) as g:

@@ -216,7 +216,7 @@ def _meta(g: Any) -> Mapping[str, Any]:
     md = getattr(g, "metadata", None)
     if isinstance(md, Mapping):
         return md
-    raise TypeError("Tokenizer.from_gguf needs a GGUFFile (wren.engine.gguffile.read) or its metadata dict")
+    raise TypeError("Tokenizer.from_gguf needs a GGUFFile (wren.engine.runtime.gguffile.read) or its metadata dict")
 
 
 class Tokenizer:
@@ -352,7 +352,7 @@ class Tokenizer:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_gguf(cls, g: Any) -> "Tokenizer":
-        """Build from a GGUFFile (wren.engine.gguffile.read) or its metadata dict."""
+        """Build from a GGUFFile (wren.engine.runtime.gguffile.read) or its metadata dict."""
         md = _meta(g)
         model = md.get("tokenizer.ggml.model")
         if model is None:
@@ -379,7 +379,7 @@ class Tokenizer:
 
     @classmethod
     def from_path(cls, path) -> "Tokenizer":
-        from wren.engine import gguffile
+        from wren.engine.runtime import gguffile
         with gguffile.read(path) as g:
             return cls.from_gguf(g)
 

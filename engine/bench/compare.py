@@ -49,7 +49,7 @@ def _rss_mib() -> float:
 
 def bench_wren(path: Path, threads: int, n_prompt: int, n_gen: int, policy: str = "mixed",
                repeats: int = 3) -> BenchResult:
-    from wren.engine.generate import Generator
+    from wren.engine.runtime.generate import Generator
 
     t0 = time.perf_counter()
     gen = Generator.load(path, policy=policy, threads=threads, n_ctx=max(512, n_prompt + n_gen + 8), n_batch=512)

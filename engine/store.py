@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wren.engine import catalog
+from wren.engine.library import catalog
 
 FILE_NAME = "wren.sqlite3"
 MODES = ("chat", "email", "reply", "summarize")  # as in wren.engine.settings.MODES

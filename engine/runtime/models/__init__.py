@@ -1,10 +1,10 @@
 """One small module per architecture, chosen by general.architecture."""
-from wren.engine.gguffile import GGUFError, GGUFFile
-from wren.engine.models.base import Architecture, HParams
-from wren.engine.models.gemma3 import Gemma3
-from wren.engine.models.llama import Llama
-from wren.engine.models.phi3 import Phi3
-from wren.engine.models.qwen2 import Qwen2
+from wren.engine.runtime.gguffile import GGUFError, GGUFFile
+from wren.engine.runtime.models.base import Architecture, HParams
+from wren.engine.runtime.models.gemma3 import Gemma3
+from wren.engine.runtime.models.llama import Llama
+from wren.engine.runtime.models.phi3 import Phi3
+from wren.engine.runtime.models.qwen2 import Qwen2
 
 ARCHITECTURES = {cls.name: cls for cls in (Llama, Qwen2, Gemma3, Phi3)}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from wren.engine.engine import Done, Engine, Progress, Request, Token
-from wren.engine.sampling import SamplingParams
+from wren.engine.runtime.sampling import SamplingParams
 
 TONES = ("formal", "neutral", "friendly", "direct")
 LENGTHS = ("short", "medium", "long")

@@ -5,7 +5,7 @@ GGUF norm weights already include Gemma's "1 +" offset (the converter adds it), 
 """
 import math
 
-from wren.engine.models.base import Architecture, HParams
+from wren.engine.runtime.models.base import Architecture, HParams
 
 SWA_PATTERN = 6  # layers 0-4 slide, layer 5 is global, and so on
 SWA_ROPE_BASE = 10000.0

@@ -28,11 +28,11 @@ from typing import Callable
 
 import numpy as np
 
-from wren.engine import gguffile, native
+from wren.engine.runtime import gguffile, native
 from wren.engine._native import ffi, lib
-from wren.engine.gguffile import GGUFError, GGUFFile
-from wren.engine.models import HParams, architecture_for
-from wren.engine.native import Format, PackedWeights, Pool
+from wren.engine.runtime.gguffile import GGUFError, GGUFFile
+from wren.engine.runtime.models import HParams, architecture_for
+from wren.engine.runtime.native import Format, PackedWeights, Pool
 
 POLICIES = ("mixed", "int4")
 ACT_BLOCKS = ("llama.cpp", "32")

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from wren.engine import native
-from wren.engine.native import Activations, Format, PackedWeights, Pool
+from wren.engine.runtime import native
+from wren.engine.runtime.native import Activations, Format, PackedWeights, Pool
 
 # (n, k) = (rows/outputs, columns/inputs) of real models' matrices: SmolLM2-135M ffn down/up, Qwen2.5-1.5B ffn
 # down/up, SmolLM2's 49152-token output layer.

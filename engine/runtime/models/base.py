@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from wren.engine.gguffile import GGUFError, GGUFFile
+from wren.engine.runtime.gguffile import GGUFError, GGUFFile
 
 
 @dataclass

@@ -43,21 +43,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
     from wren.engine.bench import compare as bench
-    from wren.engine.runtime.generate import resolve_model_path
+    from wren.engine.runtime import loader, placement, topology
+    from wren.engine.settings import Settings
 
-    path = resolve_model_path(args.model)
-    threads = int(args.threads) if args.threads else 2
+    path = loader.resolve_model_path(args.model)
+    settings = bench.settings(_with_flags(Settings(), args), args.prompt_tokens, args.gen_tokens)
+    threads = placement.place(settings, topology.read_topology()).threads
     if args.engine:  # one engine in this process (the parent runs each in its own, for clean peak memory)
-        run = bench.bench_wren if args.engine == "wren" else bench.bench_llama_cpp
-        kwargs = dict(policy=args.weights) if args.engine == "wren" else {}
-        result = run(path, threads, args.prompt_tokens, args.gen_tokens, **kwargs)
+        if args.engine == "wren":
+            result = bench.bench_wren(path, settings, args.prompt_tokens, args.gen_tokens)
+        else:
+            result = bench.bench_llama_cpp(path, threads, args.prompt_tokens, args.gen_tokens)
         print(json.dumps(bench.asdict(result)))
         return 0
     engines = ["wren"] + (["llama.cpp"] if args.compare else [])
     results = []
     for engine in engines:
         cmd = [sys.executable, "-m", "wren.engine.cli", "bench", "-m", str(path), "-t", str(threads),
-               "-p", str(args.prompt_tokens), "-n", str(args.gen_tokens), "--weights", args.weights,
+               "-p", str(args.prompt_tokens), "-n", str(args.gen_tokens), "--weights", settings.weight_policy,
                "--engine", engine]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -108,6 +111,24 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_flags(s, args: argparse.Namespace):
+    """Settings with the command's -m, -t, --ctx and --weights where given."""
+    from dataclasses import replace
+
+    if getattr(args, "model", None):
+        s = replace(s, model=args.model)
+    if getattr(args, "threads", None):
+        try:
+            s = replace(s, threads=int(args.threads))
+        except ValueError:
+            raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
+    if getattr(args, "ctx", None):
+        s = replace(s, context_length=int(args.ctx))
+    if getattr(args, "weights", None):
+        s = replace(s, weight_policy=args.weights)
+    return s.validated()
+
+
 def _read_input(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
@@ -119,7 +140,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     import json
 
     from wren.engine.runtime import gguffile
-    from wren.engine.runtime.generate import resolve_model_path
+    from wren.engine.runtime.loader import resolve_model_path
     from wren.engine.runtime.tokenizer import Tokenizer
 
     with gguffile.read(resolve_model_path(args.model)) as g:
@@ -133,12 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.raw:
         print("wren run: only --raw is available (the chat modes come with `wren chat`)", file=sys.stderr)
         return 2
-    from wren.engine.runtime.generate import Generator, resolve_model_path
+    from wren.engine.runtime.loader import open_generator
     from wren.engine.runtime.sampling import GREEDY, Sampler, SamplingParams
+    from wren.engine.settings import Settings
 
     text = _read_input(args.file)
-    gen = Generator.load(resolve_model_path(args.model), policy=args.weights,
-                         threads=int(args.threads) if args.threads else None, n_ctx=args.ctx)
+    gen = open_generator(None, _with_flags(Settings(), args))
     try:
         ids = gen.tokenizer.encode(text, add_special=True, parse_special=True)
         params = GREEDY if args.greedy else SamplingParams(seed=args.seed)
@@ -156,24 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from dataclasses import replace
-
     from wren.engine import settings as wsettings
 
     loaded = wsettings.load()
     if loaded.problem:
         print(f"wren: {loaded.problem}; using the default settings", file=sys.stderr)
-    s = loaded.settings
-    if getattr(args, "model", None):
-        s = replace(s, model=args.model)
-    if getattr(args, "threads", None):
-        try:
-            s = replace(s, threads=int(args.threads))
-        except ValueError:
-            raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
-    if getattr(args, "ctx", None):
-        s = replace(s, context_length=int(args.ctx))
-    return s.validated()
+    return _with_flags(loaded.settings, args)
 
 
 async def _open_engine(args: argparse.Namespace):
@@ -454,10 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="model benchmark (or --kernels)")
     p.add_argument("-m", "--model", help="GGUF file or known model name (default: the default model)")
-    p.add_argument("-t", "--threads", help="threads (model bench, default 2) or a list like 1,2 (--kernels)")
+    p.add_argument("-t", "--threads", help="threads (model bench, default: one per core of the fastest cluster) "
+                   "or a list like 1,2 (--kernels)")
     p.add_argument("-p", "--prompt-tokens", type=int, default=128)
     p.add_argument("-n", "--gen-tokens", type=int, default=64)
-    p.add_argument("--weights", choices=["mixed", "int4"], default="mixed", help="weight policy")
+    p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
     p.add_argument("--compare", action="store_true", help="also llama.cpp (llama-cpp-python) in the same run")
     p.add_argument("--engine", choices=["wren", "llama.cpp"], help=argparse.SUPPRESS)
     p.add_argument("--kernels", action="store_true", help="GEMV bandwidth and GEMM throughput of the kernels")
@@ -481,8 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=128, help="tokens to generate (default 128)")
     p.add_argument("-t", "--threads", help="threads (default: one per core of the fastest cluster)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=4096, help="context length")
-    p.add_argument("--weights", choices=["mixed", "int4"], default="mixed", help="weight policy")
+    p.add_argument("--ctx", type=int, help="context length (default 4096)")
+    p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
     p.add_argument("file", help="text file, or - for stdin")
     p.set_defaults(func=cmd_run)
 

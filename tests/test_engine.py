@@ -223,6 +223,15 @@ def test_memory_check_refuses_a_model_that_cannot_fit(loop):
     loop.run_until_complete(eng.close())
 
 
+def test_wrong_cores_fail_before_the_load(loop):
+    path = model_or_skip(MODEL)
+    seen = []
+    bad = Settings(context_length=CTX, cores="custom", custom_cpus=(max(os.sched_getaffinity(0)) + 64,))
+    with pytest.raises(SettingsError, match="custom_cpus"):
+        loop.run_until_complete(Engine.open(path, bad, progress=lambda d, t: seen.append(d)))
+    assert seen == []
+
+
 def test_corrupt_model_gives_the_loaders_error(loop, tmp_path):
     path = model_or_skip(MODEL)
     bad = tmp_path / "truncated.gguf"

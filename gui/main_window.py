@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         self.show_error("")
         self._show_engine()
-        from wren.gui.settings_dialog import warm_model_cache
+        from wren.gui.settings.item_models import warm_model_cache
 
         asyncio.ensure_future(asyncio.to_thread(warm_model_cache))  # the settings dialog then opens at once
         return True
@@ -401,7 +401,7 @@ class MainWindow(QMainWindow):
         self._show_engine()
 
     def open_settings(self) -> None:
-        from wren.gui.settings_dialog import SettingsDialog
+        from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
         dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))

@@ -360,8 +360,9 @@ class MainWindow(QMainWindow):
         self.show_error("")
         self._show_engine()
         from wren.gui.settings.item_models import warm_model_cache
+        from wren.gui.tasks import Task
 
-        asyncio.ensure_future(asyncio.to_thread(warm_model_cache))  # the settings dialog then opens at once
+        Task("Describing the installed models").start(lambda _report: warm_model_cache())  # the dialog opens at once
         return True
 
     def _offer_fetch(self, why: str) -> None:

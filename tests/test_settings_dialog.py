@@ -146,6 +146,19 @@ def test_ticking_a_cpu_switches_to_custom(qtbot, rk, library):
     assert seen == [s]
 
 
+def test_space_on_a_cpu_row_ticks_it(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    d.show()
+    qtbot.waitExposed(d)
+    d.cpu_table.setFocus()
+    d.cpu_table.setCurrentIndex(d.cpu_table.model().index(1, 1))
+    qtbot.keyClick(d.cpu_table, Qt.Key_Space)
+    assert d.settings().cores == "custom" and d.settings().custom_cpus == (1, 4, 5, 6, 7)
+    qtbot.keyClick(d.cpu_table, Qt.Key_Space)
+    assert d.settings().custom_cpus == (4, 5, 6, 7)
+
+
 def test_an_empty_custom_selection_shows_the_error_and_emits_nothing(qtbot, rk, library):
     d = make(qtbot, Settings(cores="custom", custom_cpus=(5,)), rk)
     seen = []
@@ -246,6 +259,9 @@ def test_every_control_has_an_accessible_name_and_a_touch_size(qtbot, rk, librar
                 if isinstance(w, kinds) and not isinstance(w.parent(), QTabBar)
                 and type(w).__name__ != "QTableCornerButton" and not w.objectName().startswith("qt_")]
     assert len(controls) > 30
+    cpus = d.cpu_table.model()  # each CPU's row, a tap target with its tick, is named too
+    assert all(cpus.index(r, 0).data(Qt.AccessibleTextRole) for r in range(cpus.rowCount()))
+    assert d.cpu_table.rowHeight(0) >= TOUCH_HEIGHT
     unnamed = [(type(w).__name__, getattr(w, "text", lambda: "")()) for w in controls if not w.accessibleName()]
     assert unnamed == []
     for w in controls:

@@ -3,7 +3,6 @@ fetching a known model and importing a file into the library (both as Tasks, wit
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -236,6 +235,7 @@ class ModelPage:
         job, self._job = self._job, None
         if job is not None:
             job.cancel()
+            job.progressed.disconnect(self._job_progress)
             self.model_status.setText(f"{job.what}: cancelled.")
         self._job_ui(False)
 
@@ -325,9 +325,9 @@ class ModelPage:
 
     def _run_job(self, job: ModelJob, fn) -> ModelJob:
         self._job = job
-        job.progressed.connect(partial(self._job_progress, job))
-        job.done.connect(partial(self._job_ended, job))
-        job.failed.connect(partial(self._job_ended, job))
+        job.progressed.connect(self._job_progress)  # bound methods: a deleted dialog hears nothing
+        job.done.connect(self._job_done)
+        job.failed.connect(self._job_failed)
         self.last_progress = None
         self.progress.setRange(0, 0)
         self.progress.setFormat(job.what + "…")
@@ -341,8 +341,8 @@ class ModelPage:
         self.opened_import.setEnabled(not running and self._opened is not None)
         self._fetch_choice_changed()
 
-    def _job_progress(self, job: ModelJob, step: tuple[int, int, str]) -> None:
-        if job is not self._job:
+    def _job_progress(self, step: tuple[int, int, str]) -> None:
+        if self._job is None:
             return
         done, total, what = step
         self.last_progress = (done, total, what)
@@ -354,13 +354,20 @@ class ModelPage:
         else:
             self.progress.setRange(0, 0)
 
-    def _job_ended(self, job: ModelJob, _outcome) -> None:
-        if job is self._job:
+    def _job_done(self, path) -> None:
+        self._job_ended(str(path), "")
+
+    def _job_failed(self, error: str) -> None:
+        self._job_ended("", error)
+
+    def _job_ended(self, path: str, error: str) -> None:
+        job = self._job
+        if job is not None and job.isFinished():  # the job shown (a cancelled one was let go: it is not)
             self._job = None
             self._job_ui(False)
-            self.model_status.setText(f"{job.what}: done — {job.path}" if job.path else f"{job.what}: {job.error}")
+            self.model_status.setText(f"{job.what}: done — {path}" if path else f"{job.what}: {error}")
         self.refresh_models()  # a cancelled job may still have finished its file
-        if job.path:
-            i = self.library.find(lambda r: Path(r["path"]) == Path(job.path))
+        if path:
+            i = self.library.find(lambda r: Path(r["path"]) == Path(path))
             if i >= 0:
                 self.model_table.selectRow(i)

@@ -115,16 +115,7 @@ def test_report_after_cancel_raises_cancelled(qtbot):
         task.report(1)
 
 
-@pytest.fixture
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
-
-
-def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, loop):
+def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, qapp):
     async def count(report):
         for i in range(3):
             report(i)
@@ -149,7 +140,13 @@ def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, loop):
             await asyncio.sleep(0)
         return seen, stuck_seen, done, stuck
 
-    seen, stuck_seen, done, stuck = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        seen, stuck_seen, done, stuck = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
     assert seen.done == ["three"] and seen.partial[-1] == 2 and done.result == "three"
     assert stuck_seen.failed == ["cancelled"] and stuck_seen.done == [] and stuck.error == "cancelled"
     assert seen.threads == stuck_seen.threads == {QThread.currentThread()}

@@ -100,7 +100,6 @@ class ModelLibraryModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows, self._n_ctx, self._available = rows, n_ctx, available
         self.endResetModel()
-        self.headerDataChanged.emit(Qt.Horizontal, RAM_COLUMN, RAM_COLUMN)
         return problem
 
     def mark_current(self, is_current: Callable[[dict], bool]) -> None:

@@ -81,36 +81,31 @@ class Task(QObject):
             self._wake.emit()
 
     def _run_thread(self, fn: Callable[[Report], Any]) -> None:
-        outcome = self._outcome_of(fn)
+        try:
+            outcome = (fn(self.report), "")
+        except Exception as e:  # noqa: BLE001 (a worker thread must report, never die silently)
+            outcome = self._failure(e)
         with self._lock:
             self._outcome = outcome
         self._wake.emit()
 
     async def _run_async(self, fn: Callable[[Report], Awaitable[Any]]) -> None:
         try:
-            result = await fn(self.report)
-            outcome = (result, "")
-        except (Cancelled, asyncio.CancelledError):
+            outcome = (await fn(self.report), "")
+        except asyncio.CancelledError:
             outcome = (None, "cancelled")
         except Exception as e:  # noqa: BLE001 (reported through `failed`)
-            outcome = (None, "cancelled" if self.cancelled else self._describe(e))
+            outcome = self._failure(e)
         with self._lock:
             self._outcome = outcome
         self._deliver()
 
-    def _outcome_of(self, fn: Callable[[Report], Any]) -> tuple[Any, str]:
-        try:
-            result = fn(self.report)
-        except Cancelled:
+    def _failure(self, e: Exception) -> tuple[None, str]:
+        if isinstance(e, Cancelled) or self.cancelled:  # whatever the work raised once told to stop
             return None, "cancelled"
-        except Exception as e:  # noqa: BLE001 (a worker thread must report, never die silently)
-            return None, "cancelled" if self.cancelled else self._describe(e)
-        return result, ""
-
-    def _describe(self, e: Exception) -> str:
         if isinstance(e, self._expected):
-            return str(e) or type(e).__name__
-        return f"{type(e).__name__}: {e}"
+            return None, str(e) or type(e).__name__
+        return None, f"{type(e).__name__}: {e}"
 
     # ---- the GUI thread's side ---------------------------------------------------------------------------------
 
@@ -144,5 +139,5 @@ class Task(QObject):
         return self._cancel.is_set()
 
     def isFinished(self) -> bool:  # noqa: N802 (named as QThread's)
-        """True once `done` or `failed` has been emitted."""
+        """True from the moment `done` or `failed` is emitted."""
         return self._finished

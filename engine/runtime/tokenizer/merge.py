@@ -2,8 +2,9 @@
 
 A word starts as one symbol per character. Every adjacent pair that the ranking knows is queued; the best pair (lowest
 rank, then leftmost) is merged into one symbol, its new neighbours are queued, and so on until no queued pair is left.
-Symbols only grow, so a queued pair is still current exactly when both sides are non-empty and their lengths still
-add up to the length it was queued with.
+A merge puts a new string object on the left and empties the right, so a queued pair is still current exactly when
+both positions hold the very objects it was queued with (the queue keeps them alive, so no other string can have
+their identity).
 
 BPE ranks a pair (a, b) by its merge rank, SentencePiece ranks the merged text a + b by its negated score; `joined`
 says which key the ranking uses.
@@ -32,13 +33,12 @@ def merge(syms: list[str], ranks: dict[Any, float], joined: bool) -> list[str]:
         a, b = syms[i], syms[i + 1]
         r = get(a + b if joined else (a, b))
         if r is not None:
-            heap.append((r, i, i + 1, 2))
+            heap.append((r, i, i + 1, a, b))
     heapq.heapify(heap)
     push, pop = heapq.heappush, heapq.heappop
     while heap:
-        _, left, right, size = pop(heap)
-        a, b = syms[left], syms[right]
-        if not a or not b or len(a) + len(b) != size:
+        _, left, right, a, b = pop(heap)
+        if syms[left] is not a or syms[right] is not b:
             continue
         merged = a + b
         syms[left], syms[right] = merged, ""
@@ -51,12 +51,12 @@ def merge(syms: list[str], ranks: dict[Any, float], joined: bool) -> list[str]:
             s = syms[pl]
             r = get(s + merged if joined else (s, merged))
             if r is not None:
-                push(heap, (r, pl, left, len(s) + len(merged)))
+                push(heap, (r, pl, left, s, merged))
         if nr >= 0:
             s = syms[nr]
             r = get(merged + s if joined else (merged, s))
             if r is not None:
-                push(heap, (r, left, nr, len(merged) + len(s)))
+                push(heap, (r, left, nr, merged, s))
     return [s for s in syms if s]
 
 

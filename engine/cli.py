@@ -433,21 +433,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+CLI_HELP = """Wren's command line works without a window:
+  wren info                         CPU features, chosen kernels, big/LITTLE layout
+  wren chat                         chat in the terminal (Ctrl+C stops an answer)
+  wren email --points TEXT          draft an email (--to, --thread FILE, --tone, --length)
+  wren reply FILE                   three short replies to a message
+  wren summarize FILE               summarize a text (--style, --length)
+  wren models list                  installed and known models (fetch, import, remove)
+  wren run --raw [--greedy] FILE    continue a text file with the default model (SmolLM2-135M)
+  wren tokenize FILE                token ids of a text file
+  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token
+  wren bench --kernels               kernel speed against this machine's memory bandwidth"""
+
+
 def cmd_window(args: argparse.Namespace) -> int:
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            or os.environ.get("QT_QPA_PLATFORM") == "offscreen"):
-        print("No display found. Wren's command line works without one:\n"
-              "  wren info                         CPU features, chosen kernels, big/LITTLE layout\n"
-              "  wren chat                         chat in the terminal (Ctrl+C stops an answer)\n"
-              "  wren email --points TEXT          draft an email (--to, --thread FILE, --tone, --length)\n"
-              "  wren reply FILE                   three short replies to a message\n"
-              "  wren summarize FILE               summarize a text (--style, --length)\n"
-              "  wren models list                  installed and known models (fetch, import, remove)\n"
-              "  wren run --raw [--greedy] FILE    continue a text file with the default model (SmolLM2-135M)\n"
-              "  wren tokenize FILE                token ids of a text file\n"
-              "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
-              "  wren bench --kernels               kernel speed against this machine's memory bandwidth")
-        return 0
+    from wren.gui import display  # plain Python: looks at the system before Qt is started (Qt aborts on failure)
+
+    choice = display.choose()
+    if choice.platform is None:
+        no_display = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                          or os.environ.get("QT_QPA_PLATFORM"))
+        print(("No display found. " if no_display else f"The window cannot start: {choice.problem}.\n") + CLI_HELP,
+              file=sys.stdout if no_display else sys.stderr)
+        return 0 if no_display else 1
+    os.environ["QT_QPA_PLATFORM"] = choice.platform
     from wren.gui.app import main as window_main
 
     return window_main()

@@ -359,9 +359,10 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         self.show_error("")
         self._show_engine()
-        from wren.gui.settings_dialog import warm_model_cache
+        from wren.gui.settings.item_models import warm_model_cache
+        from wren.gui.tasks import Task
 
-        asyncio.ensure_future(asyncio.to_thread(warm_model_cache))  # the settings dialog then opens at once
+        Task("Describing the installed models").start(lambda _report: warm_model_cache())  # the dialog opens at once
         return True
 
     def _offer_fetch(self, why: str) -> None:
@@ -401,7 +402,7 @@ class MainWindow(QMainWindow):
         self._show_engine()
 
     def open_settings(self) -> None:
-        from wren.gui.settings_dialog import SettingsDialog
+        from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
         dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))

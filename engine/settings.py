@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from wren.engine.runtime import topology
 from wren.engine.runtime.model import DEFAULT_BATCH, POLICIES
 from wren.engine.runtime.native import MAX_THREADS
 from wren.engine.runtime.sampling import SamplingParams
@@ -116,15 +115,6 @@ class Settings:
         sampling = dict(self.sampling)
         sampling[name] = replace(self.mode(name), **changes)
         return replace(self, sampling=sampling)
-
-    # ---- placement ---------------------------------------------------------------------------------------------
-
-    def pool_settings(self, topo: topology.Topology | None = None, allowed: list[int] | None = None) -> dict:
-        """placement.place as a dict(threads, cpus, strict), for the settings dialog (gui/)."""
-        from wren.engine.runtime import placement
-
-        pool = placement.place(self, topo or topology.read_topology(), allowed)
-        return dict(threads=pool.threads, cpus=None if pool.cpus is None else list(pool.cpus), strict=pool.strict)
 
 
 # ---- TOML ------------------------------------------------------------------------------------------------------

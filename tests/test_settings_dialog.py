@@ -24,6 +24,7 @@ from test_topology import make_tree, rk3588  # noqa: E402
 
 from wren.engine.library import catalog  # noqa: E402
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError  # noqa: E402
+from wren.engine.runtime import placement  # noqa: E402
 from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.gui.settings.common import TOUCH_HEIGHT  # noqa: E402
 from wren.gui.settings.dialog import SettingsDialog  # noqa: E402
@@ -466,6 +467,6 @@ def test_on_this_machine_the_big_preset_ticks_the_recommended_cpus(qtbot, librar
     d = SettingsDialog(Settings())
     qtbot.addWidget(d)
     assert [r["id"] for r in d.cpu_rows()] == [c.id for c in topo.cpus]
-    expected = Settings().pool_settings(topo)["cpus"]
+    expected = list(placement.place(Settings(), topo).cpus)
     assert [r["id"] for r in d.cpu_rows() if r["checked"]] == expected
     assert d.settings() == Settings()

@@ -14,6 +14,8 @@ from conftest import model_or_skip
 qasync = pytest.importorskip("qasync")
 
 from wren.engine.engine import Done, Request, Stats, Token  # noqa: E402
+from wren.engine.runtime import placement  # noqa: E402
+from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.engine.settings import Settings  # noqa: E402
 from wren.gui.main_window import MainWindow  # noqa: E402
 from wren.engine.store import Store  # noqa: E402
@@ -395,7 +397,7 @@ def test_settings_from_the_dialog_apply_to_the_running_engine(real_window, loop)
     dialog.apply()
     run(loop, idle(w))
     dialog.close()
-    assert w.engine.threads == len(w.settings.pool_settings()["cpus"] or cpus)
+    assert w.engine.threads == len(placement.place(w.settings, read_topology()).cpus or cpus)
 
 
 def test_corrupt_model_from_the_dialog_shows_the_loaders_message(real_window, loop, tmp_path):

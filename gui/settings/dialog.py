@@ -14,13 +14,14 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from wren.engine.library import catalog
+from wren.engine.runtime import placement
 from wren.engine.runtime import topology as topology_mod
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError
 from wren.gui.settings.appearance_page import AppearancePage
 from wren.gui.settings.common import TOUCH_HEIGHT, scrolled, select, touch
 from wren.gui.settings.generation_page import GenerationPage
 from wren.gui.settings.model_page import ModelPage
-from wren.gui.settings.performance_page import PerformancePage, describe_placement
+from wren.gui.settings.performance_page import PerformancePage
 
 __all__ = ["SettingsDialog"]
 
@@ -108,7 +109,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             font_size=self.font_spin.value(),
             sampling=dict(self._sampling),
         ).validated()
-        s.pool_settings(self._topology, self._allowed)  # CPUs that exist and that this process may use
+        placement.place(s, self._topology, self._allowed)  # CPUs that exist and that this process may use
         return s
 
     def set_settings(self, settings: Settings) -> None:
@@ -158,7 +159,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             return
         self._show_error("")
         try:
-            self.placement_label.setText(describe_placement(s.pool_settings(self._topology, self._allowed)))
+            self.placement_label.setText(placement.describe(placement.place(s, self._topology, self._allowed)))
         except SettingsError as e:
             self.placement_label.setText(str(e))
 

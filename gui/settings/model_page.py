@@ -223,7 +223,7 @@ class ModelPage:
             self.model_status.setText(str(e))
             return
         text = f"Deleted {name}."
-        if row and self._model and self._model.lower() in (row["name"].lower(), str(row["path"]).lower()):
+        if row and self._model and self._is_current(row):
             self._model = ""
             text += " It was the model in use; the default model will be used."
         self.model_status.setText(text)
@@ -244,8 +244,7 @@ class ModelPage:
     def _is_current(self, row: dict) -> bool:
         model = self._model or catalog.DEFAULT_MODEL
         path = Path(row["path"])
-        return model.lower() in (row["name"].lower(), path.name.lower(), path.stem.lower()) or \
-            os.path.abspath(model) == str(path)
+        return catalog.matches(model, row["name"], path) or os.path.abspath(model) == str(path)
 
     def _show_current_model(self) -> None:
         self.library.mark_current(self._is_current)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHeaderView, QSpinBox, QTableView, QVBoxLayout, QWidget
 
-from wren.engine.runtime import topology as topology_mod
+from wren.engine.runtime import placement
 from wren.engine.settings import CORE_PRESETS, MAX_THREADS, Settings
 from wren.gui.settings.common import TOUCH_HEIGHT, combo, form, note, select, spin, table, touch
 from wren.gui.settings.item_models import CpuTableModel
 
-__all__ = ["PerformancePage", "describe_placement"]
+__all__ = ["PerformancePage"]
 
 PRESET_LABELS = {
     "big": "Big cores only (recommended)",
@@ -22,19 +22,6 @@ POLICY_LABELS = {
     "mixed": "Mixed (int8 where the file has more than 4 bits; best quality)",
     "int4": "int4 (smallest and fastest; slightly lower quality)",
 }
-
-
-def describe_placement(pool: dict) -> str:
-    """One line saying what will run, from Settings.pool_settings()."""
-    n = pool["threads"]
-    threads = f"{n} thread{'s' if n != 1 else ''}"
-    if pool["cpus"] is None:
-        return f"{threads}, placed by the system"
-    cpus = topology_mod.format_cpu_list(pool["cpus"])
-    word = "CPU" if len(pool["cpus"]) == 1 else "CPUs"
-    if pool["strict"]:
-        return f"{threads} on {word} {cpus}, pinned"
-    return f"{threads} sharing {word} {cpus}, not pinned"
 
 
 class CpuTable(QTableView):
@@ -130,8 +117,8 @@ class PerformancePage:
         """The CPUs a preset means (all its cores, whatever the thread count)."""
         if preset == "system":
             return list(self._allowed)
-        pool = Settings(cores=preset, threads=0, strict_pinning=True).pool_settings(self._topology, self._allowed)
-        return list(pool["cpus"] or self._allowed)
+        pool = placement.place(Settings(cores=preset, threads=0, strict_pinning=True), self._topology, self._allowed)
+        return list(pool.cpus or self._allowed)
 
     def _apply_preset(self, preset: str, custom: tuple[int, ...] | list[int] = ()) -> None:
         ticks = set(custom) if preset == "custom" else set(self._preset_cpus(preset))

@@ -315,15 +315,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from wren.engine.assistant import ChatController
     from wren.engine.engine import ContextTrimmed, Done, Token
 
-    store = None if args.no_save else _open_history()
     loop = asyncio.new_event_loop()
     try:
         engine = loop.run_until_complete(_open_engine(args))
     except BaseException:
         loop.close()
-        if store is not None:
-            store.close()
         raise
+    store = None if args.no_save else _open_history()
     chat = ChatController(args.system or "", store)
     interactive = sys.stdin.isatty()
     if interactive and not args.json:

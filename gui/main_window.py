@@ -470,9 +470,7 @@ class MainWindow(QMainWindow):
     # ---- chat ----------------------------------------------------------------------------------------------------
 
     def _chat_send(self, text: str, edited) -> None:
-        if self.busy:
-            return
-        self.start(self._chat_turn(text, edited))
+        self.start(self._chat_turn(text, edited))  # refused while busy
 
     async def _chat_turn(self, text: str, edited=None) -> None:
         self.need_engine()

@@ -236,13 +236,13 @@ def _emit_json(obj) -> None:
 
 
 def cmd_email(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import draft_email
 
     thread = _read_input(args.thread) if args.thread else ""
 
     async def job(engine):
-        return await modes.draft_email(engine, args.points, to=args.to or "", thread=thread, tone=args.tone,
-                                       length=args.length)
+        return await draft_email(engine, args.points, to=args.to or "", thread=thread, tone=args.tone,
+                                 length=args.length)
 
     draft = _run_cancellable(args, job)
     if args.json:
@@ -253,12 +253,12 @@ def cmd_email(args: argparse.Namespace) -> int:
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import smart_reply
 
     message = _read_arg_file(args.file)
 
     async def job(engine):
-        return await modes.smart_reply(engine, message)
+        return await smart_reply(engine, message)
 
     result = _run_cancellable(args, job)
     if args.json:
@@ -272,7 +272,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import summarize
 
     text = _read_arg_file(args.file)
     show = sys.stderr.isatty() and not args.json
@@ -292,8 +292,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
     async def job(engine):
-        return await modes.summarize(engine, text, style=args.style, length=args.length, progress=progress,
-                                     on_token=on_token)
+        return await summarize(engine, text, style=args.style, length=args.length, progress=progress,
+                               on_token=on_token)
 
     result = _run_cancellable(args, job)
     if args.json:
@@ -305,15 +305,33 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 130 if result.cancelled else 0
 
 
+def _open_history():
+    """The conversations database the window uses too, or None (with a note) when it cannot be used."""
+    from wren.engine.store import Store, StoreError
+
+    try:
+        return Store()
+    except StoreError as e:
+        print(f"wren: {e}; this chat is not kept", file=sys.stderr)
+        return None
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     import asyncio
     import signal
+    from contextlib import aclosing
 
-    from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
+    from wren.engine.assistant import ChatController
+    from wren.engine.engine import ContextTrimmed, Done, Token
 
     loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(_open_engine(args))
-    session = ChatSession(system=args.system or "")
+    try:
+        engine = loop.run_until_complete(_open_engine(args))
+    except BaseException:
+        loop.close()
+        raise
+    store = None if args.no_save else _open_history()
+    chat = ChatController(args.system or "", store)
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
         print(f"{engine.model_name} · {engine.threads} threads on CPUs "
@@ -321,40 +339,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
               "Ctrl+C stops an answer; /regen answers again, /new starts over, /quit (or Ctrl+D) leaves.",
               file=sys.stderr)
 
-    async def turn(text: str | None) -> None:
+    async def turn() -> None:
         try:
             loop.add_signal_handler(signal.SIGINT, engine.cancel)
         except (NotImplementedError, RuntimeError):
             pass
-        parts = []
         try:
-            async for ev in engine.chat(session, text):
-                if isinstance(ev, Token):
-                    parts.append(ev.text)
-                    if not args.json:
-                        sys.stdout.write(ev.text)
-                        sys.stdout.flush()
-                elif isinstance(ev, ContextTrimmed) and not args.json:
-                    print(f"[the conversation outgrew the context: {ev.dropped_messages} oldest messages left out]",
-                          file=sys.stderr)
-                elif isinstance(ev, Done):
-                    st = ev.stats
-                    if args.json:
-                        _emit_json({"reply": ev.text.strip(), "finish_reason": ev.reason, "error": ev.error or None,
-                                    "ttft_s": round(st.ttft_seconds, 4),
-                                    "prefill_tok_s": round(st.prefill_tokens_per_s, 1),
-                                    "decode_tok_s": round(st.decode_tokens_per_s, 1),
-                                    "prompt_tokens": st.prompt_tokens, "cached_tokens": st.cached_tokens,
-                                    "generated_tokens": st.generated_tokens})
-                    else:
-                        print()
-                        if ev.reason == "error":
-                            print(f"wren: {ev.error}", file=sys.stderr)
-                        elif interactive:
-                            note = " (stopped)" if ev.reason == "cancelled" else ""
-                            print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill "
-                                  f"{st.prefill_tokens_per_s:.0f} tok/s · decode {st.decode_tokens_per_s:.0f} tok/s"
-                                  f"{note}]", file=sys.stderr)
+            async with aclosing(chat.answer(engine)) as events:
+                async for ev in events:
+                    if isinstance(ev, Token):
+                        if not args.json:
+                            sys.stdout.write(ev.text)
+                            sys.stdout.flush()
+                    elif isinstance(ev, ContextTrimmed) and not args.json:
+                        print(f"[the conversation outgrew the context: {ev.dropped_messages} oldest messages left "
+                              "out]", file=sys.stderr)
+                    elif isinstance(ev, Done):
+                        _show_turn(ev, args.json, interactive)
         finally:
             try:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -376,19 +377,37 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if text in ("/quit", "/exit"):
                 break
             if text == "/new":
-                session = ChatSession(system=args.system or "")
+                chat = ChatController(args.system or "", store)
                 continue
             if text == "/regen":
-                Engine.regenerate(session)
-                if not session.messages:
+                if not chat.regenerate():
                     continue
-                loop.run_until_complete(turn(None))
-                continue
-            loop.run_until_complete(turn(text))
+            else:
+                chat.add_user(text)
+            loop.run_until_complete(turn())
     finally:
         loop.run_until_complete(engine.close())
         loop.close()
+        if store is not None:
+            store.close()
     return 0
+
+
+def _show_turn(done, as_json: bool, interactive: bool) -> None:
+    st = done.stats
+    if as_json:
+        _emit_json({"reply": done.text.strip(), "finish_reason": done.reason, "error": done.error or None,
+                    "ttft_s": round(st.ttft_seconds, 4), "prefill_tok_s": round(st.prefill_tokens_per_s, 1),
+                    "decode_tok_s": round(st.decode_tokens_per_s, 1), "prompt_tokens": st.prompt_tokens,
+                    "cached_tokens": st.cached_tokens, "generated_tokens": st.generated_tokens})
+        return
+    print()
+    if done.reason == "error":
+        print(f"wren: {done.error}", file=sys.stderr)
+    elif interactive:
+        note = " (stopped)" if done.reason == "cancelled" else ""
+        print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill {st.prefill_tokens_per_s:.0f} tok/s · "
+              f"decode {st.decode_tokens_per_s:.0f} tok/s{note}]", file=sys.stderr)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -515,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="chat in the terminal")
     engine_flags(p)
     p.add_argument("--system", help="system prompt")
+    p.add_argument("--no-save", action="store_true", help="do not keep this chat in the history (the window's)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("email", help="draft an email: JSON {subject, body} with --json")

@@ -88,19 +88,6 @@ class Request:
     trim: bool = True
 
 
-@dataclass
-class ChatSession:
-    """A conversation: an optional system prompt and alternating user/assistant messages. `first_kept` is the
-    first message still sent to the model after the context overflowed."""
-    system: str = ""
-    messages: list[dict] = field(default_factory=list)
-    first_kept: int = 0
-
-    def prompt_messages(self) -> list[dict]:
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        return head + self.messages[self.first_kept:]
-
-
 class EngineClosedError(RuntimeError):
     pass
 
@@ -303,43 +290,6 @@ class Engine:
             if stats.prefill_seconds == 0.0:
                 stats.prefill_seconds = time.perf_counter() - start
         emit(Done(stats, "".join(parts)))
-
-    # ---- chat ----------------------------------------------------------------------------------------------------
-
-    async def chat(self, session: ChatSession, text: str | None = None, sampling: SamplingParams | None = None,
-                   max_new_tokens: int | None = None) -> AsyncIterator[Event]:
-        """One assistant turn: with text, a new user message first; without, an answer to the conversation as it
-        stands (regenerate and edit-and-resend first shape the session with `regenerate` / `edit`). The answer,
-        also a partial one when cancelled, is appended to the session."""
-        if text is not None:
-            session.messages.append({"role": "user", "content": text})
-        if not session.messages or session.messages[-1]["role"] != "user":
-            raise ValueError("the conversation does not end with a user message")
-        mode = self.settings.mode("chat")
-        req = Request(messages=session.prompt_messages(), sampling=sampling or mode.params(),
-                      max_new_tokens=max_new_tokens or mode.max_new_tokens)
-        async for ev in self.generate(req):
-            if isinstance(ev, ContextTrimmed):
-                session.first_kept += ev.dropped_messages
-            if isinstance(ev, Done) and ev.reason != "error" and ev.text:
-                session.messages.append({"role": "assistant", "content": ev.text.strip()})
-            yield ev
-
-    @staticmethod
-    def regenerate(session: ChatSession) -> None:
-        """Drop the last answer, so that the next chat() answers the same message again."""
-        while session.messages and session.messages[-1]["role"] == "assistant":
-            session.messages.pop()
-        session.first_kept = min(session.first_kept, max(len(session.messages) - 1, 0))
-
-    @staticmethod
-    def edit(session: ChatSession, index: int, text: str) -> None:
-        """Replace the user message at index and forget everything after it (the next chat() answers it)."""
-        if not 0 <= index < len(session.messages) or session.messages[index]["role"] != "user":
-            raise ValueError(f"message {index} is not a user message")
-        del session.messages[index + 1:]
-        session.messages[index] = {"role": "user", "content": text}
-        session.first_kept = min(session.first_kept, index)
 
     # ---- closing -----------------------------------------------------------------------------------------------
 

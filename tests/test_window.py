@@ -84,10 +84,6 @@ class ScriptedEngine:
         self.last_stats = stats
         yield Done(stats, "".join(out))
 
-    async def chat(self, session, text=None, sampling=None, max_new_tokens=None):
-        async for ev in self.generate(Request(messages=session.prompt_messages())):
-            yield ev
-
     def count_tokens(self, text):
         return len(text.split())
 
@@ -310,6 +306,34 @@ def test_real_chat_ask_stop_regenerate(real_window, loop):
     msgs = w.store.messages(w.cid)
     assert msgs[-1].role == "assistant" and msgs[-1].content.strip()
     assert [m.role for m in msgs].count("assistant") == 2
+
+
+def test_real_chat_after_trimming_prefills_only_the_new_text(qtbot, loop, tmp_path):
+    from test_chat_controller import new_text_tokens
+    model_or_skip("SmolLM2-135M-Instruct")
+    store = Store(tmp_path / "wren.sqlite3")
+    w = MainWindow(Settings(context_length=256).with_mode("chat", temperature=0.0, max_new_tokens=16), store)
+    qtbot.addWidget(w)
+    try:
+        assert run(loop, w.load_engine()), w.banner.text()
+        for i in range(40):  # until the conversation outgrows the context
+            run(loop, w._chat_turn(f"Question {i}: what is a good name for a pet number {i}?"))
+            if store.conversation(w.cid).first_kept:
+                break
+        else:
+            pytest.fail("forty turns did not outgrow a context of 256 tokens")
+        first_kept = store.conversation(w.cid).first_kept
+        for text in ("And one for a goldfish?", "And for a parrot?"):
+            new = new_text_tokens(w.engine, w.conversation, text)
+            run(loop, w._chat_turn(text))
+            st = w.engine.last_stats
+            assert store.conversation(w.cid).first_kept == first_kept  # no second trim
+            assert st.prompt_tokens > 4 * new and st.prefilled_tokens <= new
+            w.open_conversation(w.cid)  # shown again from the store: it goes on where it was
+        assert len(w.chat.messages) == len(store.messages(w.cid))
+    finally:
+        run(loop, w.shutdown())
+        store.close()
 
 
 def test_real_modes_once_each(real_window, loop):

@@ -466,15 +466,15 @@ CLI_HELP = """Wren's command line works without a window:
 
 
 def cmd_window(args: argparse.Namespace) -> int:
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        print("No display found. " + CLI_HELP)
+        return 0
     from wren.gui import display  # plain Python: looks at the system before Qt is started (Qt aborts on failure)
 
     choice = display.choose()
     if choice.platform is None:
-        no_display = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                          or os.environ.get("QT_QPA_PLATFORM"))
-        print(("No display found. " if no_display else f"The window cannot start: {choice.problem}.\n") + CLI_HELP,
-              file=sys.stdout if no_display else sys.stderr)
-        return 0 if no_display else 1
+        print(f"The window cannot start: {choice.problem}.\n" + CLI_HELP, file=sys.stderr)
+        return 1
     os.environ["QT_QPA_PLATFORM"] = choice.platform
     from wren.gui.app import main as window_main
 

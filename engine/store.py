@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wren.engine.assistant import MODES
+from wren.engine.settings import MODES
 from wren.engine.library import catalog
 
 FILE_NAME = "wren.sqlite3"

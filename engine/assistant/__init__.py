@@ -1,9 +1,9 @@
 """The assistant modes, one module each: chat (a conversation, its session and its record), email (draft and refine),
 reply (three short replies) and summarize (text of any length); common holds what they share."""
-MODE_LABELS = {"chat": "Chat", "email": "Draft email", "reply": "Smart reply", "summarize": "Summarize"}
-MODES = tuple(MODE_LABELS)
+from wren.engine.settings import MODES  # the one list (settings keep sampling defaults per mode)
 
-# the modules come after MODES: the store (which the chat module uses) reads MODES from here
+MODE_LABELS = dict(zip(MODES, ("Chat", "Draft email", "Smart reply", "Summarize")))
+
 from wren.engine.assistant.chat import ChatController  # noqa: E402
 from wren.engine.assistant.common import ModeError  # noqa: E402
 from wren.engine.assistant.email import EmailDraft, draft_email, refine_email  # noqa: E402

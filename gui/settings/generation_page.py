@@ -7,7 +7,7 @@ from dataclasses import replace
 from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from wren.engine.settings import MODE_DEFAULTS, MODES, ModeSampling
-from wren.gui.conversation_model import MODE_LABELS
+from wren.engine.assistant import MODE_LABELS
 from wren.gui.settings.common import button, combo, form, spin
 
 __all__ = ["GenerationPage"]

@@ -19,25 +19,47 @@ IN_CI = bool(os.environ.get("CI"))
 
 # runs `wren` (no arguments: the window) and reports once the main window is exposed on the display server
 PROBE = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     from wren.gui import main_window
 
     shown = main_window.MainWindow.show
+    report = {}
 
     def show(self):
         shown(self)
         timer = QTimer(self)
         def check():
             handle = self.windowHandle()
-            if handle is not None and handle.isExposed():
-                timer.stop()
+            if "platform" not in report:
+                if handle is None or not handle.isExposed():
+                    return
                 image = self.grab().toImage()
                 colours = {image.pixel(x, y) for x in range(0, image.width(), 23) for y in range(0, image.height(), 23)}
-                print(json.dumps({"platform": QApplication.platformName(), "desktop_file": QApplication.desktopFileName(),
-                                  "title": self.windowTitle(), "colours": len(colours)}), flush=True)
-                QApplication.quit()
+                report.update(platform=QApplication.platformName(), desktop_file=QApplication.desktopFileName(),
+                              title=self.windowTitle(), colours=len(colours))
+                if not os.environ.get("PROBE_CHAT"):
+                    return finish()
+            if "asked" not in report:  # once the default model is loaded, a chat turn as a user sends it
+                if self.banner.isVisible() and self.banner.text():
+                    report["error"] = self.banner.text()
+                    return finish()
+                if self.engine is None or self.loading:
+                    return
+                self.chat.input.setPlainText("Say hello in one short sentence.")
+                self.chat.send.click()
+                report["asked"] = True
+                return
+            if not self.busy:
+                answers = [m["content"] for m in self.chat.messages if m["role"] == "assistant"]
+                report["answer"] = answers[-1] if answers else ""
+                report["error"] = self.banner.text() if self.banner.isVisible() else ""
+                finish()
+        def finish():
+            timer.stop()
+            print(json.dumps(report), flush=True)
+            self.close()  # the last window: the app quits and shuts the engine down
         timer.timeout.connect(check)
         timer.start(20)
 
@@ -45,6 +67,7 @@ PROBE = textwrap.dedent("""
     from wren.engine.cli import main
     sys.exit(main([]))
 """)
+
 
 
 def tool_or_skip(name: str) -> str:
@@ -105,7 +128,8 @@ def test_a_display_that_does_not_answer_is_a_clear_message():
     assert "wren chat" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_the_window_opens_on_an_x_display(tmp_path):
+def test_the_window_opens_on_an_x_display_and_answers(tmp_path):
+    """As CI runs it, set up only by scripts/test.sh: the default model answers a turn; the window closes cleanly."""
     xvfb = tool_or_skip("Xvfb")
     if display.missing_libraries("xcb"):
         pytest.skip("the xcb plugin's libraries are missing")
@@ -117,12 +141,13 @@ def test_the_window_opens_on_an_x_display(tmp_path):
         with os.fdopen(read) as ready:  # Xvfb writes its display number once it accepts clients
             number = ready.readline().strip()
         assert number, "Xvfb did not start"
-        report = run_probe(session_env(DISPLAY=f":{number}"))
+        report = run_probe(session_env(DISPLAY=f":{number}", PROBE_CHAT="1"))
     finally:
         server.terminate()
         server.wait()
     assert report["platform"] == "xcb" and report["desktop_file"] == "wren" and "Wren" in report["title"]
     assert report["colours"] > 3  # drawn, not a blank surface
+    assert not report["error"] and report["answer"].strip()  # the default model answered a chat turn
 
 
 def test_the_window_opens_on_a_wayland_compositor(tmp_path):

@@ -41,22 +41,30 @@ GATE = web.AppKey("gate", object)
 
 
 class Gate:
-    """Admission: one request runs, `queue` wait; beyond that the server is busy."""
+    """Admission: one request runs, `queue` wait; beyond that the server is busy. Counts how requests ended."""
 
     def __init__(self, queue: int):
         self.limit = 1 + queue
         self.active = 0
+        self.counts = {"answered": 0, "cancelled": 0, "refused": 0, "failed": 0}
 
     @contextlib.contextmanager
     def admit(self):
         if self.active >= self.limit:
+            self.counts["refused"] += 1
             raise ApiError(503, f"the server is busy ({self.active} requests running or waiting); retry later",
                            type="server_busy", code="queue_full", headers={"Retry-After": "2"})
         self.active += 1
+        outcome = "failed"
         try:
             yield
+            outcome = "answered"
+        except (asyncio.CancelledError, ConnectionResetError):  # the client went away
+            outcome = "cancelled"
+            raise
         finally:
             self.active -= 1
+            self.counts[outcome] += 1
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -111,7 +119,8 @@ def auth(api_key: str | None):
 
 async def health(request: web.Request) -> web.Response:
     gate = request.app[GATE]
-    return web.json_response({"status": "ok", "busy": gate.active > 0, "waiting": max(gate.active - 1, 0)})
+    return web.json_response({"status": "ok", "busy": gate.active > 0, "waiting": max(gate.active - 1, 0),
+                              "requests": gate.counts})
 
 
 async def models(request: web.Request) -> web.Response:

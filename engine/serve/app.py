@@ -23,6 +23,7 @@ import time
 from aiohttp import web
 
 from wren.engine.engine import Done, Engine, Request, Token
+from wren.engine.runtime.chat_template import ChatTemplateError
 from wren.engine.runtime.constrained import Constraint, ConstraintError
 from wren.engine.runtime.generate import ContextFullError
 from wren.engine.serve import protocol as P
@@ -142,7 +143,10 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
     """The engine request: prompt length checked against the context, the constraint compiled (off the loop)."""
     def build():
         if req.messages is not None:
-            n = len(engine.template.encode(req.messages))
+            try:
+                n = len(engine.template.encode(req.messages))
+            except ChatTemplateError as e:  # a conversation the model's template refuses (roles out of order)
+                raise ApiError(400, str(e), param="messages") from None
         else:
             n = len(engine.tokenizer.encode(req.text, add_special=True, parse_special=True))
         if n + 1 >= engine.n_ctx:

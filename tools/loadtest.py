@@ -61,6 +61,7 @@ async def one(session: aiohttp.ClientSession, url: str, i: int, rng: random.Rand
         if r.status == 503:
             if "Retry-After" not in r.headers or (await r.json())["error"]["code"] != "queue_full":
                 return "error:503 without Retry-After or error body"
+            await asyncio.sleep(float(r.headers["Retry-After"]) * rng.uniform(0.5, 1.0))  # a polite client waits
             return "refused"
         if r.status != 200:
             return f"error:{r.status} {await r.text()}"
@@ -94,10 +95,9 @@ async def load(url: str, clients: int, requests: int) -> tuple[Counter, list[flo
                     outcome = await one(session, url, i, rng)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                     outcome = f"error:{type(e).__name__} {e}"
-                latencies.append(time.perf_counter() - t)
+                if outcome == "answered":
+                    latencies.append(time.perf_counter() - t)
                 outcomes[outcome.split(":")[0] if not outcome.startswith("error") else outcome] += 1
-                if outcome == "refused":
-                    await asyncio.sleep(rng.uniform(0.2, 0.6))  # a polite client backs off
 
     await asyncio.gather(*(client(k) for k in range(clients)))
     return outcomes, latencies
@@ -140,14 +140,14 @@ def main() -> int:
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     errors = {k: v for k, v in outcomes.items() if k.startswith("error")}
-    latencies.sort()
+    latencies = sorted(latencies) or [0.0]
     rows = [("clients / requests", f"{args.clients} / {args.requests} (server --queue {args.queue})"),
             ("answered / dropped mid-stream / refused 503", f"{outcomes['answered']} / {outcomes['dropped']} / "
                                                               f"{outcomes['refused']}"),
             ("errors", str(sum(errors.values()))),
             ("server's own counts", json.dumps(h["requests"])),
             ("wall time", f"{wall:.1f} s"),
-            ("latency p50 / p95", f"{latencies[len(latencies) // 2]:.2f} s / "
+            ("latency of the answered, p50 / p95", f"{latencies[len(latencies) // 2]:.2f} s / "
                                   f"{latencies[int(len(latencies) * 0.95)]:.2f} s"),
             ("server threads before / after", f"{threads0} / {threads1}"),
             ("server RSS before / after", f"{rss0} MiB / {rss1} MiB"),

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -293,6 +294,9 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
                 ready=None) -> None:
     """Serve until cancelled. ready(url) is called once the socket listens."""
     check_bind(host, api_key)
+    # tokenizing prompts and compiling grammars off the loop: one helper thread, so the thread count stays flat
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-serve"))
     runner = web.AppRunner(make_app(engine, api_key, queue, max_body), handler_cancellation=True,
                            access_log=None)
     await runner.setup()

@@ -21,6 +21,7 @@ from wren.engine.engine import ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
 from wren.engine.store import Store
+from wren.gui.status import Banner, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
@@ -172,12 +173,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.mode_title, 1)
         top.addWidget(self.settings_button)
         rl.addLayout(top)
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setAccessibleName("Message")
-        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.banner.setStyleSheet("QLabel { background: #fdecea; color: #611a15; padding: 8px; border-radius: 6px; }")
-        self.banner.setVisible(False)
+        self.banner = Banner()
         rl.addWidget(self.banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
@@ -262,9 +258,10 @@ class MainWindow(QMainWindow):
     def current_mode(self) -> str:
         return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
 
-    def show_error(self, text: str) -> None:
-        self.banner.setText(text)
-        self.banner.setVisible(bool(text))
+    def show_error(self, text: str, about: str = "note") -> None:
+        """Show a problem in the banner: about "model" (cleared by a model that loads), "job" (cleared by the next
+        job), or a note the user dismisses; an empty text clears it."""
+        self.banner.show_problem(about, text)
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -279,12 +276,13 @@ class MainWindow(QMainWindow):
 
         async def guarded():
             self.set_busy(True)
+            self.show_error("", "job")  # the last job's problem: this one shows it again if it is still there
             try:
                 await coro
             except asyncio.CancelledError:
                 pass
             except Exception as e:  # shown to the user; the window keeps running
-                self.show_error(str(e) or type(e).__name__)
+                self.show_error(str(e) or type(e).__name__, "job")
             finally:
                 self.set_busy(False)
         self.task = asyncio.ensure_future(guarded())
@@ -310,14 +308,7 @@ class MainWindow(QMainWindow):
             self.status_threads.setText("")
             return
         self.status_model.setText(e.model_name)
-        cpus = e.cpus
-        where = f"CPUs {','.join(map(str, cpus))}" if cpus else "any CPU"
-        pinned = ", pinned" if e.pinned else ""
-        self.status_threads.setText(f"{e.threads} threads on {where}{pinned}")
-
-    def _show_stats(self, st) -> None:
-        self.status_speed.setText(f"TTFT {1000 * st.ttft_seconds:.0f} ms · prefill {st.prefill_tokens_per_s:.0f} tok/s"
-                                  f" · decode {st.decode_tokens_per_s:.0f} tok/s")
+        self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -339,7 +330,7 @@ class MainWindow(QMainWindow):
             self._show_engine()
             return False
         except Exception as e:  # the loader's message, shown; the app keeps running
-            self.show_error(f"The model could not be loaded: {e}")
+            self.show_error(f"The model could not be loaded: {e}", "model")
             self._show_engine()
             return False
         finally:
@@ -349,7 +340,7 @@ class MainWindow(QMainWindow):
         if old is not None:
             await old.close()
         self.fetch_row.setVisible(False)
-        self.show_error("")
+        self.banner.clear("model", "job")
         self._show_engine()
         from wren.gui.settings.item_models import warm_model_cache
         from wren.gui.tasks import Task
@@ -420,7 +411,7 @@ class MainWindow(QMainWindow):
         if self.busy:
             return
         self.conversation = ChatController(store=self.store)
-        self.chat.set_messages([])
+        self.chat.show_conversation(None, [])
         self.show_mode("chat")
         self.conv_list.clearSelection()
         self.chat.input.setFocus()
@@ -429,7 +420,7 @@ class MainWindow(QMainWindow):
         if self.busy:
             return
         self.conversation = ChatController.open(self.store, cid)
-        self.chat.set_messages(self.conversation.messages)
+        self.chat.show_conversation(cid, self.conversation.messages)
         self.show_mode("chat")
 
     def _conversation_clicked(self, index: QModelIndex) -> None:
@@ -456,6 +447,7 @@ class MainWindow(QMainWindow):
         self.store.delete(cid)
         if cid == self.cid:
             self.new_chat()
+        self.chat.forget(cid)
         self.refresh_conversations()
 
     def _export_dialog(self) -> None:
@@ -480,6 +472,7 @@ class MainWindow(QMainWindow):
             chat.edit(chat.index_of(edited), text)
         else:
             chat.add_user(text)
+        self.chat.sent(chat.cid)
         self.refresh_conversations()
         await self._answer()
 
@@ -509,9 +502,9 @@ class MainWindow(QMainWindow):
             self.chat.end_answer(chat.messages)
             self.refresh_conversations()
         if done is not None:
-            self._show_stats(done.stats)
+            self.status_speed.setText(speed_text(done.stats))
             if done.reason == "error":
-                self.show_error(done.error)
+                self.show_error(done.error, "job")
 
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 
@@ -565,7 +558,7 @@ class MainWindow(QMainWindow):
 
     def _last_stats(self) -> None:
         if self.engine is not None and self.engine.last_stats is not None:
-            self._show_stats(self.engine.last_stats)
+            self.status_speed.setText(speed_text(self.engine.last_stats))
 
     def summarize_clipboard(self) -> None:
         self.show_mode("summarize")

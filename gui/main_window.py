@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
-                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from wren.engine.library import catalog
 from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draft_email, refine_email, smart_reply,
                                    summarize)
 from wren.engine import settings as wsettings
-from wren.engine.engine import ContextTrimmed, Done, Engine, Token
+from wren.engine.engine import Engine
 from wren.engine.settings import Settings
+from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
 from wren.engine.store import Store
 from wren.gui.status import Banner, engine_text, speed_text
@@ -71,7 +71,7 @@ def apply_theme(theme: str, font_size: int = 0) -> None:
         app.setFont(font)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ChatPanel, QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
         super().__init__(parent)
@@ -309,6 +309,11 @@ class MainWindow(QMainWindow):
             return
         self.status_model.setText(e.model_name)
         self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
+        self.status_threads.setToolTip(self.status_threads.text())  # the whole text where a small window cuts it
+
+    def _show_speed(self, stats) -> None:
+        self.status_speed.setText(speed_text(stats))
+        self.status_speed.setToolTip(self.status_speed.text())
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -393,119 +398,6 @@ class MainWindow(QMainWindow):
         dialog.show()
         self.settings_dialog = dialog
 
-    # ---- conversations -----------------------------------------------------------------------------------------
-
-    @property
-    def cid(self) -> int | None:
-        """The stored conversation shown in the chat view (None before its first message)."""
-        return self.conversation.cid
-
-    def refresh_conversations(self) -> None:
-        self.conv_model.refresh(self.search.text())
-        if self.cid is not None:
-            row = self.conv_model.row_of(self.cid)
-            if row is not None and row >= 0:
-                self.conv_list.setCurrentIndex(self.conv_model.index(row, 0))
-
-    def new_chat(self) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController(store=self.store)
-        self.chat.show_conversation(None, [])
-        self.show_mode("chat")
-        self.conv_list.clearSelection()
-        self.chat.input.setFocus()
-
-    def open_conversation(self, cid: int) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController.open(self.store, cid)
-        self.chat.show_conversation(cid, self.conversation.messages)
-        self.show_mode("chat")
-
-    def _conversation_clicked(self, index: QModelIndex) -> None:
-        cid = self.conv_model.conversation_id(index.row())
-        if cid is not None:
-            self.open_conversation(cid)
-
-    def _rename_dialog(self) -> None:
-        if self.cid is None:
-            return
-        title, ok = QInputDialog.getText(self, "Rename", "Title", text=self.store.conversation(self.cid).title)
-        if ok and title.strip():
-            self.store.rename(self.cid, title.strip())
-            self.refresh_conversations()
-
-    def _delete_current(self) -> None:
-        if self.cid is None or self.busy:
-            return
-        if QMessageBox.question(self, "Delete", "Delete this conversation?") != QMessageBox.Yes:
-            return
-        self.delete_conversation(self.cid)
-
-    def delete_conversation(self, cid: int) -> None:
-        self.store.delete(cid)
-        if cid == self.cid:
-            self.new_chat()
-        self.chat.forget(cid)
-        self.refresh_conversations()
-
-    def _export_dialog(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        if self.cid is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export as Markdown", "conversation.md", "Markdown (*.md)")
-        if path:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.store.export_markdown(self.cid))
-
-    # ---- chat ----------------------------------------------------------------------------------------------------
-
-    def _chat_send(self, text: str, edited) -> None:
-        self.start(self._chat_turn(text, edited))  # refused while busy
-
-    async def _chat_turn(self, text: str, edited=None) -> None:
-        self.need_engine()
-        chat = self.conversation
-        if edited is not None:
-            chat.edit(chat.index_of(edited), text)
-        else:
-            chat.add_user(text)
-        self.chat.sent(chat.cid)
-        self.refresh_conversations()
-        await self._answer()
-
-    async def _chat_regenerate(self) -> None:
-        self.need_engine()
-        if self.conversation.regenerate():
-            await self._answer()
-
-    async def _answer(self) -> None:
-        engine = self.need_engine()
-        chat = self.conversation
-        self.chat.set_messages(chat.messages)
-        self.chat.begin_answer()
-        done = None
-        try:
-            async with aclosing(chat.answer(engine)) as events:
-                async for ev in events:
-                    if isinstance(ev, Token):
-                        self.chat.add_token(ev.text)
-                    elif isinstance(ev, ContextTrimmed):
-                        self.statusBar().showMessage(f"The conversation outgrew the context: its "
-                                                     f"{ev.dropped_messages} oldest messages are no longer sent to "
-                                                     "the model", 8000)
-                    elif isinstance(ev, Done):
-                        done = ev
-        finally:
-            self.chat.end_answer(chat.messages)
-            self.refresh_conversations()
-        if done is not None:
-            self.status_speed.setText(speed_text(done.stats))
-            if done.reason == "error":
-                self.show_error(done.error, "job")
-
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 
     async def _draft(self, req: dict) -> None:
@@ -558,7 +450,7 @@ class MainWindow(QMainWindow):
 
     def _last_stats(self) -> None:
         if self.engine is not None and self.engine.last_stats is not None:
-            self.status_speed.setText(speed_text(self.engine.last_stats))
+            self._show_speed(self.engine.last_stats)
 
     def summarize_clipboard(self) -> None:
         self.show_mode("summarize")

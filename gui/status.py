@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
 
@@ -14,8 +15,14 @@ class Banner(QFrame):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.problems: dict[str, str] = {}
-        self.setObjectName("banner")
-        self.setStyleSheet("#banner { background: #fdecea; border-radius: 6px; } QLabel, QToolButton { color: #611a15; }")
+        # colours through the palette, not a style sheet: a style sheet would keep the font it was polished with
+        # when the font size setting changes
+        palette = self.palette()
+        for role, colour in ((QPalette.Window, "#fdecea"), (QPalette.WindowText, "#611a15"),
+                             (QPalette.ButtonText, "#611a15"), (QPalette.Button, "#fdecea")):
+            palette.setColor(role, QColor(colour))
+        self.setPalette(palette)
+        self.setAutoFillBackground(True)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setAccessibleName("Message")
@@ -67,14 +74,14 @@ def engine_text(threads: int, cpus, pinned: bool) -> str:
 def speed_text(st) -> str:
     """The figures of one answer that mean something for it (st: the engine's Stats): no time to first token when
     none came, no prefill rate when (almost) nothing was prefilled or the prefill was stopped, no decode rate for
-    fewer than two tokens."""
+    fewer than two tokens; "prompt cached" where the cache held (almost) all of the prompt."""
     parts = []
     if st.generated_tokens:
         parts.append(f"TTFT {1000 * st.ttft_seconds:.0f} ms")
         if st.prefilled_tokens >= 2 and st.prefill_seconds > 0:
             parts.append(f"prefill {st.prefill_tokens_per_s:.0f} tok/s")
-        if st.cached_tokens:
-            parts.append(f"{plural(st.cached_tokens, 'token')} from the cache")
+        elif st.cached_tokens:
+            parts.append("prompt cached")
         if st.generated_tokens >= 2 and st.decode_tokens_per_s > 0:
             parts.append(f"decode {st.decode_tokens_per_s:.0f} tok/s")
     if st.finish_reason == "cancelled":

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from wren.engine.assistant import ChatController
 from wren.engine.engine import ContextTrimmed, Done, Token
+from wren.gui.status import speed_text
 
 
 class ChatPanel:
@@ -121,6 +122,6 @@ class ChatPanel:
             self.chat.end_answer(chat.messages)
             self.refresh_conversations()
         if done is not None:
-            self._show_speed(done.stats)
+            self.status_speed.setText(speed_text(done.stats))
             if done.reason == "error":
                 self.show_error(done.error, "job")

@@ -21,7 +21,7 @@ from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
 from wren.engine.store import Store
-from wren.gui.status import Banner, engine_text, speed_text
+from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
@@ -204,11 +204,11 @@ class MainWindow(ChatPanel, QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = QLabel("No model")
+        self.status_model = StatusLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = QLabel("")
+        self.status_threads = StatusLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = QLabel("")
+        self.status_speed = StatusLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")
@@ -309,11 +309,6 @@ class MainWindow(ChatPanel, QMainWindow):
             return
         self.status_model.setText(e.model_name)
         self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
-        self.status_threads.setToolTip(self.status_threads.text())  # the whole text where a small window cuts it
-
-    def _show_speed(self, stats) -> None:
-        self.status_speed.setText(speed_text(stats))
-        self.status_speed.setToolTip(self.status_speed.text())
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -450,7 +445,7 @@ class MainWindow(ChatPanel, QMainWindow):
 
     def _last_stats(self) -> None:
         if self.engine is not None and self.engine.last_stats is not None:
-            self._show_speed(self.engine.last_stats)
+            self.status_speed.setText(speed_text(self.engine.last_stats))
 
     def summarize_clipboard(self) -> None:
         self.show_mode("summarize")

@@ -2,8 +2,8 @@
 (how the engine runs, how fast the last answer came)."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
 
@@ -59,6 +59,23 @@ class Banner(QFrame):
     def _show(self) -> None:
         self.label.setText("\n".join(self.problems.values()))
         self.setVisible(bool(self.problems))
+
+
+class StatusLabel(QLabel):
+    """A text in the status bar that a narrow window shortens with an ellipsis, not mid-letter; the whole text is
+    its tooltip."""
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip(text)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self.fontMetrics().horizontalAdvance("Wren…"), super().minimumSizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.ElideRight, rect.width())
+        QPainter(self).drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, text)
 
 
 def plural(n: int, word: str) -> str:

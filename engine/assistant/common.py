@@ -36,14 +36,9 @@ async def complete(engine: Engine, messages: list[dict], sampling: SamplingParam
     """Run one generation from messages (never trimmed: a mode's prompt fits or fails) to its Done; a generation that
     failed raises ModeError with the engine's message. `grammar` names the mode's output format
     (runtime/constrained.MODE_GRAMMARS): the sampler then only draws tokens that keep the answer in that format."""
-    constraint = None
-    if grammar is not None:
-        from wren.engine.runtime.constrained import mode_constraint
-
-        constraint = mode_constraint(engine, grammar)
     done = None
     async for ev in engine.generate(Request(messages=messages, sampling=sampling, max_new_tokens=max_new_tokens,
-                                            trim=False, constraint=constraint)):
+                                            trim=False, grammar=grammar)):
         if isinstance(ev, Token) and on_token:
             on_token(ev.text)
         elif isinstance(ev, Progress) and on_prefill:

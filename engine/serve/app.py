@@ -162,7 +162,7 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
                 raise ApiError(400, str(e), param="response_format") from None
         limit = req.max_tokens or engine.n_ctx - n - 1
         return Request(messages=req.messages, text=req.text, sampling=req.sampling, max_new_tokens=limit,
-                       trim=False, constraint=constraint)
+                       trim=False, constraint=constraint, grammar=req.grammar)
 
     try:
         return await asyncio.to_thread(build)
@@ -276,7 +276,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 def make_app(engine: Engine, api_key: str | None = None, queue: int = DEFAULT_QUEUE,
              max_body: int = DEFAULT_MAX_BODY) -> web.Application:
-    from wren.engine.serve import modes
+    from wren.engine.serve import admin, modes
 
     app = web.Application(middlewares=[errors, auth(api_key)], client_max_size=max_body)
     app[ENGINE] = engine
@@ -286,13 +286,15 @@ def make_app(engine: Engine, api_key: str | None = None, queue: int = DEFAULT_QU
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     modes.add_routes(app)
+    admin.add_routes(app)
     return app
 
 
 async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_PORT, api_key: str | None = None,
                 queue: int = DEFAULT_QUEUE, max_body: int = DEFAULT_MAX_BODY,
-                ready=None) -> None:
-    """Serve until cancelled. ready(url) is called once the socket listens."""
+                ready=None, advertise: bool = False) -> None:
+    """Serve until cancelled. ready(url) is called once the socket listens; with advertise, the server is
+    announced on the local network (mDNS, engine/serve/mdns.py) while it runs."""
     check_bind(host, api_key)
     # tokenizing prompts and compiling grammars off the loop: one helper thread, so the thread count stays flat
     asyncio.get_running_loop().set_default_executor(
@@ -300,14 +302,22 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
     runner = web.AppRunner(make_app(engine, api_key, queue, max_body), handler_cancellation=True,
                            access_log=None)
     await runner.setup()
+    advertiser = None
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
+        bound = runner.addresses[0]
+        if advertise:
+            from wren.engine.serve.mdns import Advertiser
+
+            advertiser = Advertiser(host, bound[1], engine.model_name, bool(api_key))
+            await advertiser.start()
         if ready is not None:
-            bound = runner.addresses[0]
             ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}")
         await asyncio.Event().wait()
     finally:
+        if advertiser is not None:
+            await advertiser.stop()
         await runner.cleanup()
 
 

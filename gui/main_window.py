@@ -17,6 +17,7 @@ from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draf
                                    summarize)
 from wren.engine import settings as wsettings
 from wren.engine.engine import Engine
+from wren.engine.remote import RemoteEngine, open_engine
 from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
@@ -72,7 +73,7 @@ def apply_theme(theme: str, font_size: int = 0) -> None:
 
 
 class MainWindow(ChatPanel, QMainWindow):
-    def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
+    def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = open_engine,
                  settings_path=None, parent=None):
         super().__init__(parent)
         self.settings = settings
@@ -308,7 +309,8 @@ class MainWindow(ChatPanel, QMainWindow):
             self.status_threads.setText("")
             return
         self.status_model.setText(e.model_name)
-        self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
+        self.status_threads.setText(f"answered by {e.host}" if isinstance(e, RemoteEngine) else
+                                    engine_text(e.threads, e.cpus, e.pinned))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -374,9 +376,10 @@ class MainWindow(ChatPanel, QMainWindow):
     async def apply_settings(self, new: Settings) -> None:
         if self.settings_path is not None:
             wsettings.save(new, self.settings_path)
+        elsewhere = (new.engine_url, new.engine_key) != (self.settings.engine_url, self.settings.engine_key)
         self.settings = new
         apply_theme(new.theme, new.font_size)
-        if self.engine is None:
+        if self.engine is None or elsewhere:
             await self.load_engine(new)
             return
         reopen = await self.engine.apply_settings(new)

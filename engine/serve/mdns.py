@@ -77,7 +77,8 @@ class Advertiser:
                                  properties={"path": "/v1", "model": self.model[:200],
                                              "key": "1" if self.key_required else "0"})
         self._zc = AsyncZeroconf(interfaces=_interfaces(self.host))
-        await self._zc.async_register_service(self._info, allow_name_change=True)
+        announced = await self._zc.async_register_service(self._info, allow_name_change=True)
+        await announced  # the announcements are out: a browser started before hears it
 
     async def stop(self) -> None:
         if self._zc is not None:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wren.engine.engine import Done, Engine, Event, Request, Stats, Token
+from wren.engine.engine import ContextTrimmed, Done, Engine, Event, Request, Stats, Token
 from wren.engine.settings import Settings
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; a generation itself may take as long as it takes
@@ -180,8 +180,11 @@ class RemoteEngine:
             body["seed"] = s.seed
         if self.info.kind in ("wren", "llama-server"):  # llama-server's sampling fields, which Wren takes too
             body.update(top_k=s.top_k, min_p=s.min_p, repeat_penalty=s.repeat_penalty)
-        if self.info.kind == "wren" and request.grammar is not None:
-            body["wren_grammar"] = request.grammar
+        if self.info.kind == "wren":  # Wren's extensions: the mode's format, and trimming on the server
+            if request.grammar is not None:
+                body["wren_grammar"] = request.grammar
+            if request.trim:
+                body["wren_trim"] = True
         return body
 
     async def generate(self, request: Request) -> AsyncIterator[Event]:
@@ -196,9 +199,10 @@ class RemoteEngine:
                 if request.messages is None or request.constraint is not None:
                     raise RemoteError("a remote engine takes messages (and a mode's grammar by name), "
                                       "not token ids, raw text or a constraint object")
-                async for text in self._stream(request, stats):
-                    parts.append(text)
-                    yield Token(text)
+                async for ev in self._stream(request, stats):
+                    if isinstance(ev, Token):
+                        parts.append(ev.text)
+                    yield ev
             except RemoteError as e:
                 stats.finish_reason, stats.error = "error", str(e)
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
@@ -214,8 +218,8 @@ class RemoteEngine:
             self.last_stats = stats
             yield done
 
-    async def _stream(self, request: Request, stats: Stats) -> AsyncIterator[str]:
-        """The text pieces of one streamed answer; stats are filled from the chunks (or measured)."""
+    async def _stream(self, request: Request, stats: Stats) -> AsyncIterator[Token | ContextTrimmed]:
+        """The events of one streamed answer; stats are filled from the chunks (or measured)."""
         start = time.perf_counter()
         first = last = None
         timings = usage = None
@@ -242,6 +246,9 @@ class RemoteEngine:
                     err = chunk["error"]
                     raise RemoteError(f"the server at {self.host} failed: "
                                       f"{err.get('message') if isinstance(err, dict) else err}")
+                trimmed = chunk.get("wren_trimmed")
+                if isinstance(trimmed, dict):
+                    yield ContextTrimmed(int(trimmed.get("dropped_messages", 0)), int(trimmed.get("prompt_tokens", 0)))
                 usage = chunk.get("usage") or usage
                 timings = chunk.get("timings") or timings
                 for choice in chunk.get("choices") or ():
@@ -252,7 +259,7 @@ class RemoteEngine:
                         if first is None:
                             first = last
                         stats.generated_tokens += 1
-                        yield text
+                        yield Token(text)
             if self._cancelled:
                 raise aiohttp.ClientConnectionError("stopped")
             if not ended and reason is None:

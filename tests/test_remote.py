@@ -16,7 +16,8 @@ qasync = pytest.importorskip("qasync")
 
 from aiohttp import web  # noqa: E402
 
-from wren.engine.engine import Request  # noqa: E402
+from wren.engine.assistant import ChatController  # noqa: E402
+from wren.engine.engine import ContextTrimmed, Done, Request  # noqa: E402
 from wren.engine.remote import RemoteEngine, RemoteError, admin, estimate_tokens, host_of, server_root  # noqa: E402
 from wren.engine.settings import Settings, SettingsError  # noqa: E402
 from wren.engine.store import Store  # noqa: E402
@@ -290,3 +291,29 @@ def test_stop_closes_the_stream(loop, wren_url):
             await engine.close()
     done = run(loop, scenario())
     assert done.reason == "cancelled" and done.text
+
+
+def test_a_long_conversation_is_trimmed_on_a_wren_server(loop):
+    proc, url = start_server("--ctx", "256")
+
+    async def scenario():
+        engine = await RemoteEngine.open(url, "", Settings().with_mode("chat", seed=3, max_new_tokens=12))
+        chat = ChatController()
+        trimmed = []
+        try:
+            for i in range(4):
+                chat.add_user(f"Question {i}: " + "what is the weather like in spring? " * 10)
+                async for ev in chat.answer(engine):
+                    if isinstance(ev, ContextTrimmed):
+                        trimmed.append(ev)
+                    elif isinstance(ev, Done):
+                        assert ev.reason in ("stop", "length"), ev.error
+        finally:
+            await engine.close()
+        return chat, trimmed
+    try:
+        chat, trimmed = run(loop, scenario())
+    finally:
+        stop_server(proc)
+    assert trimmed and chat.first_kept == sum(t.dropped_messages for t in trimmed) > 0
+    assert all(t.prompt_tokens < 256 for t in trimmed)

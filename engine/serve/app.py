@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from wren.engine.engine import Done, Engine, Request, Token
+from wren.engine.engine import ContextTrimmed, Done, Engine, Request, Token
 from wren.engine.runtime.chat_template import ChatTemplateError
 from wren.engine.runtime.constrained import Constraint, ConstraintError
 from wren.engine.runtime.generate import ContextFullError
@@ -150,7 +150,7 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
                 raise ApiError(400, str(e), param="messages") from None
         else:
             n = len(engine.tokenizer.encode(req.text, add_special=True, parse_special=True))
-        if n + 1 >= engine.n_ctx:
+        if n + 1 >= engine.n_ctx and not req.trim:
             raise ApiError(400, f"the prompt has {n} tokens and the context holds {engine.n_ctx}",
                            code="context_length_exceeded", param="messages" if req.messages else "prompt")
         constraint = None
@@ -160,9 +160,9 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
                 constraint = Constraint.json_schema(req.response_format["schema"], engine.tokenizer, stops)
             except ConstraintError as e:
                 raise ApiError(400, str(e), param="response_format") from None
-        limit = req.max_tokens or engine.n_ctx - n - 1
+        limit = req.max_tokens or max(engine.n_ctx - n - 1, engine.n_ctx // 4)
         return Request(messages=req.messages, text=req.text, sampling=req.sampling, max_new_tokens=limit,
-                       trim=False, constraint=constraint, grammar=req.grammar)
+                       trim=req.trim, constraint=constraint, grammar=req.grammar)
 
     try:
         return await asyncio.to_thread(build)
@@ -171,12 +171,14 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
 
 
 async def _events(engine: Engine, request: Request, stops: P.StopStrings):
-    """(text piece, None) as they may be shown, then (None, (stats, reason)). A stop string cancels the
-    generation; what comes after it is not shown."""
+    """(text piece, None) as they may be shown, then (None, (stats, reason)); (ContextTrimmed, None) when the oldest
+    messages were left out (wren_trim). A stop string cancels the generation; what comes after it is not shown."""
     stopped = False
     async with contextlib.aclosing(engine.generate(request)) as gen:
         async for ev in gen:
-            if isinstance(ev, Token) and not stopped:
+            if isinstance(ev, ContextTrimmed):
+                yield ev, None
+            elif isinstance(ev, Token) and not stopped:
                 shown, stopped = stops.feed(ev.text)
                 if shown:
                     yield shown, None
@@ -208,6 +210,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
                 return await _stream(request, events, rid, model, chat, req.include_usage)
             parts = []
             async for piece, end in events:
+                if isinstance(piece, ContextTrimmed):
+                    continue
                 if piece is not None:
                     parts.append(piece)
                 else:
@@ -240,6 +244,10 @@ async def _stream(request: web.Request, events, rid: str, model: str, chat: bool
                 started = True
                 if chat:
                     await send(chunk(None, role=True))
+            if isinstance(piece, ContextTrimmed):  # only asked for by wren_trim: a chunk that says so
+                await send({**chunk(None), "wren_trimmed": {"dropped_messages": piece.dropped_messages,
+                                                            "prompt_tokens": piece.prompt_tokens}})
+                continue
             if piece is not None:
                 await send(chunk(piece))
                 continue

@@ -108,6 +108,7 @@ class GenRequest:
     stop: list[str] = field(default_factory=list)
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", "schema": {...}}
     grammar: str | None = None  # Wren's extension: an assistant mode's output format (constrained.MODE_GRAMMARS)
+    trim: bool = False  # Wren's extension: leave out the oldest messages that outgrow the context
 
 
 _COMMON_NEUTRAL = {"n": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False,
@@ -217,6 +218,7 @@ def chat_request(body: dict, defaults: SamplingParams, n_ctx: int) -> GenRequest
     req.messages = out
     _common(f, req, defaults, n_ctx)
     req.grammar = f.get("wren_grammar", str)
+    req.trim = f.get("wren_trim", bool, False)
     if req.grammar is not None:
         from wren.engine.runtime.constrained import MODE_GRAMMARS
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wren.engine.engine import ContextTrimmed, Done, Engine, Event, Request, Stats, Token
+from wren.engine.engine import ContextTrimmed, Done, Engine, EngineClosedError, Event, Request, Stats, Token
 from wren.engine.settings import Settings
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; a generation itself may take as long as it takes
@@ -83,12 +83,10 @@ class ServerInfo:
 
 class RemoteTemplate:
     """What the modes ask of a chat template here: a prompt's length (summarize sizes its parts with it). The server
-    renders the real template; this counts the messages' tokens and a few per message for the template's markers."""
+    renders the real template; this estimates the messages' tokens and a few per message for the template's markers."""
 
-    def __init__(self, engine: "RemoteEngine"):
-        self._engine = engine
-
-    def encode(self, messages: list[dict]) -> list[int]:
+    @staticmethod
+    def encode(messages: list[dict]) -> list[int]:
         n = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages)
         return [0] * n  # the length is what counts: the ids are the server's
 
@@ -103,7 +101,7 @@ class RemoteEngine:
         self.host = host_of(self.url)
         self.settings = settings
         self.info = info
-        self.template = RemoteTemplate(self)
+        self.template = RemoteTemplate()
         self.last_stats: Stats | None = None
         self._session = session
         self._lock = asyncio.Lock()
@@ -190,7 +188,7 @@ class RemoteEngine:
     async def generate(self, request: Request) -> AsyncIterator[Event]:
         """Events of one generation, ending with Done (as Engine.generate). Waits while another one runs."""
         if self._closed:
-            raise RuntimeError("the engine is closed")
+            raise EngineClosedError("the engine is closed")
         async with self._lock:
             self._cancelled = False
             stats = Stats()

@@ -173,6 +173,22 @@ def test_server_addresses():
         Settings(engine_key="two words").validated()
 
 
+def test_wrens_extension_fields_are_checked():
+    from wren.engine.runtime.sampling import SamplingParams
+    from wren.engine.serve import protocol as P
+
+    msgs = [{"role": "user", "content": "Hi"}]
+    req = P.chat_request({"messages": msgs, "wren_grammar": "reply", "wren_trim": True}, SamplingParams(), 512)
+    assert req.grammar == "reply" and req.trim
+    with pytest.raises(P.ApiError, match="wren_grammar must be one of"):
+        P.chat_request({"messages": msgs, "wren_grammar": "poem"}, SamplingParams(), 512)
+    with pytest.raises(P.ApiError, match="exclude each other"):
+        P.chat_request({"messages": msgs, "wren_grammar": "email", "response_format": {"type": "json_object"}},
+                       SamplingParams(), 512)
+    with pytest.raises(P.ApiError, match="wren_trim must be a boolean"):
+        P.chat_request({"messages": msgs, "wren_trim": "yes"}, SamplingParams(), 512)
+
+
 def test_window_chat_and_summarize_through_wren_serve(loop, make_window, wren_url):
     w, store = make_window(wren_url)
     assert run(loop, w.load_engine()), w.banner.text()

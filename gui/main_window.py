@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
                                QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
@@ -20,6 +20,8 @@ from wren.engine import settings as wsettings
 from wren.engine.engine import ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.settings.banner import SettingsBanner
+from wren.gui.theme import apply_theme
 from wren.engine.store import Store
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
@@ -36,40 +38,6 @@ def rss_bytes() -> int:
         return 0
 
 
-def dark_palette() -> QPalette:
-    p = QPalette()
-    colors = {
-        QPalette.Window: "#202124", QPalette.WindowText: "#e8eaed", QPalette.Base: "#17181a",
-        QPalette.AlternateBase: "#26272b", QPalette.ToolTipBase: "#2b2c30", QPalette.ToolTipText: "#e8eaed",
-        QPalette.Text: "#e8eaed", QPalette.Button: "#2b2c30", QPalette.ButtonText: "#e8eaed",
-        QPalette.BrightText: "#ff6b6b", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3d6bd6",
-        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9aa0a6", QPalette.Mid: "#5f6368",
-    }
-    for role, color in colors.items():
-        p.setColor(role, QColor(color))
-    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
-        p.setColor(QPalette.Disabled, role, QColor("#80868b"))
-    return p
-
-
-def apply_theme(theme: str, font_size: int = 0) -> None:
-    """Light, dark, or the system's: the color scheme hint for platforms that follow it, and the palette itself
-    (Fusion draws with it), so that the choice holds everywhere."""
-    app = QApplication.instance()
-    if app is None:
-        return
-    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
-    app.styleHints().setColorScheme(scheme)
-    if theme == "dark":
-        app.setPalette(dark_palette())
-    else:
-        app.setPalette(app.style().standardPalette())
-    if font_size:
-        font = QFont(app.font())
-        font.setPointSize(font_size)
-        app.setFont(font)
-
-
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
@@ -82,6 +50,8 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
+        self.pending_settings: Settings | None = None  # chosen while a job ran: applied when it ends
+        self.settings_dialog = None
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
@@ -179,6 +149,8 @@ class MainWindow(QMainWindow):
         self.banner.setStyleSheet("QLabel { background: #fdecea; color: #611a15; padding: 8px; border-radius: 6px; }")
         self.banner.setVisible(False)
         rl.addWidget(self.banner)
+        self.settings_banner = SettingsBanner()
+        rl.addWidget(self.settings_banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
         fr.setContentsMargins(0, 0, 0, 0)
@@ -277,8 +249,9 @@ class MainWindow(QMainWindow):
             coro.close()
             return None
 
+        self.set_busy(True)  # at once: nothing else starts between this call and the coroutine's first step
+
         async def guarded():
-            self.set_busy(True)
             try:
                 await coro
             except asyncio.CancelledError:
@@ -287,6 +260,7 @@ class MainWindow(QMainWindow):
                 self.show_error(str(e) or type(e).__name__)
             finally:
                 self.set_busy(False)
+                self._apply_pending()
         self.task = asyncio.ensure_future(guarded())
         return self.task
 
@@ -305,6 +279,8 @@ class MainWindow(QMainWindow):
 
     def _show_engine(self) -> None:
         e = self.engine
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")
@@ -345,6 +321,7 @@ class MainWindow(QMainWindow):
         finally:
             self.loading = False
             self.load_progress.setVisible(False)
+            self._apply_pending()
         old, self.engine = self.engine, engine
         if old is not None:
             await old.close()
@@ -380,11 +357,31 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         await self.load_engine()
 
-    async def apply_settings(self, new: Settings) -> None:
+    def settings_chosen(self, new: Settings) -> None:
+        """OK or Apply in the dialog: saved, the theme and font at once; the engine's part now, or when the running
+        job ends."""
+        if not (self.busy or self.loading):
+            self.start(self.apply_settings(new))
+            return
+        self._save_settings(new)
+        self.pending_settings = new
+        self.statusBar().showMessage("Settings saved: the model's settings apply when the current job ends", 8000)
+        self._show_engine()
+
+    def _apply_pending(self) -> None:
+        if self.pending_settings is not None and not (self.busy or self.loading):
+            new, self.pending_settings = self.pending_settings, None
+            self.start(self.apply_settings(new))
+
+    def _save_settings(self, new: Settings) -> None:
         if self.settings_path is not None:
             wsettings.save(new, self.settings_path)
+            self.settings_banner.clear()  # the file is good again
         self.settings = new
         apply_theme(new.theme, new.font_size)
+
+    async def apply_settings(self, new: Settings) -> None:
+        self._save_settings(new)
         if self.engine is None:
             await self.load_engine(new)
             return
@@ -397,10 +394,12 @@ class MainWindow(QMainWindow):
         from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
-        dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
+        dialog.settingsApplied.connect(self.settings_chosen)
+        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
         dialog.setModal(True)
         dialog.show()
         self.settings_dialog = dialog
+        self._show_engine()
 
     # ---- conversations -----------------------------------------------------------------------------------------
 

@@ -50,8 +50,7 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
-        self.pending_settings: Settings | None = None  # chosen while a job ran: applied when it ends
-        self.settings_dialog = None
+        self.pending_settings = self.settings_dialog = None  # settings chosen while a job ran; the open dialog
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
@@ -358,8 +357,7 @@ class MainWindow(QMainWindow):
         await self.load_engine()
 
     def settings_chosen(self, new: Settings) -> None:
-        """OK or Apply in the dialog: saved, the theme and font at once; the engine's part now, or when the running
-        job ends."""
+        """OK or Apply: saved, theme and font at once; the engine's part now, or when the running job ends."""
         if not (self.busy or self.loading):
             self.start(self.apply_settings(new))
             return
@@ -374,9 +372,12 @@ class MainWindow(QMainWindow):
             self.start(self.apply_settings(new))
 
     def _save_settings(self, new: Settings) -> None:
-        if self.settings_path is not None:
-            wsettings.save(new, self.settings_path)
-            self.settings_banner.clear()  # the file is good again
+        try:
+            if self.settings_path is not None:
+                wsettings.save(new, self.settings_path)
+                self.settings_banner.clear()  # the file is good again
+        except OSError as e:
+            self.show_error(f"The settings could not be saved: {e}")
         self.settings = new
         apply_theme(new.theme, new.font_size)
 
@@ -396,8 +397,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, parent=self)
         dialog.settingsApplied.connect(self.settings_chosen)
         dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
-        dialog.setModal(True)
-        dialog.show()
+        dialog.open()  # modal to the window
         self.settings_dialog = dialog
         self._show_engine()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from wren.engine.library import catalog
@@ -38,7 +39,9 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
         self.setMinimumSize(640, 400)
-        self.resize(860, 600)
+        screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
+        room = screen.availableGeometry() if screen is not None else None
+        self.resize(min(860, room.width()) if room else 860, min(600, room.height()) if room else 600)  # on screen
         self._topology = topology if topology is not None else topology_mod.read_topology()
         self._allowed = sorted(allowed_cpus if allowed_cpus is not None else self._topology.allowed)
         self._catalog = model_catalog if model_catalog is not None else catalog.CATALOG

@@ -90,7 +90,7 @@ class PerformancePage:
         self.pin_note = note()
         self.pin_note.setAccessibleName("Why the threads cannot be pinned")
         self.pin_note.hide()
-        f2.addRow("", self.pin_note)
+        f2.addRow(self.pin_note)  # the whole width
         self.policy_combo = combo("Weight policy")
         for key, label in POLICY_LABELS.items():
             self.policy_combo.addItem(label, key)

@@ -122,6 +122,9 @@ def _with_flags(s, args: argparse.Namespace):
             s = replace(s, threads=int(args.threads))
         except ValueError:
             raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
+        from wren.engine.runtime import placement, topology
+
+        placement.place(s.validated(), topology.read_topology())  # more threads than CPUs: said before loading
     if getattr(args, "ctx", None):
         s = replace(s, context_length=int(args.ctx))
     if getattr(args, "weights", None):
@@ -181,7 +184,7 @@ def _settings(args: argparse.Namespace):
 
     loaded = wsettings.load()
     if loaded.problem:
-        print(f"wren: {loaded.problem}; using the default settings", file=sys.stderr)
+        print(f"wren: {loaded.problem}", file=sys.stderr)
     return _with_flags(loaded.settings, args)
 
 

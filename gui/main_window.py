@@ -7,8 +7,8 @@ import os
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -20,6 +20,8 @@ from wren.engine.engine import Engine
 from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.settings.banner import SettingsBanner
+from wren.gui.theme import apply_theme
 from wren.engine.store import Store
 from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
@@ -37,40 +39,6 @@ def rss_bytes() -> int:
         return 0
 
 
-def dark_palette() -> QPalette:
-    p = QPalette()
-    colors = {
-        QPalette.Window: "#202124", QPalette.WindowText: "#e8eaed", QPalette.Base: "#17181a",
-        QPalette.AlternateBase: "#26272b", QPalette.ToolTipBase: "#2b2c30", QPalette.ToolTipText: "#e8eaed",
-        QPalette.Text: "#e8eaed", QPalette.Button: "#2b2c30", QPalette.ButtonText: "#e8eaed",
-        QPalette.BrightText: "#ff6b6b", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3d6bd6",
-        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9aa0a6", QPalette.Mid: "#5f6368",
-    }
-    for role, color in colors.items():
-        p.setColor(role, QColor(color))
-    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
-        p.setColor(QPalette.Disabled, role, QColor("#80868b"))
-    return p
-
-
-def apply_theme(theme: str, font_size: int = 0) -> None:
-    """Light, dark, or the system's: the color scheme hint for platforms that follow it, and the palette itself
-    (Fusion draws with it), so that the choice holds everywhere."""
-    app = QApplication.instance()
-    if app is None:
-        return
-    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
-    app.styleHints().setColorScheme(scheme)
-    if theme == "dark":
-        app.setPalette(dark_palette())
-    else:
-        app.setPalette(app.style().standardPalette())
-    if font_size:
-        font = QFont(app.font())
-        font.setPointSize(font_size)
-        app.setFont(font)
-
-
 class MainWindow(ChatPanel, QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
@@ -83,6 +51,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
+        self.pending_settings = self.settings_dialog = None  # settings chosen while a job ran; the open dialog
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
@@ -175,6 +144,8 @@ class MainWindow(ChatPanel, QMainWindow):
         rl.addLayout(top)
         self.banner = Banner()
         rl.addWidget(self.banner)
+        self.settings_banner = SettingsBanner()
+        rl.addWidget(self.settings_banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
         fr.setContentsMargins(0, 0, 0, 0)
@@ -274,8 +245,9 @@ class MainWindow(ChatPanel, QMainWindow):
             coro.close()
             return None
 
+        self.set_busy(True)  # at once: nothing else starts between this call and the coroutine's first step
+
         async def guarded():
-            self.set_busy(True)
             self.show_error("", "job")  # the last job's problem: this one shows it again if it is still there
             try:
                 await coro
@@ -285,6 +257,7 @@ class MainWindow(ChatPanel, QMainWindow):
                 self.show_error(str(e) or type(e).__name__, "job")
             finally:
                 self.set_busy(False)
+                self._apply_pending()
         self.task = asyncio.ensure_future(guarded())
         return self.task
 
@@ -303,6 +276,8 @@ class MainWindow(ChatPanel, QMainWindow):
 
     def _show_engine(self) -> None:
         e = self.engine
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")
@@ -336,6 +311,7 @@ class MainWindow(ChatPanel, QMainWindow):
         finally:
             self.loading = False
             self.load_progress.setVisible(False)
+            self._apply_pending()
         old, self.engine = self.engine, engine
         if old is not None:
             await old.close()
@@ -371,11 +347,33 @@ class MainWindow(ChatPanel, QMainWindow):
         self.fetch_row.setVisible(False)
         await self.load_engine()
 
-    async def apply_settings(self, new: Settings) -> None:
-        if self.settings_path is not None:
-            wsettings.save(new, self.settings_path)
+    def settings_chosen(self, new: Settings) -> None:
+        """OK or Apply: saved, theme and font at once; the engine's part now, or when the running job ends."""
+        if not (self.busy or self.loading):
+            self.start(self.apply_settings(new))
+            return
+        self._save_settings(new)
+        self.pending_settings = new
+        self.statusBar().showMessage("Settings saved: the model's settings apply when the current job ends", 8000)
+        self._show_engine()
+
+    def _apply_pending(self) -> None:
+        if self.pending_settings is not None and not (self.busy or self.loading):
+            new, self.pending_settings = self.pending_settings, None
+            self.start(self.apply_settings(new))
+
+    def _save_settings(self, new: Settings) -> None:
+        try:
+            if self.settings_path is not None:
+                wsettings.save(new, self.settings_path)
+                self.settings_banner.clear()  # the file is good again
+        except OSError as e:
+            self.show_error(f"The settings could not be saved: {e}")
         self.settings = new
         apply_theme(new.theme, new.font_size)
+
+    async def apply_settings(self, new: Settings) -> None:
+        self._save_settings(new)
         if self.engine is None:
             await self.load_engine(new)
             return
@@ -388,10 +386,11 @@ class MainWindow(ChatPanel, QMainWindow):
         from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
-        dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
-        dialog.setModal(True)
-        dialog.show()
+        dialog.settingsApplied.connect(self.settings_chosen)
+        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
+        dialog.open()  # modal to the window
         self.settings_dialog = dialog
+        self._show_engine()
 
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 

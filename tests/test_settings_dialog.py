@@ -111,10 +111,11 @@ def test_presets_tick_the_cpus_they_mean_and_lock_the_boxes(qtbot, rk, library):
     assert d.settings().cores == "all"
     assert d.placement_label.text() == "8 threads on CPUs 0-7, pinned"
 
-    d.threads_spin.setValue(12)
-    assert d.placement_label.text() == "12 threads sharing CPUs 0-7, not pinned"
+    d.threads_spin.setValue(12)  # more threads than CPUs: refused
+    assert d.placement_label.text() == "" and "8 CPUs this process may use" in d.error_label.text()
+    d.threads_spin.setValue(6)
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("system"))
-    assert d.placement_label.text() == "12 threads, placed by the system"
+    assert d.placement_label.text() == "6 threads, placed by the system"
     assert not any(r["enabled"] for r in d.cpu_rows())
 
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("big"))
@@ -470,3 +471,75 @@ def test_on_this_machine_the_big_preset_ticks_the_recommended_cpus(qtbot, librar
     expected = list(placement.place(Settings(), topo).cpus)
     assert [r["id"] for r in d.cpu_rows() if r["checked"]] == expected
     assert d.settings() == Settings()
+
+
+# ---- threads, pinning, the model in use, the theme of an open dialog (issue 14) ---------------------------------
+
+
+def test_more_threads_than_cpus_are_refused_naming_the_cpu_count(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    d.threads_spin.setValue(99)
+    assert d.error_label.isVisibleTo(d) and "8 CPUs this process may use" in d.error_label.text()
+    with qtbot.assertNotEmitted(d.settingsApplied):
+        d.apply()
+    d.threads_spin.setValue(8)
+    assert d.error_label.isHidden()
+
+
+def test_pin_each_thread_cannot_stay_ticked_when_pinning_is_impossible(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled()
+    select_preset = d.preset_combo.setCurrentIndex
+    select_preset(d.preset_combo.findData("system"))  # the system places the threads
+    assert not d.strict_check.isChecked() and not d.strict_check.isEnabled()
+    assert d.pin_note.isVisibleTo(d) and "system" in d.pin_note.text()
+    select_preset(d.preset_combo.findData("big"))
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled() and d.pin_note.isHidden()
+    d.set_settings(Settings(cores="custom", custom_cpus=(0, 1), threads=3))  # more threads than chosen cores
+    assert not d.strict_check.isChecked() and not d.strict_check.isEnabled()
+    assert "3 threads" in d.pin_note.text() and "2 cores" in d.pin_note.text()
+    assert "not pinned" in d.placement_label.text()
+    d.threads_spin.setValue(2)
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled()
+    assert d.settings().strict_pinning
+
+
+def test_a_selected_model_is_not_called_the_model_in_use(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    default = catalog.DEFAULT_MODEL
+    assert "In use" in d.current_model_label.text() and default in d.current_model_label.text()
+    d.use_model("Gemma-3-270M")
+    text = d.current_model_label.text()
+    assert "Selected: <b>Gemma-3-270M</b>" in text and f"in use now: <b>{default}</b>" in text
+    assert "in use: <b>Gemma" not in text.lower()
+    d.set_model_in_use("Gemma-3-270M")  # the window loaded it
+    assert d.current_model_label.text().startswith("In use: <b>Gemma-3-270M</b>")
+    d.set_model_in_use(None)
+    assert "No model is loaded" in d.current_model_label.text()
+
+
+def test_dark_theme_and_font_apply_fully_to_an_open_dialog(qtbot, rk, library):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    from wren.gui.theme import apply_theme, dark_palette
+
+    d = make(qtbot, Settings(), rk)
+    d.show()
+    try:
+        for theme, size in (("dark", 16), ("light", 11)):
+            apply_theme(theme, size)
+            QApplication.processEvents()
+            want = dark_palette() if theme == "dark" else QApplication.style().standardPalette()
+            for w in [d] + d.findChildren(QWidget):
+                assert w.font().pointSize() == size, (type(w).__name__, w.accessibleName())
+                roles = (QPalette.Window, QPalette.Base) if "color:" in w.styleSheet() else \
+                    (QPalette.Window, QPalette.WindowText, QPalette.Base, QPalette.Text)  # red error text stays red
+                for role in roles:
+                    group = w.palette().currentColorGroup()
+                    assert w.palette().color(group, role) == want.color(group, role), \
+                        (type(w).__name__, w.accessibleName(), role)
+    finally:
+        apply_theme("system", 0)

@@ -488,7 +488,7 @@ def test_themes_follow_the_setting(qtbot, loop, tmp_path):
     from PySide6.QtGui import QPalette
     from PySide6.QtWidgets import QApplication
 
-    from wren.gui.main_window import apply_theme
+    from wren.gui.theme import apply_theme
     app = QApplication.instance()
     try:
         apply_theme("dark")
@@ -652,3 +652,90 @@ def test_the_status_bar_shows_only_figures_that_mean_something(qtbot, loop, tmp_
     send(loop, w, "And now?")
     text = w.status_speed.text()
     assert "TTFT 2 ms" in text and "prefill 20000 tok/s" in text and "decode" in text
+
+
+# ---- settings while a job runs, a bad settings file (issue 14) ---------------------------------------------------
+
+
+class SettingsGatedEngine(ScriptedEngine):
+    """Streams its answer, then holds the end of it until `gate` opens; records the settings applied to it."""
+
+    def __init__(self):
+        super().__init__(answer="one two three", delay=0)
+        self.gate = asyncio.Event()
+        self.applied = []
+
+    async def generate(self, request: Request):
+        async for ev in super().generate(request):
+            if isinstance(ev, Done):
+                await self.gate.wait()
+            yield ev
+
+    async def apply_settings(self, settings):
+        self.applied.append(settings)
+        return {"model"} if settings.model != self.settings.model else set()
+
+
+def test_settings_chosen_while_an_answer_streams_are_saved_and_applied(qtbot, loop, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from wren.engine import settings as wsettings
+    from wren.gui.theme import apply_theme
+
+    engine = SettingsGatedEngine()
+    w, _ = make_window(tmp_path, engine, qtbot)
+    w.settings_path = tmp_path / "settings.toml"
+    opened = []
+
+    async def opener(path, settings, progress=None):
+        opened.append(settings.model)
+        return engine
+    w.open_engine = opener
+    assert run(loop, w.load_engine())
+
+    async def scenario():
+        w._chat_send("Hello", None)
+        assert w.busy
+        w.open_settings()
+        d = w.settings_dialog
+        d.font_spin.setValue(16)
+        d.threads_spin.setValue(1)
+        d.use_model("Other-Model")
+        assert d.apply() is not None
+        saved = wsettings.load(w.settings_path).settings
+        assert (saved.font_size, saved.threads, saved.model) == (16, 1, "Other-Model")  # saved at once
+        assert QApplication.font().pointSize() == 16  # the font applies at once
+        assert engine.applied == [] and opened == [""]  # the engine's settings wait for the answer to end
+        assert "Other-Model" in d.current_model_label.text() and "in use now" in d.current_model_label.text()
+        engine.gate.set()
+        await idle(w)
+        assert engine.applied and engine.applied[-1].threads == 1
+        assert opened == ["", "Other-Model"]  # the new model was loaded once the answer ended
+        assert w.settings.font_size == 16
+        d.close()
+    try:
+        run(loop, scenario())
+    finally:
+        apply_theme("system", 0)
+
+
+def test_a_bad_settings_file_is_named_in_a_banner_that_stays_until_dismissed_or_saved(qtbot, loop, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from wren.engine import settings as wsettings
+
+    path = tmp_path / "settings.toml"
+    path.write_text("threads = 'many'\ntheme = 'pink'\ncontext_length = 2048\n")
+    loaded = wsettings.load(path)
+    assert loaded.settings.context_length == 2048
+    w, _ = make_window(tmp_path, ScriptedEngine(), qtbot)
+    w.settings_path = path
+    w.settings_banner.show_problem(loaded.problem)  # as the app does when it starts
+    assert run(loop, w.load_engine())  # a model load does not clear it
+    banner = w.settings_banner
+    assert banner.isVisible() and "threads = 'many'" in banner.text() and "theme = 'pink'" in banner.text()
+    qtbot.mouseClick(banner.dismiss_button, Qt.LeftButton)
+    assert not banner.isVisible()
+    banner.show_problem(loaded.problem)
+    run(loop, w.apply_settings(loaded.settings))  # saved: the file is good again
+    assert not banner.isVisible() and wsettings.load(path).problem is None

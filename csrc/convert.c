@@ -68,37 +68,37 @@ void wren_k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
+/* Q4_K and Q5_K: sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes of qs; Q5_K's fifth bits are in qh
+ * (NULL for Q4_K), those of the pair p at bits 2p and 2p + 1 */
+static void k_quant_to_f32(uint16_t dh, uint16_t mh, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                           float *y) {
+    const float d = wren_fp16_to_f32(dh), dmin = wren_fp16_to_f32(mh);
+    for (int p = 0; p < 4; p++) {
+        int sc, m;
+        const uint8_t *q = qs + 32 * p;
+        wren_k_scale_min(2 * p, scales, &sc, &m);
+        const float d1 = d * (float)sc, m1 = dmin * (float)m;
+        wren_k_scale_min(2 * p + 1, scales, &sc, &m);
+        const float d2 = d * (float)sc, m2 = dmin * (float)m;
+        const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);
+        for (int l = 0; l < 32; l++) {
+            const int h1 = qh && (qh[l] & u1) ? 16 : 0, h2 = qh && (qh[l] & u2) ? 16 : 0;
+            y[64 * p + l] = d1 * (float)((q[l] & 15) + h1) - m1;
+            y[64 * p + 32 + l] = d2 * (float)((q[l] >> 4) + h2) - m2;
+        }
+    }
+}
+
 void wren_dequantize_block_q4_k(const uint8_t *b, float *y) {
     blk_q4_k blk;
     memcpy(&blk, b, sizeof blk);
-    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
-    for (int p = 0; p < 4; p++) {               /* sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes */
-        int sc, m;
-        const uint8_t *q = blk.qs + 32 * p;
-        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
-        const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
-        const float d2 = d * (float)sc, m2 = dmin * (float)m;
-        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)(q[l] & 15) - m1;
-        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)(q[l] >> 4) - m2;
-    }
+    k_quant_to_f32(blk.d, blk.dmin, blk.scales, blk.qs, NULL, y);
 }
 
 static void q5_k_to_f32(const uint8_t *b, float *y) {
     blk_q5_k blk;
     memcpy(&blk, b, sizeof blk);
-    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
-    for (int p = 0; p < 4; p++) {
-        int sc, m;
-        const uint8_t *q = blk.qs + 32 * p;
-        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
-        const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
-        const float d2 = d * (float)sc, m2 = dmin * (float)m;
-        const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);   /* the fifth bits of this pair in qh */
-        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)((q[l] & 15) + (blk.qh[l] & u1 ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)((q[l] >> 4) + (blk.qh[l] & u2 ? 16 : 0)) - m2;
-    }
+    k_quant_to_f32(blk.d, blk.dmin, blk.scales, blk.qs, blk.qh, y);
 }
 
 /* the 256 quants of a Q6_K super-block, q - 32 in weight order; weight j has the scale scales[j / 16] */

@@ -84,6 +84,22 @@ typedef void (*wren_gemv_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 typedef void (*wren_gemm_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                              float *y, int64_t ldy);
 typedef void (*wren_quantize_act_fn)(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
+/* A kernel set's entry point for one format: `name` calls the file's template `fn` with the format as a constant. */
+#define WREN_GEMV_ENTRY(name, fn, FMT)                                                                               \
+    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {  \
+        fn(FMT, w, n, k, t0, t1, a, y);                                                                              \
+    }
+#define WREN_GEMM_ENTRY(name, fn, FMT)                                                                               \
+    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,    \
+                     int64_t ldy) {                                                                                  \
+        fn(FMT, w, n, k, t0, t1, a, y, ldy);                                                                         \
+    }
+/* gemv_q4_0, gemm_q4_0, ... gemm_q8_16: both entry points of each format of blocks of 32 */
+#define WREN_ENTRY_POINTS(gemv, gemm)                                                                                \
+    WREN_GEMV_ENTRY(gemv_q4_0, gemv, WREN_Q4_0) WREN_GEMM_ENTRY(gemm_q4_0, gemm, WREN_Q4_0)                          \
+    WREN_GEMV_ENTRY(gemv_q4_1, gemv, WREN_Q4_1) WREN_GEMM_ENTRY(gemm_q4_1, gemm, WREN_Q4_1)                          \
+    WREN_GEMV_ENTRY(gemv_q8_0, gemv, WREN_Q8_0) WREN_GEMM_ENTRY(gemm_q8_0, gemm, WREN_Q8_0)                          \
+    WREN_GEMV_ENTRY(gemv_q8_16, gemv, WREN_Q8_16) WREN_GEMM_ENTRY(gemm_q8_16, gemm, WREN_Q8_16)
 
 typedef struct {
     const char *name;       /* "avx2", ... */

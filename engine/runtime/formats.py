@@ -49,25 +49,11 @@ ROWS = tuple(describe(i) for i in range(lib.WREN_N_FORMATS))
 class _FormatBase(enum.IntEnum):
     """A runtime format: its value is C's wren_format, its properties the row's."""
 
-    @property
-    def info(self) -> FormatInfo:
-        return ROWS[self]
-
-    @property
-    def label(self) -> str:
-        return self.info.name
-
-    @property
-    def block_bytes(self) -> int:
-        return self.info.block_bytes
-
-    @property
-    def block_weights(self) -> int:
-        return self.info.block_weights
-
-    @property
-    def super_block(self) -> bool:
-        return self.block_weights > QK
+    info = property(lambda self: ROWS[self])
+    label = property(lambda self: self.info.name)
+    block_bytes = property(lambda self: self.info.block_bytes)
+    block_weights = property(lambda self: self.info.block_weights)
+    super_block = property(lambda self: self.info.block_weights > QK)
 
     def plain_bytes(self, n: int, k: int) -> int:
         """Bytes of n rows of k weights as plain blocks."""

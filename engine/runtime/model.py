@@ -39,7 +39,8 @@ POLICIES = ("mixed", "int4")
 ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
-REQUANTIZED = {"mixed": Format.Q8_0, "int4": Format.Q4_0}  # per policy: what a type with no exact way becomes
+# per policy: the format a type is requantized into where neither its own blocks nor C's direct conversion fit
+REQUANTIZED = {"mixed": Format.Q8_0, "int4": Format.Q4_0}
 
 
 @dataclass

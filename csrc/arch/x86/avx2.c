@@ -404,9 +404,7 @@ static void gemv_q4(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64
     }
 }
 
-static void gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    gemv_q4(WREN_Q4_0, w, n, k, t0, t1, a, y);
-}
+WREN_GEMV_ENTRY(gemv_q4_0, gemv_q4, WREN_Q4_0)
 static void gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
     lanes_tiles(WREN_Q4_1, w, n, k, t0, t1, a, 0, y);
 }
@@ -436,25 +434,13 @@ AI void gemm_any(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t 
     }
 }
 
-static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm_any(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    lanes_gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    lanes_gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                       int64_t ldy) {
-    gemm_any(WREN_Q8_16, w, n, k, t0, t1, a, y, ldy);
-}
+WREN_GEMM_ENTRY(gemm_q4_0, gemm_any, WREN_Q4_0)
+WREN_GEMM_ENTRY(gemm_q4_1, lanes_gemm, WREN_Q4_1)
+WREN_GEMM_ENTRY(gemm_q8_0, lanes_gemm, WREN_Q8_0)
+WREN_GEMM_ENTRY(gemm_q8_16, gemm_any, WREN_Q8_16)
 
 /* ---- Q4_K and Q6_K super-blocks (kquant.c has the arithmetic in words; these give its bits) ----
- * Tiles of 8 rows (internal.h), lane r of every vector = row r. */
+ * Tiles of 8 rows (formats.h), lane r of every vector = row r. */
 AI __m256i pair16(__m256i v) {      /* int32 lanes holding an int16 value -> that value in both int16 halves */
     return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
 }

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -350,15 +349,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _Slow(_Quiet):
-    """Sends the file in pieces with pauses, so a download lasts long enough to be cancelled."""
+class _Gated(_Quiet):
+    """Sends the first 2 MiB, then holds the rest back until `release` is set: a download still running when the
+    test cancels it, however fast or slow the machine."""
+
+    release: threading.Event
 
     def copyfile(self, source, outputfile):
         try:
-            while block := source.read(64 << 10):
-                outputfile.write(block)
-                outputfile.flush()
-                time.sleep(0.03)
+            outputfile.write(source.read(2 << 20))
+            outputfile.flush()
+            self.release.wait(60)
+            shutil.copyfileobj(source, outputfile)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away: that is the cancel
 
@@ -416,19 +418,24 @@ def test_fetch_over_http_shows_progress_and_installs_the_model(qtbot, rk, librar
 
 def test_fetch_can_be_cancelled(qtbot, rk, library, tmp_path, www):
     big = tmp_path / "www" / "big.gguf"
-    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB, sent at about 2 MiB/s
+    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB
+    gated = type("Gated", (_Gated,), {"release": threading.Event()})
     known = catalog.KnownModel("Big", "big.gguf", "0" * 64, big.stat().st_size, "test",
-                               urls=(f"{www(_Slow)}/big.gguf",))
+                               urls=(f"{www(gated)}/big.gguf",))
     d = make(qtbot, Settings(), rk, model_catalog={"Big": known})
     job = d.fetch_model("Big")
-    qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
-    assert 0 < d.progress.value() < d.progress.maximum() == known.size
-    cancelled_at = time.monotonic()
-    qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
-    assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    received = []
+    job.progressed.connect(lambda done, total, what: received.append(done), Qt.DirectConnection)
+    try:
+        qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
+        assert 0 < d.progress.value() < d.progress.maximum() == known.size
+        qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
+        assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    finally:
+        gated.release.set()  # the rest comes now: the job stops at the next block it reads
     qtbot.waitUntil(job.isFinished, timeout=30_000)
-    assert time.monotonic() - cancelled_at < 6  # stopped early: the whole file takes about 8 s to send
     assert (job.path, job.error) == ("", "cancelled")
+    assert max(received) <= 2 << 20  # nothing reported after the cancel: stopped early
     assert not (library / "big.gguf").exists() and not list(library.glob("**/*.partial"))
     assert all(r["name"] != "Big" for r in d.model_rows())
 

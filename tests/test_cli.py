@@ -69,6 +69,7 @@ def smollm2():
     return str(model_or_skip("SmolLM2-135M-Instruct"))
 
 
+@pytest.mark.model
 def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path):
     import conftest
 
@@ -82,6 +83,7 @@ def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path):
         assert json.loads(proc.stdout) == entry[key]
 
 
+@pytest.mark.model
 def test_run_raw_greedy_streams_the_greedy_continuation(smollm2, tmp_path):
     """The streamed text is the model's greedy continuation (as the Python API computes it), with special tokens
     parsed and BOS added as llama.cpp does; it begins as llama.cpp's does (" Paris." - later tokens can part at
@@ -111,6 +113,7 @@ def test_run_raw_greedy_streams_the_greedy_continuation(smollm2, tmp_path):
     assert proc.stdout.startswith(" Paris.") and p["greedy_text"].startswith(" Paris.")
 
 
+@pytest.mark.model
 def test_model_bench_reports_every_figure(smollm2):
     proc = wren("bench", "-m", smollm2, "-t", "1", "-p", "32", "-n", "8", "--json")
     assert proc.returncode == 0, proc.stderr

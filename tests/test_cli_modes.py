@@ -10,6 +10,8 @@ import pytest
 from conftest import model_or_skip
 from test_cli import wren
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def smollm2():

@@ -16,6 +16,8 @@ from wren.engine.runtime.gguffile import GGUFError
 from wren.engine.runtime.sampling import GREEDY, SamplingParams
 from wren.engine.settings import Settings, SettingsError
 
+pytestmark = pytest.mark.model
+
 MODEL = "SmolLM2-135M-Instruct"
 CTX = 1024
 

@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.gui
+
 SCRIPT = """
 import asyncio, sys, threading
 import qasync

@@ -26,6 +26,8 @@ from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError  #
 from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.gui.settings_dialog import TOUCH_HEIGHT, SettingsDialog  # noqa: E402
 
+pytestmark = pytest.mark.gui
+
 gguf = pytest.importorskip("gguf")
 
 RK3588_CPUS = list(range(8))
@@ -248,6 +250,7 @@ def test_every_control_has_an_accessible_name_and_a_touch_size(qtbot, rk, librar
 # ---- the model library -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_model_table_lists_the_default_model_with_its_ram_at_the_context(qtbot, rk, library):
     path = model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(context_length=1024), rk)
@@ -336,6 +339,7 @@ def test_a_damaged_library_file_is_listed_with_its_error(qtbot, rk, library, tin
     assert not d.use_button.isEnabled() and d.remove_button.isEnabled()
 
 
+@pytest.mark.model
 def test_packaged_models_are_not_removable_here(qtbot, rk, library):
     model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(), rk)

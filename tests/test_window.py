@@ -70,7 +70,7 @@ class ScriptedEngine:
         stats = Stats(prompt_tokens=10, ttft_seconds=0.01, prefill_seconds=0.01)
         out = []
         for word in self.answer.split(" "):
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # pacing, as a model streams; nothing waits on it
             if self.cancelled:
                 stats.finish_reason = "cancelled"
                 break

@@ -43,21 +43,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
     from wren.engine.bench import compare as bench
-    from wren.engine.runtime.generate import resolve_model_path
+    from wren.engine.runtime import loader, placement, topology
+    from wren.engine.settings import Settings
 
-    path = resolve_model_path(args.model)
-    threads = int(args.threads) if args.threads else 2
+    path = loader.resolve_model_path(args.model)
+    settings = bench.settings(_with_flags(Settings(), args), args.prompt_tokens, args.gen_tokens)
+    threads = placement.place(settings, topology.read_topology()).threads
     if args.engine:  # one engine in this process (the parent runs each in its own, for clean peak memory)
-        run = bench.bench_wren if args.engine == "wren" else bench.bench_llama_cpp
-        kwargs = dict(policy=args.weights) if args.engine == "wren" else {}
-        result = run(path, threads, args.prompt_tokens, args.gen_tokens, **kwargs)
+        if args.engine == "wren":
+            result = bench.bench_wren(path, settings, args.prompt_tokens, args.gen_tokens)
+        else:
+            result = bench.bench_llama_cpp(path, threads, args.prompt_tokens, args.gen_tokens)
         print(json.dumps(bench.asdict(result)))
         return 0
     engines = ["wren"] + (["llama.cpp"] if args.compare else [])
     results = []
     for engine in engines:
         cmd = [sys.executable, "-m", "wren.engine.cli", "bench", "-m", str(path), "-t", str(threads),
-               "-p", str(args.prompt_tokens), "-n", str(args.gen_tokens), "--weights", args.weights,
+               "-p", str(args.prompt_tokens), "-n", str(args.gen_tokens), "--weights", settings.weight_policy,
                "--engine", engine]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -108,6 +111,24 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_flags(s, args: argparse.Namespace):
+    """Settings with the command's -m, -t, --ctx and --weights where given."""
+    from dataclasses import replace
+
+    if getattr(args, "model", None):
+        s = replace(s, model=args.model)
+    if getattr(args, "threads", None):
+        try:
+            s = replace(s, threads=int(args.threads))
+        except ValueError:
+            raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
+    if getattr(args, "ctx", None):
+        s = replace(s, context_length=int(args.ctx))
+    if getattr(args, "weights", None):
+        s = replace(s, weight_policy=args.weights)
+    return s.validated()
+
+
 def _read_input(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
@@ -119,7 +140,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     import json
 
     from wren.engine.runtime import gguffile
-    from wren.engine.runtime.generate import resolve_model_path
+    from wren.engine.runtime.loader import resolve_model_path
     from wren.engine.runtime.tokenizer import Tokenizer
 
     with gguffile.read(resolve_model_path(args.model)) as g:
@@ -133,12 +154,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.raw:
         print("wren run: only --raw is available (the chat modes come with `wren chat`)", file=sys.stderr)
         return 2
-    from wren.engine.runtime.generate import Generator, resolve_model_path
+    from wren.engine.runtime.loader import open_generator
     from wren.engine.runtime.sampling import GREEDY, Sampler, SamplingParams
+    from wren.engine.settings import Settings
 
     text = _read_input(args.file)
-    gen = Generator.load(resolve_model_path(args.model), policy=args.weights,
-                         threads=int(args.threads) if args.threads else None, n_ctx=args.ctx)
+    gen = open_generator(None, _with_flags(Settings(), args))
     try:
         ids = gen.tokenizer.encode(text, add_special=True, parse_special=True)
         params = GREEDY if args.greedy else SamplingParams(seed=args.seed)
@@ -156,24 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from dataclasses import replace
-
     from wren.engine import settings as wsettings
 
     loaded = wsettings.load()
     if loaded.problem:
         print(f"wren: {loaded.problem}; using the default settings", file=sys.stderr)
-    s = loaded.settings
-    if getattr(args, "model", None):
-        s = replace(s, model=args.model)
-    if getattr(args, "threads", None):
-        try:
-            s = replace(s, threads=int(args.threads))
-        except ValueError:
-            raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
-    if getattr(args, "ctx", None):
-        s = replace(s, context_length=int(args.ctx))
-    return s.validated()
+    return _with_flags(loaded.settings, args)
 
 
 async def _open_engine(args: argparse.Namespace):
@@ -227,13 +236,13 @@ def _emit_json(obj) -> None:
 
 
 def cmd_email(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import draft_email
 
     thread = _read_input(args.thread) if args.thread else ""
 
     async def job(engine):
-        return await modes.draft_email(engine, args.points, to=args.to or "", thread=thread, tone=args.tone,
-                                       length=args.length)
+        return await draft_email(engine, args.points, to=args.to or "", thread=thread, tone=args.tone,
+                                 length=args.length)
 
     draft = _run_cancellable(args, job)
     if args.json:
@@ -244,12 +253,12 @@ def cmd_email(args: argparse.Namespace) -> int:
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import smart_reply
 
     message = _read_arg_file(args.file)
 
     async def job(engine):
-        return await modes.smart_reply(engine, message)
+        return await smart_reply(engine, message)
 
     result = _run_cancellable(args, job)
     if args.json:
@@ -263,7 +272,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from wren.engine.assistant import modes
+    from wren.engine.assistant import summarize
 
     text = _read_arg_file(args.file)
     show = sys.stderr.isatty() and not args.json
@@ -283,8 +292,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
     async def job(engine):
-        return await modes.summarize(engine, text, style=args.style, length=args.length, progress=progress,
-                                     on_token=on_token)
+        return await summarize(engine, text, style=args.style, length=args.length, progress=progress,
+                               on_token=on_token)
 
     result = _run_cancellable(args, job)
     if args.json:
@@ -296,15 +305,33 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 130 if result.cancelled else 0
 
 
+def _open_history():
+    """The conversations database the window uses too, or None (with a note) when it cannot be used."""
+    from wren.engine.store import Store, StoreError
+
+    try:
+        return Store()
+    except StoreError as e:
+        print(f"wren: {e}; this chat is not kept", file=sys.stderr)
+        return None
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     import asyncio
     import signal
+    from contextlib import aclosing
 
-    from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
+    from wren.engine.assistant import ChatController
+    from wren.engine.engine import ContextTrimmed, Done, Token
 
     loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(_open_engine(args))
-    session = ChatSession(system=args.system or "")
+    try:
+        engine = loop.run_until_complete(_open_engine(args))
+    except BaseException:
+        loop.close()
+        raise
+    store = None if args.no_save else _open_history()
+    chat = ChatController(args.system or "", store)
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
         print(f"{engine.model_name} · {engine.threads} threads on CPUs "
@@ -312,40 +339,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
               "Ctrl+C stops an answer; /regen answers again, /new starts over, /quit (or Ctrl+D) leaves.",
               file=sys.stderr)
 
-    async def turn(text: str | None) -> None:
+    async def turn() -> None:
         try:
             loop.add_signal_handler(signal.SIGINT, engine.cancel)
         except (NotImplementedError, RuntimeError):
             pass
-        parts = []
         try:
-            async for ev in engine.chat(session, text):
-                if isinstance(ev, Token):
-                    parts.append(ev.text)
-                    if not args.json:
-                        sys.stdout.write(ev.text)
-                        sys.stdout.flush()
-                elif isinstance(ev, ContextTrimmed) and not args.json:
-                    print(f"[the conversation outgrew the context: {ev.dropped_messages} oldest messages left out]",
-                          file=sys.stderr)
-                elif isinstance(ev, Done):
-                    st = ev.stats
-                    if args.json:
-                        _emit_json({"reply": ev.text.strip(), "finish_reason": ev.reason, "error": ev.error or None,
-                                    "ttft_s": round(st.ttft_seconds, 4),
-                                    "prefill_tok_s": round(st.prefill_tokens_per_s, 1),
-                                    "decode_tok_s": round(st.decode_tokens_per_s, 1),
-                                    "prompt_tokens": st.prompt_tokens, "cached_tokens": st.cached_tokens,
-                                    "generated_tokens": st.generated_tokens})
-                    else:
-                        print()
-                        if ev.reason == "error":
-                            print(f"wren: {ev.error}", file=sys.stderr)
-                        elif interactive:
-                            note = " (stopped)" if ev.reason == "cancelled" else ""
-                            print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill "
-                                  f"{st.prefill_tokens_per_s:.0f} tok/s · decode {st.decode_tokens_per_s:.0f} tok/s"
-                                  f"{note}]", file=sys.stderr)
+            async with aclosing(chat.answer(engine)) as events:
+                async for ev in events:
+                    if isinstance(ev, Token):
+                        if not args.json:
+                            sys.stdout.write(ev.text)
+                            sys.stdout.flush()
+                    elif isinstance(ev, ContextTrimmed) and not args.json:
+                        print(f"[the conversation outgrew the context: {ev.dropped_messages} oldest messages left "
+                              "out]", file=sys.stderr)
+                    elif isinstance(ev, Done):
+                        _show_turn(ev, args.json, interactive)
         finally:
             try:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -367,19 +377,37 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if text in ("/quit", "/exit"):
                 break
             if text == "/new":
-                session = ChatSession(system=args.system or "")
+                chat = ChatController(args.system or "", store)
                 continue
             if text == "/regen":
-                Engine.regenerate(session)
-                if not session.messages:
+                if not chat.regenerate():
                     continue
-                loop.run_until_complete(turn(None))
-                continue
-            loop.run_until_complete(turn(text))
+            else:
+                chat.add_user(text)
+            loop.run_until_complete(turn())
     finally:
         loop.run_until_complete(engine.close())
         loop.close()
+        if store is not None:
+            store.close()
     return 0
+
+
+def _show_turn(done, as_json: bool, interactive: bool) -> None:
+    st = done.stats
+    if as_json:
+        _emit_json({"reply": done.text.strip(), "finish_reason": done.reason, "error": done.error or None,
+                    "ttft_s": round(st.ttft_seconds, 4), "prefill_tok_s": round(st.prefill_tokens_per_s, 1),
+                    "decode_tok_s": round(st.decode_tokens_per_s, 1), "prompt_tokens": st.prompt_tokens,
+                    "cached_tokens": st.cached_tokens, "generated_tokens": st.generated_tokens})
+        return
+    print()
+    if done.reason == "error":
+        print(f"wren: {done.error}", file=sys.stderr)
+    elif interactive:
+        note = " (stopped)" if done.reason == "cancelled" else ""
+        print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill {st.prefill_tokens_per_s:.0f} tok/s · "
+              f"decode {st.decode_tokens_per_s:.0f} tok/s{note}]", file=sys.stderr)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -424,21 +452,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+CLI_HELP = """Wren's command line works without a window:
+  wren info                         CPU features, chosen kernels, big/LITTLE layout
+  wren chat                         chat in the terminal (Ctrl+C stops an answer)
+  wren email --points TEXT          draft an email (--to, --thread FILE, --tone, --length)
+  wren reply FILE                   three short replies to a message
+  wren summarize FILE               summarize a text (--style, --length)
+  wren models list                  installed and known models (fetch, import, remove)
+  wren run --raw [--greedy] FILE    continue a text file with the default model (SmolLM2-135M)
+  wren tokenize FILE                token ids of a text file
+  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token
+  wren bench --kernels               kernel speed against this machine's memory bandwidth"""
+
+
 def cmd_window(args: argparse.Namespace) -> int:
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            or os.environ.get("QT_QPA_PLATFORM") == "offscreen"):
-        print("No display found. Wren's command line works without one:\n"
-              "  wren info                         CPU features, chosen kernels, big/LITTLE layout\n"
-              "  wren chat                         chat in the terminal (Ctrl+C stops an answer)\n"
-              "  wren email --points TEXT          draft an email (--to, --thread FILE, --tone, --length)\n"
-              "  wren reply FILE                   three short replies to a message\n"
-              "  wren summarize FILE               summarize a text (--style, --length)\n"
-              "  wren models list                  installed and known models (fetch, import, remove)\n"
-              "  wren run --raw [--greedy] FILE    continue a text file with the default model (SmolLM2-135M)\n"
-              "  wren tokenize FILE                token ids of a text file\n"
-              "  wren bench [-m MODEL] [--compare]  prefill and decode speed, time to first token\n"
-              "  wren bench --kernels               kernel speed against this machine's memory bandwidth")
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        print("No display found. " + CLI_HELP)
         return 0
+    from wren.gui import display  # plain Python: looks at the system before Qt is started (Qt aborts on failure)
+
+    choice = display.choose()
+    if choice.platform is None:
+        print(f"The window cannot start: {choice.problem}.\n" + CLI_HELP, file=sys.stderr)
+        return 1
+    os.environ["QT_QPA_PLATFORM"] = choice.platform
     from wren.gui.app import main as window_main
 
     return window_main()
@@ -454,10 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="model benchmark (or --kernels)")
     p.add_argument("-m", "--model", help="GGUF file or known model name (default: the default model)")
-    p.add_argument("-t", "--threads", help="threads (model bench, default 2) or a list like 1,2 (--kernels)")
+    p.add_argument("-t", "--threads", help="threads (model bench, default: one per core of the fastest cluster) "
+                   "or a list like 1,2 (--kernels)")
     p.add_argument("-p", "--prompt-tokens", type=int, default=128)
     p.add_argument("-n", "--gen-tokens", type=int, default=64)
-    p.add_argument("--weights", choices=["mixed", "int4"], default="mixed", help="weight policy")
+    p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
     p.add_argument("--compare", action="store_true", help="also llama.cpp (llama-cpp-python) in the same run")
     p.add_argument("--engine", choices=["wren", "llama.cpp"], help=argparse.SUPPRESS)
     p.add_argument("--kernels", action="store_true", help="GEMV bandwidth and GEMM throughput of the kernels")
@@ -481,8 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=128, help="tokens to generate (default 128)")
     p.add_argument("-t", "--threads", help="threads (default: one per core of the fastest cluster)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=4096, help="context length")
-    p.add_argument("--weights", choices=["mixed", "int4"], default="mixed", help="weight policy")
+    p.add_argument("--ctx", type=int, help="context length (default 4096)")
+    p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
     p.add_argument("file", help="text file, or - for stdin")
     p.set_defaults(func=cmd_run)
 
@@ -496,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="chat in the terminal")
     engine_flags(p)
     p.add_argument("--system", help="system prompt")
+    p.add_argument("--no-save", action="store_true", help="do not keep this chat in the history (the window's)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("email", help="draft an email: JSON {subject, body} with --json")

@@ -12,7 +12,6 @@ Nothing here imports Qt: the window drives this through qasync, the command line
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +20,11 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from wren.engine.library import catalog
-from wren.engine.runtime import gguffile, native
+from wren.engine.runtime import loader, native
 from wren.engine.runtime.chat_template import ChatTemplate
-from wren.engine.runtime.generate import ContextFullError, GenerationStats, Generator, resolve_model_path
-from wren.engine.runtime.model import Model
+from wren.engine.runtime.generate import ContextFullError, GenerationStats, Generator
 from wren.engine.runtime.sampling import Sampler, SamplingParams
-from wren.engine.settings import Settings, SettingsError
+from wren.engine.settings import Settings
 from wren.engine.runtime.tokenizer import Tokenizer
 
 
@@ -90,19 +88,6 @@ class Request:
     trim: bool = True
 
 
-@dataclass
-class ChatSession:
-    """A conversation: an optional system prompt and alternating user/assistant messages. `first_kept` is the
-    first message still sent to the model after the context overflowed."""
-    system: str = ""
-    messages: list[dict] = field(default_factory=list)
-    first_kept: int = 0
-
-    def prompt_messages(self) -> list[dict]:
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        return head + self.messages[self.first_kept:]
-
-
 class EngineClosedError(RuntimeError):
     pass
 
@@ -129,13 +114,10 @@ class Engine:
     async def open(cls, path: str | Path | None = None, settings: Settings | None = None,
                    progress: Callable[[int, int], None] | None = None, check_memory: bool = True,
                    available_bytes: int | None = None) -> "Engine":
-        """Load a model (a path or a known model's name; by default the settings' model) in a worker thread.
-        Raises the loader's own errors (GGUFError, ...) for bad files, catalog.MemoryCheckError when the model
-        would not fit in the available memory, SettingsError for a wrong setting."""
+        """Load a model (a path or a known model's name; by default the settings' model) in a worker thread, with
+        loader.open_generator: its errors are raised here."""
         settings = (settings or Settings()).validated()
         loop = asyncio.get_running_loop()
-        resolved = resolve_model_path(str(path) if path else (settings.model or None))
-        pool_args = settings.pool_settings()  # wrong cores fail here, before the long load
 
         def report(done: int, total: int) -> None:
             if progress is not None:
@@ -144,34 +126,26 @@ class Engine:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-engine")
 
         def load() -> tuple[Generator, ChatTemplate]:
-            g = gguffile.read(resolved)  # parsed once, for the memory check and the load
+            gen = loader.open_generator(path, settings, report, check_memory, available_bytes)
             try:
-                if check_memory:
-                    catalog.check_memory(resolved, settings.context_length, settings.weight_policy,
-                                         available_bytes, gguf=g)
-                model = Model(resolved, settings.weight_policy, progress=report, gguf=g)
+                return gen, ChatTemplate.from_gguf(gen.model.gguf, gen.tokenizer)
             except BaseException:
-                g.close()
+                gen.close()
                 raise
-            tok = Tokenizer.from_gguf(model.gguf)
-            pool = native.Pool(**pool_args)
-            n_ctx = min(settings.context_length, model.hp.context_length)
-            ctx = model.context(n_ctx, settings.batch_size, _ctx_threads(pool_args["threads"]))
-            return Generator(model, tok, pool, ctx), ChatTemplate.from_gguf(model.gguf, tok)
 
         try:
             gen, template = await loop.run_in_executor(executor, load)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(gen, template, settings, resolved, executor)
+        return cls(gen, template, settings, gen.model.path, executor)
 
     # ---- what is running ---------------------------------------------------------------------------------------
 
     @property
     def model_name(self) -> str:
-        known = next((k.name for k in catalog.CATALOG.values() if k.file_name == self.path.name), None)
-        name = known or self._gen.model.gguf.metadata.get("general.name")
+        known = catalog.known_by_file(self.path.name)
+        name = known.name if known else self._gen.model.gguf.metadata.get("general.name")
         return name if isinstance(name, str) and name else self.path.stem
 
     @property
@@ -225,10 +199,9 @@ class Engine:
         loaded). Returns the names of the changed settings that need the model reopened (model, weight_policy).
         A setting that cannot be applied raises SettingsError and leaves the engine as it was."""
         settings = settings.validated()
-        pool_args = settings.pool_settings()
         self._check_open()
         async with self._lock:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._apply, settings, pool_args)
+            await asyncio.get_running_loop().run_in_executor(self._executor, loader.reconfigure, self._gen, settings)
         reopen = set()
         if settings.model != self.settings.model:
             reopen.add("model")
@@ -237,30 +210,13 @@ class Engine:
         self.settings = settings
         return reopen
 
-    def _apply(self, settings: Settings, pool_args: dict) -> None:
-        gen = self._gen
-        old = gen.pool.settings
-        new_cpus = tuple(pool_args["cpus"]) if pool_args["cpus"] is not None else None
-        if (old.threads, old.cpus, old.strict) != (pool_args["threads"], new_cpus, pool_args["strict"]):
-            try:
-                pool = native.Pool(**pool_args)
-            except native.NativeError as e:
-                raise SettingsError(str(e)) from None
-            gen.pool, retired = pool, gen.pool
-            retired.close()
-        n_ctx = min(settings.context_length, gen.model.hp.context_length)
-        ctx = gen.context
-        if (n_ctx, min(settings.batch_size, n_ctx)) != (ctx.n_ctx, ctx.n_batch) or gen.pool.threads > ctx.n_threads:
-            gen.context = gen.model.context(n_ctx, settings.batch_size, _ctx_threads(gen.pool.threads))
-            gen.tokens = []
-
     # ---- generation --------------------------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """Stop the running generation (it ends with a Done whose reason is "cancelled"): between decode steps,
         or inside a prompt batch between two layers."""
         self._cancel.set()
-        self._gen.context.abort[0] = 1
+        self._gen.abort()
 
     async def generate(self, request: Request) -> AsyncIterator[Event]:
         """Events of one generation, ending with Done. Waits while another generation runs."""
@@ -269,7 +225,7 @@ class Engine:
         async with self._lock:
             self._check_open()
             self._cancel.clear()
-            self._gen.context.abort[0] = 0
+            self._gen.start()
             queue: asyncio.Queue = asyncio.Queue()
 
             def emit(ev: Event) -> None:
@@ -335,43 +291,6 @@ class Engine:
                 stats.prefill_seconds = time.perf_counter() - start
         emit(Done(stats, "".join(parts)))
 
-    # ---- chat ----------------------------------------------------------------------------------------------------
-
-    async def chat(self, session: ChatSession, text: str | None = None, sampling: SamplingParams | None = None,
-                   max_new_tokens: int | None = None) -> AsyncIterator[Event]:
-        """One assistant turn: with text, a new user message first; without, an answer to the conversation as it
-        stands (regenerate and edit-and-resend first shape the session with `regenerate` / `edit`). The answer,
-        also a partial one when cancelled, is appended to the session."""
-        if text is not None:
-            session.messages.append({"role": "user", "content": text})
-        if not session.messages or session.messages[-1]["role"] != "user":
-            raise ValueError("the conversation does not end with a user message")
-        mode = self.settings.mode("chat")
-        req = Request(messages=session.prompt_messages(), sampling=sampling or mode.params(),
-                      max_new_tokens=max_new_tokens or mode.max_new_tokens)
-        async for ev in self.generate(req):
-            if isinstance(ev, ContextTrimmed):
-                session.first_kept += ev.dropped_messages
-            if isinstance(ev, Done) and ev.reason != "error" and ev.text:
-                session.messages.append({"role": "assistant", "content": ev.text.strip()})
-            yield ev
-
-    @staticmethod
-    def regenerate(session: ChatSession) -> None:
-        """Drop the last answer, so that the next chat() answers the same message again."""
-        while session.messages and session.messages[-1]["role"] == "assistant":
-            session.messages.pop()
-        session.first_kept = min(session.first_kept, max(len(session.messages) - 1, 0))
-
-    @staticmethod
-    def edit(session: ChatSession, index: int, text: str) -> None:
-        """Replace the user message at index and forget everything after it (the next chat() answers it)."""
-        if not 0 <= index < len(session.messages) or session.messages[index]["role"] != "user":
-            raise ValueError(f"message {index} is not a user message")
-        del session.messages[index + 1:]
-        session.messages[index] = {"role": "user", "content": text}
-        session.first_kept = min(session.first_kept, index)
-
     # ---- closing -----------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -389,11 +308,6 @@ class Engine:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
-
-
-def _ctx_threads(threads: int) -> int:
-    """Scratch for as many threads as this process may use, so that a later thread change keeps the KV cache."""
-    return max(threads, len(os.sched_getaffinity(0)))
 
 
 def _describe(e: Exception) -> str:

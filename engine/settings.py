@@ -4,8 +4,7 @@ Every field is checked when settings are loaded or changed; a wrong value raises
 what it accepts. A settings file that cannot be read is kept aside (settings.toml.bad) and the defaults are used, so a
 broken file never stops the app and is never silently lost.
 
-Thread placement follows the topology: by default one thread per core of the recommended (fastest) cluster, each
-pinned to its core. `pool_settings()` turns the settings into the thread pool's parameters.
+Where the threads run follows from these settings and the CPU topology: engine/runtime/placement.py.
 """
 from __future__ import annotations
 
@@ -16,14 +15,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from wren.engine.runtime import topology
+from wren.engine.runtime.model import DEFAULT_BATCH, POLICIES
+from wren.engine.runtime.native import MAX_THREADS
 from wren.engine.runtime.sampling import SamplingParams
 
 CORE_PRESETS = ("big", "all", "system", "custom")
-POLICIES = ("mixed", "int4")
 THEMES = ("system", "light", "dark")
 MODES = ("chat", "email", "reply", "summarize")
-MAX_THREADS = 256  # the native pool's limit
 
 
 class SettingsError(ValueError):
@@ -64,7 +62,7 @@ class Settings:
     strict_pinning: bool = True  # each thread pinned alone to one core
     weight_policy: str = "mixed"
     context_length: int = 4096
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH
     theme: str = "system"
     font_size: int = 0  # 0: the system's
     sampling: dict[str, ModeSampling] = field(default_factory=lambda: dict(MODE_DEFAULTS))
@@ -117,41 +115,6 @@ class Settings:
         sampling = dict(self.sampling)
         sampling[name] = replace(self.mode(name), **changes)
         return replace(self, sampling=sampling)
-
-    # ---- placement ---------------------------------------------------------------------------------------------
-
-    def pool_settings(self, topo: topology.Topology | None = None,
-                      allowed: list[int] | None = None) -> dict:
-        """The thread pool's parameters: dict(threads, cpus, strict). Raises SettingsError for CPUs that do not
-        exist or that this process may not use."""
-        topo = topo or topology.read_topology()
-        allowed = sorted(allowed if allowed is not None else os.sched_getaffinity(0))
-        if self.cores == "system":
-            n = self.threads or len(allowed)
-            return dict(threads=n, cpus=None, strict=False)
-        if self.cores == "custom":
-            missing = [c for c in self.custom_cpus if c not in allowed]
-            if missing:
-                raise SettingsError(f"setting custom_cpus: CPU {topology.format_cpu_list(missing)} "
-                                    f"{'is' if len(missing) == 1 else 'are'} not available here (available: "
-                                    f"{topology.format_cpu_list(allowed)})")
-            cpus = list(self.custom_cpus)
-        elif self.cores == "all":
-            cpus = allowed
-        else:
-            cpus = [c for c in topo.recommended if c in allowed] or allowed
-            n = self.threads or len(cpus)
-            if n > len(cpus):
-                # the big preset with more threads than the fast cluster has cores: the next cores take the
-                # rest (on an RK3588, 6 threads run on the 4 big cores and 2 little ones, not 6 on 4 cores)
-                cpus = cpus + [c for c in allowed if c not in cpus]
-                if n > len(cpus):
-                    return dict(threads=n, cpus=None, strict=False)  # more threads than CPUs: the system places
-        n = self.threads or len(cpus)
-        if self.strict_pinning and n <= len(cpus):
-            return dict(threads=n, cpus=cpus[:n], strict=True)
-        # more threads than the chosen cores, or no strict pinning: the threads share the chosen cores
-        return dict(threads=n, cpus=cpus, strict=False)
 
 
 # ---- TOML ------------------------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wren.engine.settings import MODES
 from wren.engine.library import catalog
 
 FILE_NAME = "wren.sqlite3"
-MODES = ("chat", "email", "reply", "summarize")  # as in wren.engine.settings.MODES
 ROLES = ("system", "user", "assistant")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # _MIGRATIONS[n] takes a database from version n - 1 to version n
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -47,6 +47,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX messages_by_conversation ON messages(conversation, id)",
         "CREATE INDEX conversations_by_updated ON conversations(updated)",
     ),
+    # how many of a chat's first messages the model no longer sees (the conversation outgrew the context)
+    2: ("ALTER TABLE conversations ADD COLUMN first_kept INTEGER NOT NULL DEFAULT 0",),
 }
 
 
@@ -67,6 +69,7 @@ class Conversation:
     system: str  # system prompt ("" for none)
     created: float  # seconds since the epoch
     updated: float  # creation or last message added
+    first_kept: int = 0  # the first message (not counting system ones) still sent to the model
 
 
 @dataclass
@@ -78,6 +81,9 @@ class Message:
     complete: bool  # False for an answer that was stopped or is still streaming
     created: float
     stats: dict | None  # generation figures of an answer (ttft, tok/s, ...)
+
+
+_CONVERSATION_COLUMNS = "id, title, mode, system, created, updated, first_kept"
 
 
 def default_path() -> Path:
@@ -183,15 +189,14 @@ class Store:
         return cur.lastrowid
 
     def conversation(self, cid: int) -> Conversation:
-        row = self._db.execute("SELECT id, title, mode, system, created, updated FROM conversations WHERE id = ?",
-                               (cid,)).fetchone()
+        row = self._db.execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (cid,)).fetchone()
         if row is None:
             raise KeyError(f"no conversation {cid}")
         return Conversation(*row)
 
     def conversations(self, search: str = "") -> list[Conversation]:
         """Most recently updated first; `search` keeps those whose title or a message contains it (any case)."""
-        sql = "SELECT id, title, mode, system, created, updated FROM conversations c"
+        sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c"
         args: tuple = ()
         needle = _fold(search.strip())
         if needle:
@@ -206,6 +211,13 @@ class Store:
 
     def set_system(self, cid: int, system: str) -> None:
         self._update_one("UPDATE conversations SET system = ? WHERE id = ?", (system, cid), f"no conversation {cid}")
+
+    def set_first_kept(self, cid: int, first_kept: int) -> None:
+        """Record that the model no longer sees the conversation's first `first_kept` messages."""
+        if not isinstance(first_kept, int) or first_kept < 0:
+            raise ValueError(f"first_kept must be a count of messages, not {first_kept!r}")
+        self._update_one("UPDATE conversations SET first_kept = ? WHERE id = ?", (first_kept, cid),
+                         f"no conversation {cid}")
 
     def delete(self, cid: int) -> None:
         """Delete a conversation and its messages."""

@@ -5,9 +5,8 @@ import time
 
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt
 
+from wren.engine.assistant import MODE_LABELS
 from wren.engine.store import Conversation, Store
-
-MODE_LABELS = {"chat": "Chat", "email": "Draft email", "reply": "Smart reply", "summarize": "Summarize"}
 
 _Index = QModelIndex | QPersistentModelIndex
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
@@ -15,17 +14,16 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QF
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
 from wren.engine.library import catalog
-from wren.engine.assistant import modes
+from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draft_email, refine_email, smart_reply,
+                                   summarize)
 from wren.engine import settings as wsettings
-from wren.engine.engine import ChatSession, ContextTrimmed, Done, Engine, Token
+from wren.engine.engine import ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
 from wren.engine.store import Store
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
-PARTIAL_SAVE_SECONDS = 0.5  # a streaming answer is written to the database this often
-MODES = (("chat", "Chat"), ("email", "Draft email"), ("reply", "Smart reply"), ("summarize", "Summarize"))
 
 OpenEngine = Callable[..., Awaitable[Engine]]
 
@@ -72,12 +70,6 @@ def apply_theme(theme: str, font_size: int = 0) -> None:
         app.setFont(font)
 
 
-def title_from(text: str) -> str:
-    words = re.sub(r"\s+", " ", text).strip().split(" ")
-    title = " ".join(words[:7])
-    return (title[:60] + "…") if len(title) > 60 or len(words) > 7 else title or "New chat"
-
-
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
@@ -90,7 +82,7 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
-        self.cid: int | None = None  # the conversation shown in the chat view
+        self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
         self.resize(1100, 720)
@@ -117,7 +109,7 @@ class MainWindow(QMainWindow):
         sl = QVBoxLayout(side)
         self.mode_group = QButtonGroup(self)
         self.mode_buttons = {}
-        for i, (key, label) in enumerate(MODES):
+        for i, (key, label) in enumerate(MODE_LABELS.items()):
             b = QPushButton(label)
             b.setCheckable(True)
             b.setMinimumHeight(36)
@@ -125,7 +117,7 @@ class MainWindow(QMainWindow):
             self.mode_group.addButton(b, i)
             self.mode_buttons[key] = b
             sl.addWidget(b)
-        self.mode_group.idClicked.connect(lambda i: self.show_mode(MODES[i][0]))
+        self.mode_group.idClicked.connect(lambda i: self.show_mode(list(MODE_LABELS)[i]))
         line = QFrame()
         line.setFrameShape(QFrame.HLine)
         sl.addWidget(line)
@@ -265,7 +257,7 @@ class MainWindow(QMainWindow):
     def show_mode(self, key: str) -> None:
         self.stack.setCurrentWidget(self.views[key])
         self.mode_buttons[key].setChecked(True)
-        self.mode_title.setText(dict(MODES)[key])
+        self.mode_title.setText(MODE_LABELS[key])
 
     def current_mode(self) -> str:
         return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
@@ -359,9 +351,10 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         self.show_error("")
         self._show_engine()
-        from wren.gui.settings_dialog import warm_model_cache
+        from wren.gui.settings.item_models import warm_model_cache
+        from wren.gui.tasks import Task
 
-        asyncio.ensure_future(asyncio.to_thread(warm_model_cache))  # the settings dialog then opens at once
+        Task("Describing the installed models").start(lambda _report: warm_model_cache())  # the dialog opens at once
         return True
 
     def _offer_fetch(self, why: str) -> None:
@@ -401,7 +394,7 @@ class MainWindow(QMainWindow):
         self._show_engine()
 
     def open_settings(self) -> None:
-        from wren.gui.settings_dialog import SettingsDialog
+        from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
         dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
@@ -410,6 +403,11 @@ class MainWindow(QMainWindow):
         self.settings_dialog = dialog
 
     # ---- conversations -----------------------------------------------------------------------------------------
+
+    @property
+    def cid(self) -> int | None:
+        """The stored conversation shown in the chat view (None before its first message)."""
+        return self.conversation.cid
 
     def refresh_conversations(self) -> None:
         self.conv_model.refresh(self.search.text())
@@ -421,7 +419,7 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         if self.busy:
             return
-        self.cid = None
+        self.conversation = ChatController(store=self.store)
         self.chat.set_messages([])
         self.show_mode("chat")
         self.conv_list.clearSelection()
@@ -430,13 +428,9 @@ class MainWindow(QMainWindow):
     def open_conversation(self, cid: int) -> None:
         if self.busy:
             return
-        self.cid = cid
-        self.chat.set_messages(self._view_messages(cid))
+        self.conversation = ChatController.open(self.store, cid)
+        self.chat.set_messages(self.conversation.messages)
         self.show_mode("chat")
-
-    def _view_messages(self, cid: int) -> list[dict]:
-        return [{"id": m.id, "role": m.role, "content": m.content, "complete": m.complete}
-                for m in self.store.messages(cid)]
 
     def _conversation_clicked(self, index: QModelIndex) -> None:
         cid = self.conv_model.conversation_id(index.row())
@@ -477,72 +471,42 @@ class MainWindow(QMainWindow):
     # ---- chat ----------------------------------------------------------------------------------------------------
 
     def _chat_send(self, text: str, edited) -> None:
-        if self.busy:
-            return
-        self.start(self._chat_turn(text, edited))
+        self.start(self._chat_turn(text, edited))  # refused while busy
 
     async def _chat_turn(self, text: str, edited=None) -> None:
         self.need_engine()
-        if self.cid is None:
-            self.cid = self.store.new_conversation(title_from(text))
-        elif edited is not None:
-            self.store.delete_messages_from(self.cid, edited)
-        self.store.add_message(self.cid, "user", text)
+        chat = self.conversation
+        if edited is not None:
+            chat.edit(chat.index_of(edited), text)
+        else:
+            chat.add_user(text)
         self.refresh_conversations()
         await self._answer()
 
     async def _chat_regenerate(self) -> None:
         self.need_engine()
-        msgs = self.store.messages(self.cid) if self.cid is not None else []
-        last_user = max((i for i, m in enumerate(msgs) if m.role == "user"), default=None)
-        if last_user is None:
-            return
-        if last_user + 1 < len(msgs):
-            self.store.delete_messages_from(self.cid, msgs[last_user + 1].id)
-        await self._answer()
+        if self.conversation.regenerate():
+            await self._answer()
 
     async def _answer(self) -> None:
         engine = self.need_engine()
-        cid = self.cid
-        conv = self.store.conversation(cid)
-        stored = self.store.messages(cid)
-        session = ChatSession(system=conv.system,
-                              messages=[{"role": m.role, "content": m.content} for m in stored if m.role != "system"])
-        self.chat.set_messages(self._view_messages(cid))
+        chat = self.conversation
+        self.chat.set_messages(chat.messages)
         self.chat.begin_answer()
-        mid = self.store.add_message(cid, "assistant", "", complete=False)
-        parts: list[str] = []
-        last_save = time.monotonic()
         done = None
         try:
-            async for ev in engine.chat(session):
-                if isinstance(ev, Token):
-                    parts.append(ev.text)
-                    self.chat.add_token(ev.text)
-                    if time.monotonic() - last_save >= PARTIAL_SAVE_SECONDS:
-                        self.store.update_message(mid, "".join(parts), complete=False)
-                        last_save = time.monotonic()
-                elif isinstance(ev, ContextTrimmed):
-                    self.statusBar().showMessage(f"The conversation outgrew the context: its {ev.dropped_messages} "
-                                                 "oldest messages are no longer sent to the model", 8000)
-                elif isinstance(ev, Done):
-                    done = ev
+            async with aclosing(chat.answer(engine)) as events:
+                async for ev in events:
+                    if isinstance(ev, Token):
+                        self.chat.add_token(ev.text)
+                    elif isinstance(ev, ContextTrimmed):
+                        self.statusBar().showMessage(f"The conversation outgrew the context: its "
+                                                     f"{ev.dropped_messages} oldest messages are no longer sent to "
+                                                     "the model", 8000)
+                    elif isinstance(ev, Done):
+                        done = ev
         finally:
-            text = "".join(parts).strip()
-            complete = done is not None and done.reason in ("stop", "length")
-            stats = None
-            if done is not None:
-                st = done.stats
-                stats = {"ttft_s": st.ttft_seconds, "prefill_tok_s": st.prefill_tokens_per_s,
-                         "decode_tok_s": st.decode_tokens_per_s, "reason": st.finish_reason}
-            if text:
-                self.store.update_message(mid, text, complete=complete, stats=stats)
-            else:
-                self.store.delete_messages_from(cid, mid)
-            self.chat.end_answer(text, complete, mid if text else None)
-            if not text and self.chat.messages and self.chat.messages[-1]["role"] == "assistant":
-                self.chat.messages.pop()
-                self.chat.render()
+            self.chat.end_answer(chat.messages)
             self.refresh_conversations()
         if done is not None:
             self._show_stats(done.stats)
@@ -555,8 +519,8 @@ class MainWindow(QMainWindow):
         engine = self.need_engine()
         self.email_stream.start()
         try:
-            draft = await modes.draft_email(engine, req["points"], to=req["to"], thread=req["thread"],
-                                            tone=req["tone"], length=req["length"], on_token=self.email_stream.add)
+            draft = await draft_email(engine, req["points"], to=req["to"], thread=req["thread"], tone=req["tone"],
+                                      length=req["length"], on_token=self.email_stream.add)
         finally:
             self.email_stream.stop()
         self.email.show_draft(draft.subject, draft.body)
@@ -566,8 +530,7 @@ class MainWindow(QMainWindow):
         engine = self.need_engine()
         self.email_stream.start()
         try:
-            draft = await modes.refine_email(engine, modes.EmailDraft(subject, body), how,
-                                             on_token=self.email_stream.add)
+            draft = await refine_email(engine, EmailDraft(subject, body), how, on_token=self.email_stream.add)
         finally:
             self.email_stream.stop()
         self.email.show_draft(draft.subject, draft.body)
@@ -576,7 +539,7 @@ class MainWindow(QMainWindow):
     async def _replies(self, text: str) -> None:
         engine = self.need_engine()
         self.reply.show_replies([])
-        result = await modes.smart_reply(engine, text)
+        result = await smart_reply(engine, text)
         self.reply.show_replies(result.replies, result.no_reply_needed, result.reason)
         self._last_stats()
 
@@ -592,8 +555,8 @@ class MainWindow(QMainWindow):
         stream = StreamBuffer(self, self.summarize.show_summary)
         stream.start()
         try:
-            result = await modes.summarize(engine, text, style=style, length=length,
-                                           progress=self.summarize.set_progress, on_token=stream.add)
+            result = await summarize(engine, text, style=style, length=length,
+                                     progress=self.summarize.set_progress, on_token=stream.add)
         finally:
             stream.stop()
             self.summarize.set_progress(None)

@@ -124,11 +124,10 @@ class ChatView(QWidget):
     def add_token(self, piece: str) -> None:
         self.stream.add(piece)
 
-    def end_answer(self, text: str, complete: bool, mid=None) -> None:
+    def end_answer(self, messages: list[dict]) -> None:
+        """The answer is over (or never came): the conversation as it now stands."""
         self.stream.stop()
-        if self.messages and self.messages[-1]["role"] == "assistant":
-            self.messages[-1].update(content=text, complete=complete, id=mid)
-        self.render()
+        self.set_messages(messages)
 
     def set_busy(self, busy: bool) -> None:
         self.send.setEnabled(not busy)

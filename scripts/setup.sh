@@ -4,9 +4,15 @@
 set -euo pipefail
 
 # what the build, the tests and the window need from the system; the Arm tools cross-compile and emulate the
-# NEON / dotprod / i8mm kernels; the libraries are what Qt's offscreen and xcb platforms load
+# NEON / dotprod / i8mm kernels; the libraries are what Qt's offscreen, xcb (X11) and wayland platforms load (`ldd`
+# of PySide6's plugins/platforms/libqxcb.so and libqwayland.so, plus xcb-cursor that Qt opens itself)
 WREN_SYSTEM_PACKAGES=(gcc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-                      libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3)
+                      libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3
+                      libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+                      libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-xinerama0
+                      libxcb-xkb1 libxkbcommon-x11-0 libwayland-client0 libwayland-cursor0 libwayland-egl1)
+# the tests also start real display servers: an X server (Xvfb) and a Wayland compositor (weston, headless)
+if [ "${WREN_SETUP_FOR:-run}" = test ]; then WREN_SYSTEM_PACKAGES+=(xvfb xauth weston); fi
 
 install_system_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { echo "setup: not a Debian-like system; install the equivalents of: ${WREN_SYSTEM_PACKAGES[*]}" >&2; return 0; }

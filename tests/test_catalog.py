@@ -50,6 +50,38 @@ def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
         catalog.check_memory(path, 2048)
 
 
+def test_ram_estimate_uses_the_native_contexts_exact_size():
+    from wren.engine._native import lib
+    from wren.engine.runtime.model import Model
+
+    path = model_or_skip("SmolLM2-135M-Instruct")
+    info = catalog.describe(path)
+    model = Model(path)
+    for n_ctx, n_batch, threads in ((256, 256, 1), (1024, 256, 2), (4096, 512, 16)):
+        assert info.context_bytes(n_ctx, n_batch, threads) == lib.wren_ctx_bytes(model.struct, n_ctx, n_batch, threads)
+        assert info.ram_bytes(n_ctx, "int4", n_batch, threads) == \
+            info.weight_bytes["int4"] + info.context_bytes(n_ctx, n_batch, threads) + catalog.WORKING_BYTES
+    assert model.stats.weight_bytes == info.weight_bytes["mixed"]
+
+
+def test_validate_reads_the_file_once(tiny, monkeypatch):
+    opened = []
+    read = catalog.gguffile.read
+    monkeypatch.setattr(catalog.gguffile, "read", lambda path: opened.append(path) or read(path))
+    assert catalog.validate(tiny).architecture == "llama"
+    assert opened == [tiny]
+
+
+def test_names_match_case_insensitively():
+    assert catalog.known("smollm2-135m-instruct") is catalog.CATALOG["SmolLM2-135M-Instruct"]
+    assert catalog.known("no-such-model") is None
+    k = catalog.CATALOG["SmolLM2-135M-Instruct"]
+    assert catalog.known_by_file(k.file_name) is k
+    p = Path("/models") / k.file_name
+    assert catalog.matches(k.name.upper(), k.name, p) and catalog.matches(p.stem.lower(), "x", p)
+    assert not catalog.matches("other", k.name, p)
+
+
 def test_import_list_remove(library, tiny):
     stored = catalog.import_file(tiny)
     assert stored == library / "tiny-llama.gguf" and sha(stored) == sha(tiny)

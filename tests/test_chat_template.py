@@ -36,8 +36,8 @@ def model_ct(real_model):
 @pytest.fixture(scope="module")
 def tiny_tok():
     """A model-free byte-level vocabulary with ChatML's special tokens."""
-    from wren.engine.runtime.tokenizer import _BYTE_ENC
-    tokens = list(_BYTE_ENC) + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    from wren.engine.runtime.tokenizer import BYTE_ENC
+    tokens = list(BYTE_ENC) + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     types = [TYPE_NORMAL] * 256 + [TYPE_CONTROL] * 3
     return Tokenizer(tokens, types, None, [], model="gpt2", pre="gpt-2", bos_id=257, eos_id=258)
 

@@ -122,6 +122,26 @@ def test_model_bench_reports_every_figure(smollm2):
     assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["ttft_s"] > 0 and r["peak_rss_mib"] > 50
 
 
+def test_run_and_bench_make_the_memory_check(smollm2, tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("Hello", encoding="utf-8")
+    for args in (("run", "-m", smollm2, "--raw", str(f)), ("bench", "-m", smollm2, "-p", "8", "-n", "2")):
+        proc = wren(*args, env={"WREN_MEMORY_AVAILABLE": str(1 << 20)})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "GiB is available" in proc.stderr
+
+
+def test_wrong_flags_are_clear_errors(smollm2, tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("Hello", encoding="utf-8")
+    for args, what in ((("run", "-m", smollm2, "--raw", "--weights", "int2", str(f)), "weight_policy"),
+                       (("run", "-m", smollm2, "--raw", "-t", "many", str(f)), "-t takes a number"),
+                       (("bench", "-m", smollm2, "-t", "0x"), "-t takes a number"),
+                       (("run", "-m", "no-such-model", "--raw", str(f)), "no model file or installed model")):
+        proc = wren(*args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and what in proc.stderr, proc.stderr
+
+
 def test_corrupt_model_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + bytes(40))

@@ -59,11 +59,22 @@ def test_summarize_json(smollm2, tmp_path):
     assert set(out) == {"summary"} and out["summary"].strip()
 
 
-def test_chat_reads_turns_from_stdin(smollm2):
-    proc = run_json("chat", "-m", smollm2, stdin="What is 2 + 2?\nAnd 3 + 3?\n")
+def test_chat_reads_turns_from_stdin_and_keeps_them_in_the_history(smollm2, tmp_path):
+    from wren.engine.store import Store
+    data = {"WREN_DATA_DIR": str(tmp_path / "data")}
+    proc = run_json("chat", "-m", smollm2, stdin="What is 2 + 2?\nAnd 3 + 3?\n", env=data)
     turns = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(turns) == 2 and all(t["reply"] for t in turns)
     assert turns[1]["cached_tokens"] > 0 and turns[1]["cached_tokens"] < turns[1]["prompt_tokens"]
+    with Store(tmp_path / "data" / "wren.sqlite3") as store:  # the window's history
+        (conv,) = store.conversations()
+        assert conv.title == "What is 2 + 2?"
+        assert [(m.role, m.content) for m in store.messages(conv.id)] == [
+            ("user", "What is 2 + 2?"), ("assistant", turns[0]["reply"]),
+            ("user", "And 3 + 3?"), ("assistant", turns[1]["reply"])]
+    run_json("chat", "-m", smollm2, "--no-save", stdin="Hello\n", env=data)
+    with Store(tmp_path / "data" / "wren.sqlite3") as store:
+        assert len(store.conversations()) == 1
 
 
 def test_ctrl_c_stops_the_answer_not_the_program(smollm2):

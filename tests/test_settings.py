@@ -1,9 +1,8 @@
-"""Settings: defaults, TOML round trip, clear errors for wrong values, a broken file kept aside, core presets."""
+"""Settings: defaults, TOML round trip, clear errors for wrong values, a broken file kept aside (where the threads
+run: test_placement.py)."""
 import pytest
-from test_topology import make_tree, phone, rk3588
 
 from wren.engine import settings as S
-from wren.engine.runtime import topology
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
@@ -58,33 +57,9 @@ def test_broken_file_is_kept_aside_and_defaults_used(tmp_path):
     assert (tmp_path / "settings.toml.bad").read_text() == "threads = 'many'\n"
 
 
-def test_core_presets_on_an_rk3588(tmp_path):
-    root, info = make_tree(tmp_path, rk3588())
-    topo = topology.read_topology(root, info)
-    allowed = list(range(8))
-    big = S.Settings().pool_settings(topo, allowed)
-    assert big == {"threads": 4, "cpus": [4, 5, 6, 7], "strict": True}
-    assert S.Settings(threads=2).pool_settings(topo, allowed) == {"threads": 2, "cpus": [4, 5], "strict": True}
-    assert S.Settings(cores="all").pool_settings(topo, allowed)["cpus"] == allowed
-    assert S.Settings(cores="system").pool_settings(topo, allowed) == {"threads": 8, "cpus": None, "strict": False}
-    custom = S.Settings(cores="custom", custom_cpus=(0, 1)).pool_settings(topo, allowed)
-    assert custom == {"threads": 2, "cpus": [0, 1], "strict": True}
-    # the big preset with more threads than big cores: the little cores take the rest, pinned; beyond every
-    # CPU, the system places them
-    assert S.Settings(threads=6).pool_settings(topo, allowed) == {"threads": 6, "cpus": [4, 5, 6, 7, 0, 1],
-                                                                  "strict": True}
-    assert S.Settings(threads=10).pool_settings(topo, allowed) == {"threads": 10, "cpus": None, "strict": False}
-    # cores chosen by hand, fewer than the threads: the threads share them, unpinned
-    assert S.Settings(cores="custom", custom_cpus=(0, 1), threads=3).pool_settings(topo, allowed) == {
-        "threads": 3, "cpus": [0, 1], "strict": False}
-    assert S.Settings(threads=2, strict_pinning=False).pool_settings(topo, allowed) == {
-        "threads": 2, "cpus": [4, 5, 6, 7], "strict": False}
-    with pytest.raises(S.SettingsError, match="CPU 9"):
-        S.Settings(cores="custom", custom_cpus=(4, 9)).pool_settings(topo, allowed)
+def test_thread_limit_is_the_native_pools():
+    from wren.engine.runtime import native
 
-
-def test_big_preset_on_a_phone_layout(tmp_path):
-    root, info = make_tree(tmp_path, phone())
-    topo = topology.read_topology(root, info)
-    got = S.Settings().pool_settings(topo, list(range(8)))
-    assert got["strict"] and set(got["cpus"]) == set(topo.recommended) and got["threads"] == len(got["cpus"])
+    assert S.Settings(threads=native.MAX_THREADS).validated()
+    with pytest.raises(S.SettingsError, match=f"0 \\(one per selected core\\) to {native.MAX_THREADS}"):
+        S.Settings(threads=native.MAX_THREADS + 1).validated()

@@ -17,14 +17,16 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
-    QAbstractButton, QAbstractSpinBox, QCheckBox, QComboBox, QDialogButtonBox, QTableWidget, QTabBar,
+    QAbstractButton, QAbstractSpinBox, QComboBox, QDialogButtonBox, QTableView, QTabBar,
 )
 from test_topology import make_tree, rk3588  # noqa: E402
 
 from wren.engine.library import catalog  # noqa: E402
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError  # noqa: E402
+from wren.engine.runtime import placement  # noqa: E402
 from wren.engine.runtime.topology import read_topology  # noqa: E402
-from wren.gui.settings_dialog import TOUCH_HEIGHT, SettingsDialog  # noqa: E402
+from wren.gui.settings.common import TOUCH_HEIGHT  # noqa: E402
+from wren.gui.settings.dialog import SettingsDialog  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -54,6 +56,16 @@ def make(qtbot, settings=None, topo=None, **kwargs) -> SettingsDialog:
 
 def apply_button(d: SettingsDialog):
     return d.buttons.button(QDialogButtonBox.Apply)
+
+
+def cell(view, row: int, column: int) -> str:
+    return view.model().index(row, column).data()
+
+
+def tick(d: SettingsDialog, row: int, on: bool) -> None:
+    """Set the tick of a CPU's row in the CPU table as a tap on its check box does."""
+    model = d.cpu_table.model()
+    assert model.setData(model.index(row, 0), Qt.Checked if on else Qt.Unchecked, Qt.CheckStateRole)
 
 
 def non_default() -> Settings:
@@ -91,8 +103,8 @@ def test_presets_tick_the_cpus_they_mean_and_lock_the_boxes(qtbot, rk, library):
     assert not any(r["enabled"] for r in rows)
     assert d.placement_label.text() == "4 threads on CPUs 4-7, pinned"
     # the table shows the type, capacity and frequency of each CPU
-    assert d.cpu_table.item(4, 1).text().startswith("Cortex-A76")
-    assert d.cpu_table.item(0, 3).text() == "1.80 GHz" and d.cpu_table.item(6, 3).text() == "2.40 GHz"
+    assert cell(d.cpu_table, 4, 1).startswith("Cortex-A76")
+    assert cell(d.cpu_table, 0, 3) == "1.80 GHz" and cell(d.cpu_table, 6, 3) == "2.40 GHz"
 
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("all"))
     rows = d.cpu_rows()
@@ -119,15 +131,16 @@ def test_ticking_a_cpu_switches_to_custom(qtbot, rk, library):
     seen = []
     d.settingsApplied.connect(seen.append)
     # a tap on CPU 2's row while a preset is chosen
-    rect = d.cpu_table.visualItemRect(d.cpu_table.item(2, 2))
+    rect = d.cpu_table.visualRect(d.cpu_table.model().index(2, 2))
     qtbot.mouseClick(d.cpu_table.viewport(), Qt.LeftButton, pos=rect.center())
     assert d.preset_combo.currentData() == "custom"
     assert [r["id"] for r in d.cpu_rows() if r["checked"]] == [2, 4, 5, 6, 7]
     assert all(r["enabled"] for r in d.cpu_rows())
-    # then a click on a checkbox itself
-    box = d.cpu_table.cellWidget(7, 0)
-    assert isinstance(box, QCheckBox)
-    qtbot.mouseClick(box, Qt.LeftButton)
+    # then a click on a check box itself
+    box = d.cpu_table.model().index(7, 0)
+    assert box.data(Qt.CheckStateRole) == Qt.Checked and box.data() == "CPU 7"
+    qtbot.mouseClick(d.cpu_table.viewport(), Qt.LeftButton, pos=d.cpu_table.visualRect(box).center())
+    assert box.data(Qt.CheckStateRole) == Qt.Unchecked
     s = d.settings()
     assert s.cores == "custom" and s.custom_cpus == (2, 4, 5, 6)
     assert d.placement_label.text() == "4 threads on CPUs 2,4-6, pinned"
@@ -135,12 +148,25 @@ def test_ticking_a_cpu_switches_to_custom(qtbot, rk, library):
     assert seen == [s]
 
 
+def test_space_on_a_cpu_row_ticks_it(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    d.show()
+    qtbot.waitExposed(d)
+    d.cpu_table.setFocus()
+    d.cpu_table.setCurrentIndex(d.cpu_table.model().index(1, 1))
+    qtbot.keyClick(d.cpu_table, Qt.Key_Space)
+    assert d.settings().cores == "custom" and d.settings().custom_cpus == (1, 4, 5, 6, 7)
+    qtbot.keyClick(d.cpu_table, Qt.Key_Space)
+    assert d.settings().custom_cpus == (4, 5, 6, 7)
+
+
 def test_an_empty_custom_selection_shows_the_error_and_emits_nothing(qtbot, rk, library):
     d = make(qtbot, Settings(cores="custom", custom_cpus=(5,)), rk)
     seen = []
     d.settingsApplied.connect(seen.append)
     assert d.error_label.isHidden()
-    d.cpu_table.cellWidget(5, 0).setChecked(False)
+    tick(d, 5, False)
     assert not d.error_label.isHidden() and "tick at least one CPU" in d.error_label.text()
     with pytest.raises(SettingsError):
         d.settings()
@@ -148,7 +174,7 @@ def test_an_empty_custom_selection_shows_the_error_and_emits_nothing(qtbot, rk, 
     qtbot.mouseClick(d.buttons.button(QDialogButtonBox.Ok), Qt.LeftButton)
     assert seen == [] and d.result() == 0
     assert "custom_cpus" in d.error_label.text()
-    d.cpu_table.cellWidget(0, 0).setChecked(True)
+    tick(d, 0, True)
     assert d.error_label.isHidden()
     qtbot.mouseClick(apply_button(d), Qt.LeftButton)
     assert len(seen) == 1 and seen[0].custom_cpus == (0,)
@@ -159,7 +185,7 @@ def test_cpus_this_machine_lacks_are_an_error_not_a_crash(qtbot, rk, library):
     assert "CPU 9 is not available here" in d.error_label.text()
     with pytest.raises(SettingsError, match="CPU 9"):
         d.settings()
-    d.cpu_table.cellWidget(5, 0).setChecked(True)  # any change of the selection keeps only CPUs that exist
+    tick(d, 5, True)  # any change of the selection keeps only CPUs that exist
     assert d.settings().custom_cpus == (4, 5) and d.error_label.isHidden()
 
 
@@ -228,13 +254,16 @@ def test_every_control_has_an_accessible_name_and_a_touch_size(qtbot, rk, librar
     d.resize(800, 480)
     d.show()
     qtbot.waitExposed(d)
-    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QTableWidget)
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QTableView)
     # the controls the dialog made (not Qt's own parts: a tab bar's scroll arrows, a table's corner button)
     controls = [w for w in d.findChildren(QAbstractButton) + d.findChildren(QAbstractSpinBox)
-                + d.findChildren(QComboBox) + d.findChildren(QTableWidget)
+                + d.findChildren(QComboBox) + d.findChildren(QTableView)
                 if isinstance(w, kinds) and not isinstance(w.parent(), QTabBar)
                 and type(w).__name__ != "QTableCornerButton" and not w.objectName().startswith("qt_")]
     assert len(controls) > 30
+    cpus = d.cpu_table.model()  # each CPU's row, a tap target with its tick, is named too
+    assert all(cpus.index(r, 0).data(Qt.AccessibleTextRole) for r in range(cpus.rowCount()))
+    assert d.cpu_table.rowHeight(0) >= TOUCH_HEIGHT
     unnamed = [(type(w).__name__, getattr(w, "text", lambda: "")()) for w in controls if not w.accessibleName()]
     assert unnamed == []
     for w in controls:
@@ -267,8 +296,8 @@ def test_model_table_lists_the_default_model_with_its_ram_at_the_context(qtbot, 
     row = {r["name"]: r for r in d.model_rows()}["SmolLM2-135M-Instruct"]
     assert row["ram_bytes"] == small + 1024 * info.kv_bytes_per_token > small
     i = [r["name"] for r in d.model_rows()].index("SmolLM2-135M-Instruct")
-    assert d.model_table.horizontalHeaderItem(5).text() == "RAM at 2048 tokens"
-    assert d.model_table.item(i, 5).text().endswith("MiB")
+    assert d.model_table.model().headerData(5, Qt.Horizontal) == "RAM at 2048 tokens"
+    assert cell(d.model_table, i, 5).endswith("MiB")
     mixed = row["ram_bytes"]
     d.policy_combo.setCurrentIndex(d.policy_combo.findData("int4"))
     row = {r["name"]: r for r in d.model_rows()}["SmolLM2-135M-Instruct"]
@@ -334,7 +363,7 @@ def test_a_damaged_library_file_is_listed_with_its_error(qtbot, rk, library, tin
         catalog.describe(library / "cut.gguf")
     assert row["error"] == str(loader.value) and row["ram_bytes"] is None
     i = [r["name"] for r in d.model_rows()].index("cut")
-    assert d.model_table.item(i, 1).text() == str(loader.value)
+    assert cell(d.model_table, i, 1) == str(loader.value)
     d.model_table.selectRow(i)
     assert not d.use_button.isEnabled() and d.remove_button.isEnabled()
 
@@ -449,6 +478,6 @@ def test_on_this_machine_the_big_preset_ticks_the_recommended_cpus(qtbot, librar
     d = SettingsDialog(Settings())
     qtbot.addWidget(d)
     assert [r["id"] for r in d.cpu_rows()] == [c.id for c in topo.cpus]
-    expected = Settings().pool_settings(topo)["cpus"]
+    expected = list(placement.place(Settings(), topo).cpus)
     assert [r["id"] for r in d.cpu_rows() if r["checked"]] == expected
     assert d.settings() == Settings()

@@ -270,6 +270,41 @@ def test_newer_schema_is_refused(tmp_path):
         Store(path)
 
 
+def test_first_kept_round_trip(tmp_path):
+    path = tmp_path / "wren.sqlite3"
+    with Store(path) as s:
+        cid = s.new_conversation("Long chat")
+        assert s.conversation(cid).first_kept == 0
+        s.set_first_kept(cid, 6)
+        with pytest.raises(ValueError, match="first_kept"):
+            s.set_first_kept(cid, -1)
+        with pytest.raises(KeyError):
+            s.set_first_kept(cid + 1, 2)
+    with Store(path) as s:
+        assert s.conversation(cid).first_kept == 6 and s.conversations()[0].first_kept == 6
+
+
+def test_a_version_1_database_is_migrated(tmp_path):
+    # a database as the first schema wrote it, with a conversation in it
+    from wren.engine.store import _MIGRATIONS
+    path = tmp_path / "wren.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in _MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute("INSERT INTO conversations (title, mode, system, created, updated) VALUES ('old', 'chat', '', 1, 1)")
+        db.execute("INSERT INTO messages (conversation, role, content, complete, created) VALUES (1, 'user', 'hi', 1, 1)")
+        db.execute("PRAGMA user_version = 1")
+    with Store(path) as s:
+        (conv,) = s.conversations()
+        assert (conv.title, conv.first_kept) == ("old", 0)
+        assert [m.content for m in s.messages(conv.id)] == ["hi"]
+        s.set_first_kept(conv.id, 1)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    with Store(path) as s:
+        assert s.conversation(conv.id).first_kept == 1
+
+
 def test_two_openers_of_a_new_database_migrate_it_once(tmp_path, monkeypatch):
     # One process creates the database while another opens it: the second read the old version before the first
     # committed and must not run the migration again ("table conversations already exists").

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wren.engine.runtime import gguffile
-from wren.engine.runtime.tokenizer import (TYPE_BYTE, TYPE_CONTROL, TYPE_NORMAL, TYPE_USER_DEFINED, Tokenizer,
-                                   TokenizerError)
+from wren.engine.runtime.tokenizer import (BYTE_ENC, TYPE_BYTE, TYPE_CONTROL, TYPE_NORMAL, TYPE_USER_DEFINED,
+                                           Tokenizer, TokenizerError)
 
 _TOKENIZERS = {}
 WAYS = {  # reference key -> encode() arguments (llama_tokenize's add_special, parse_special)
@@ -130,8 +130,7 @@ def representable(tok, text):
     0x13, ..., 0xF1, 0xF2), which llama.cpp (and we) silently drop."""
     if tok.vocab_type == "spm":
         return True
-    from wren.engine.runtime.tokenizer import _BYTE_ENC
-    return all(tok.token_to_id(_BYTE_ENC[b]) is not None for b in text.encode("utf-8"))
+    return all(tok.token_to_id(BYTE_ENC[b]) is not None for b in text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------- special tokens
@@ -209,7 +208,7 @@ def _hf_bpe(tok):
     tokenizers = pytest.importorskip("tokenizers")
     from tokenizers import Regex, models, pre_tokenizers
     vocab = {tok.token_text(i): i for i in range(tok.vocab_size)}
-    merges = [pair for pair, _ in sorted(tok._ranks.items(), key=lambda kv: kv[1])]
+    merges = [pair for pair, _ in sorted(tok._encoder.ranks.items(), key=lambda kv: kv[1])]
     hf = tokenizers.Tokenizer(models.BPE(vocab, merges))
     if tok.pre == "qwen2":
         rx = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
@@ -228,13 +227,11 @@ def _hf_bpe(tok):
 
 # --------------------------------------------------------------------------------------------- synthetic vocabularies
 def byte_level(s: str) -> str:
-    from wren.engine.runtime.tokenizer import _BYTE_ENC
-    return "".join(_BYTE_ENC[b] for b in s.encode("utf-8"))
+    return "".join(BYTE_ENC[b] for b in s.encode("utf-8"))
 
 
 def tiny_bpe(pre: str, merges=(), extra=()) -> Tokenizer:
-    from wren.engine.runtime.tokenizer import _BYTE_ENC
-    tokens = list(_BYTE_ENC)
+    tokens = list(BYTE_ENC)
     merge_list = []
     for a, b in merges:
         merge_list.append(f"{byte_level(a)} {byte_level(b)}")
@@ -248,7 +245,7 @@ def tiny_bpe(pre: str, merges=(), extra=()) -> Tokenizer:
 
 
 def pieces(tok, text):
-    return tok._split_words(text)
+    return tok._encoder.pre_tokenizer.split(text)
 
 
 def test_llama3_pre_tokenizer_pieces():

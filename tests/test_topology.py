@@ -106,6 +106,7 @@ def test_rk3588_two_a76_policies_form_one_big_cluster(tmp_path):
         "cluster 0: CPUs 0-3 Cortex-A55, capacity 414, max 1800 MHz",
         "cluster 1: CPUs 4-7 Cortex-A76, capacity 1024, max 2400 MHz (recommended)",
     ]
+    assert topo.cpu_name == "Cortex-A55 + Cortex-A76"
     cpu4 = topo.cpus[4]
     assert (cpu4.implementer, cpu4.part, cpu4.max_freq_khz, cpu4.cluster) == (0x41, A76, 2352000, 1)
 
@@ -178,6 +179,7 @@ def test_x86_vm_is_one_cluster(tmp_path):
         "AMD EPYC", None, None, None, None)
     assert topo.recommended == [0, 1]
     assert topo.describe() == ["cluster 0: CPUs 0-1 AMD EPYC (recommended)"]
+    assert topo.cpu_name == "AMD EPYC"
 
 
 def test_x86_one_policy_per_cpu_is_still_one_cluster(tmp_path):
@@ -229,6 +231,7 @@ def test_garbage_files_fall_back_to_none(tmp_path):
             None, None, None, None, None)
     assert len(topo.clusters) == 1 and topo.recommended == [0, 1, 2]
     assert topo.describe() == ["cluster 0: CPUs 0-2 unknown core (recommended)"]
+    assert topo.cpu_name is None
 
 
 def test_missing_sysfs_uses_cpuinfo_and_missing_everything_is_empty(tmp_path):

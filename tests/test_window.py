@@ -15,6 +15,8 @@ from conftest import model_or_skip, wait_until
 qasync = pytest.importorskip("qasync")
 
 from wren.engine.engine import Done, Request, Stats, Token  # noqa: E402
+from wren.engine.runtime import placement  # noqa: E402
+from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.engine.settings import Settings  # noqa: E402
 from wren.gui.main_window import MainWindow  # noqa: E402
 from wren.engine.store import Store  # noqa: E402
@@ -85,10 +87,6 @@ class ScriptedEngine:
             stats.error = self.error
         self.last_stats = stats
         yield Done(stats, "".join(out))
-
-    async def chat(self, session, text=None, sampling=None, max_new_tokens=None):
-        async for ev in self.generate(Request(messages=session.prompt_messages())):
-            yield ev
 
     def count_tokens(self, text):
         return len(text.split())
@@ -322,6 +320,35 @@ def test_real_chat_ask_stop_regenerate(real_window, loop, monkeypatch):
 
 
 @pytest.mark.model
+def test_real_chat_after_trimming_prefills_only_the_new_text(qtbot, loop, tmp_path):
+    from test_chat_controller import new_text_tokens
+    model_or_skip("SmolLM2-135M-Instruct")
+    store = Store(tmp_path / "wren.sqlite3")
+    w = MainWindow(Settings(context_length=256).with_mode("chat", temperature=0.0, max_new_tokens=16), store)
+    qtbot.addWidget(w)
+    try:
+        assert run(loop, w.load_engine()), w.banner.text()
+        for i in range(40):  # until the conversation outgrows the context
+            run(loop, w._chat_turn(f"Question {i}: what is a good name for a pet number {i}?"))
+            if store.conversation(w.cid).first_kept:
+                break
+        else:
+            pytest.fail("forty turns did not outgrow a context of 256 tokens")
+        first_kept = store.conversation(w.cid).first_kept
+        for text in ("And one for a goldfish?", "And for a parrot?"):
+            new = new_text_tokens(w.engine, w.conversation, text)
+            run(loop, w._chat_turn(text))
+            st = w.engine.last_stats
+            assert store.conversation(w.cid).first_kept == first_kept  # no second trim
+            assert st.prompt_tokens > 4 * new and st.prefilled_tokens <= new
+            w.open_conversation(w.cid)  # shown again from the store: it goes on where it was
+        assert len(w.chat.messages) == len(store.messages(w.cid))
+    finally:
+        run(loop, w.shutdown())
+        store.close()
+
+
+@pytest.mark.model
 def test_real_modes_once_each(real_window, loop):
     w = real_window
     w.email.points.setPlainText("the report is late; it will be ready on Friday")
@@ -411,7 +438,7 @@ def test_settings_from_the_dialog_apply_to_the_running_engine(real_window, loop)
     dialog.apply()
     run(loop, idle(w))
     dialog.close()
-    assert w.engine.threads == len(w.settings.pool_settings()["cpus"] or cpus)
+    assert w.engine.threads == len(placement.place(w.settings, read_topology()).cpus or cpus)
 
 
 @pytest.mark.model

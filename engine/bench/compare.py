@@ -7,10 +7,12 @@ import platform
 import resource
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from wren.engine.settings import Settings
 
 PROMPT_TEXT = ("The history of the printing press begins in the fifteenth century, when movable type changed how "
                "books were made, sold and read across Europe. ")
@@ -47,12 +49,16 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_wren(path: Path, threads: int, n_prompt: int, n_gen: int, policy: str = "mixed",
-               repeats: int = 3) -> BenchResult:
-    from wren.engine.runtime.generate import Generator
+def settings(base: Settings, n_prompt: int, n_gen: int) -> Settings:
+    """`base` with a context that holds the prompt and what is generated, prefilled in batches of 512."""
+    return replace(base, context_length=max(512, n_prompt + n_gen + 8), batch_size=512).validated()
+
+
+def bench_wren(path: Path, settings: Settings, n_prompt: int, n_gen: int, repeats: int = 3) -> BenchResult:
+    from wren.engine.runtime.loader import open_generator
 
     t0 = time.perf_counter()
-    gen = Generator.load(path, policy=policy, threads=threads, n_ctx=max(512, n_prompt + n_gen + 8), n_batch=512)
+    gen = open_generator(path, settings)
     load_s = time.perf_counter() - t0
     bos = [gen.tokenizer.bos_id] if gen.tokenizer.add_bos and gen.tokenizer.bos_id is not None else []
     ids = prompt_ids(lambda s: gen.tokenizer.encode(s, add_special=False), n_prompt, bos)
@@ -74,7 +80,7 @@ def bench_wren(path: Path, threads: int, n_prompt: int, n_gen: int, policy: str 
             decode.append(n_gen / (time.perf_counter() - t))
     finally:
         gen.close()
-    return BenchResult("wren", Path(path).name, threads, len(ids), n_gen, load_s, statistics.median(prefill),
+    return BenchResult("wren", Path(path).name, gen.pool.threads, len(ids), n_gen, load_s, statistics.median(prefill),
                        statistics.median(decode), statistics.median(ttft), _rss_mib())
 
 
@@ -107,15 +113,9 @@ def bench_llama_cpp(path: Path, threads: int, n_prompt: int, n_gen: int, repeats
 
 
 def machine() -> str:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu or platform.processor()} ({platform.machine()})"
+    from wren.engine.runtime.topology import read_topology
+
+    return f"{read_topology().cpu_name or platform.processor()} ({platform.machine()})"
 
 
 def to_json(results: list[BenchResult]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from wren.engine.runtime import native
 from wren.engine.runtime.native import Activations, Format, PackedWeights, Pool
+from wren.engine.runtime.topology import read_topology
 
 # (n, k) = (rows/outputs, columns/inputs) of real models' matrices: SmolLM2-135M ffn down/up, Qwen2.5-1.5B ffn
 # down/up, SmolLM2's 49152-token output layer.
@@ -32,18 +33,9 @@ class KernelBench:
 
 
 def machine_info() -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "machine": platform.machine(),
-        "cpu": model or platform.processor() or "unknown",
+        "cpu": read_topology().cpu_name or platform.processor() or "unknown",
         "logical_cpus": os.cpu_count(),
         "features": native.cpu_features(),
         "kernels": {f.label: native.chosen_variant(f).label for f in Format},

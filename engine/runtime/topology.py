@@ -84,6 +84,12 @@ class Topology:
         best = ranked[0] + (ranked[1] if len(ranked[0]) == 1 and len(ranked) > 1 else [])
         return sorted(best)
 
+    @property
+    def cpu_name(self) -> str | None:
+        """The processor in words, for reports: its core names, slowest cluster first ("Cortex-A55 + Cortex-A76";
+        on x86 the model name); None when no file names them."""
+        return " + ".join(dict.fromkeys(cl.core_name for cl in self.clusters if cl.core_name)) or None
+
     def describe(self) -> list[str]:
         """One human-readable line per cluster, slowest first (for `wren info`)."""
         recommended, online = set(self.recommended), set(self.online)

@@ -1,0 +1,62 @@
+"""Thread placement: which threads run where, from the CPU topology and the settings. Pure functions, no I/O.
+
+By default one thread per core of the recommended (fastest) cluster, each pinned alone to its core:
+
+    pool = place(settings, topology.read_topology())   # a native.PoolSettings
+    describe(pool)                                      # "4 threads on CPUs 4-7, pinned"
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from wren.engine.runtime.native import PoolSettings
+from wren.engine.runtime.topology import Topology, format_cpu_list
+from wren.engine.settings import Settings, SettingsError
+
+
+def place(settings: Settings, topo: Topology, allowed: Sequence[int] | None = None) -> PoolSettings:
+    """The thread pool's settings for `settings` on `topo`; `allowed`: the CPUs this process may use (by default
+    the topology's). Raises SettingsError for chosen CPUs that do not exist or that the process may not use."""
+    allowed = sorted(topo.allowed if allowed is None else allowed)
+    if settings.cores == "system":
+        return PoolSettings(settings.threads or len(allowed))
+    if settings.cores == "custom":
+        missing = [c for c in settings.custom_cpus if c not in allowed]
+        if missing:
+            raise SettingsError(f"setting custom_cpus: CPU {format_cpu_list(missing)} "
+                                f"{'is' if len(missing) == 1 else 'are'} not available here (available: "
+                                f"{format_cpu_list(allowed)})")
+        cpus = list(settings.custom_cpus)
+    elif settings.cores == "all":
+        cpus = allowed
+    else:
+        cpus = [c for c in topo.recommended if c in allowed] or allowed
+        n = settings.threads or len(cpus)
+        if n > len(cpus):
+            # the big preset with more threads than the fast cluster has cores: the next cores take the
+            # rest (on an RK3588, 6 threads run on the 4 big cores and 2 little ones, not 6 on 4 cores)
+            cpus = cpus + [c for c in allowed if c not in cpus]
+            if n > len(cpus):
+                return PoolSettings(n)  # more threads than CPUs: the system places them
+    n = settings.threads or len(cpus)
+    if settings.strict_pinning and n <= len(cpus):
+        return PoolSettings(n, tuple(cpus[:n]), strict=True)
+    # more threads than the chosen cores, or no strict pinning: the threads share the chosen cores
+    return PoolSettings(n, tuple(cpus))
+
+
+def context_threads(pool: PoolSettings, allowed: Sequence[int]) -> int:
+    """Threads a context keeps scratch for: as many as this process may use, so that a later change of threads
+    keeps the KV cache."""
+    return max(pool.threads, len(allowed))
+
+
+def describe(pool: PoolSettings) -> str:
+    """One line saying what will run: "4 threads on CPUs 4-7, pinned"."""
+    threads = f"{pool.threads} thread{'s' if pool.threads != 1 else ''}"
+    if pool.cpus is None:
+        return f"{threads}, placed by the system"
+    word = "CPU" if len(pool.cpus) == 1 else "CPUs"
+    if pool.strict:
+        return f"{threads} on {word} {format_cpu_list(pool.cpus)}, pinned"
+    return f"{threads} sharing {word} {format_cpu_list(pool.cpus)}, not pinned"

@@ -50,6 +50,7 @@ def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
         catalog.check_memory(path, 2048)
 
 
+@pytest.mark.model
 def test_ram_estimate_uses_the_native_contexts_exact_size():
     from wren.engine._native import lib
     from wren.engine.runtime.model import Model

@@ -122,6 +122,7 @@ def test_model_bench_reports_every_figure(smollm2):
     assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["ttft_s"] > 0 and r["peak_rss_mib"] > 50
 
 
+@pytest.mark.model
 def test_run_and_bench_make_the_memory_check(smollm2, tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("Hello", encoding="utf-8")
@@ -131,6 +132,7 @@ def test_run_and_bench_make_the_memory_check(smollm2, tmp_path):
         assert "GiB is available" in proc.stderr
 
 
+@pytest.mark.model
 def test_wrong_flags_are_clear_errors(smollm2, tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("Hello", encoding="utf-8")

@@ -5,22 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
-                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from wren.engine.library import catalog
 from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draft_email, refine_email, smart_reply,
                                    summarize)
 from wren.engine import settings as wsettings
-from wren.engine.engine import ContextTrimmed, Done, Engine, Token
+from wren.engine.engine import Engine
 from wren.engine.settings import Settings
+from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
 from wren.engine.store import Store
+from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
@@ -70,7 +71,7 @@ def apply_theme(theme: str, font_size: int = 0) -> None:
         app.setFont(font)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ChatPanel, QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
         super().__init__(parent)
@@ -172,12 +173,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.mode_title, 1)
         top.addWidget(self.settings_button)
         rl.addLayout(top)
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setAccessibleName("Message")
-        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.banner.setStyleSheet("QLabel { background: #fdecea; color: #611a15; padding: 8px; border-radius: 6px; }")
-        self.banner.setVisible(False)
+        self.banner = Banner()
         rl.addWidget(self.banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
@@ -208,11 +204,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = QLabel("No model")
+        self.status_model = StatusLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = QLabel("")
+        self.status_threads = StatusLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = QLabel("")
+        self.status_speed = StatusLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")
@@ -262,9 +258,10 @@ class MainWindow(QMainWindow):
     def current_mode(self) -> str:
         return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
 
-    def show_error(self, text: str) -> None:
-        self.banner.setText(text)
-        self.banner.setVisible(bool(text))
+    def show_error(self, text: str, about: str = "note") -> None:
+        """Show a problem in the banner: about "model" (cleared by a model that loads), "job" (cleared by the next
+        job), or a note the user dismisses; an empty text clears it."""
+        self.banner.show_problem(about, text)
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -279,12 +276,13 @@ class MainWindow(QMainWindow):
 
         async def guarded():
             self.set_busy(True)
+            self.show_error("", "job")  # the last job's problem: this one shows it again if it is still there
             try:
                 await coro
             except asyncio.CancelledError:
                 pass
             except Exception as e:  # shown to the user; the window keeps running
-                self.show_error(str(e) or type(e).__name__)
+                self.show_error(str(e) or type(e).__name__, "job")
             finally:
                 self.set_busy(False)
         self.task = asyncio.ensure_future(guarded())
@@ -310,14 +308,7 @@ class MainWindow(QMainWindow):
             self.status_threads.setText("")
             return
         self.status_model.setText(e.model_name)
-        cpus = e.cpus
-        where = f"CPUs {','.join(map(str, cpus))}" if cpus else "any CPU"
-        pinned = ", pinned" if e.pinned else ""
-        self.status_threads.setText(f"{e.threads} threads on {where}{pinned}")
-
-    def _show_stats(self, st) -> None:
-        self.status_speed.setText(f"TTFT {1000 * st.ttft_seconds:.0f} ms · prefill {st.prefill_tokens_per_s:.0f} tok/s"
-                                  f" · decode {st.decode_tokens_per_s:.0f} tok/s")
+        self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -339,7 +330,7 @@ class MainWindow(QMainWindow):
             self._show_engine()
             return False
         except Exception as e:  # the loader's message, shown; the app keeps running
-            self.show_error(f"The model could not be loaded: {e}")
+            self.show_error(f"The model could not be loaded: {e}", "model")
             self._show_engine()
             return False
         finally:
@@ -349,7 +340,7 @@ class MainWindow(QMainWindow):
         if old is not None:
             await old.close()
         self.fetch_row.setVisible(False)
-        self.show_error("")
+        self.banner.clear("model", "job")
         self._show_engine()
         from wren.gui.settings.item_models import warm_model_cache
         from wren.gui.tasks import Task
@@ -401,117 +392,6 @@ class MainWindow(QMainWindow):
         dialog.setModal(True)
         dialog.show()
         self.settings_dialog = dialog
-
-    # ---- conversations -----------------------------------------------------------------------------------------
-
-    @property
-    def cid(self) -> int | None:
-        """The stored conversation shown in the chat view (None before its first message)."""
-        return self.conversation.cid
-
-    def refresh_conversations(self) -> None:
-        self.conv_model.refresh(self.search.text())
-        if self.cid is not None:
-            row = self.conv_model.row_of(self.cid)
-            if row is not None and row >= 0:
-                self.conv_list.setCurrentIndex(self.conv_model.index(row, 0))
-
-    def new_chat(self) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController(store=self.store)
-        self.chat.set_messages([])
-        self.show_mode("chat")
-        self.conv_list.clearSelection()
-        self.chat.input.setFocus()
-
-    def open_conversation(self, cid: int) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController.open(self.store, cid)
-        self.chat.set_messages(self.conversation.messages)
-        self.show_mode("chat")
-
-    def _conversation_clicked(self, index: QModelIndex) -> None:
-        cid = self.conv_model.conversation_id(index.row())
-        if cid is not None:
-            self.open_conversation(cid)
-
-    def _rename_dialog(self) -> None:
-        if self.cid is None:
-            return
-        title, ok = QInputDialog.getText(self, "Rename", "Title", text=self.store.conversation(self.cid).title)
-        if ok and title.strip():
-            self.store.rename(self.cid, title.strip())
-            self.refresh_conversations()
-
-    def _delete_current(self) -> None:
-        if self.cid is None or self.busy:
-            return
-        if QMessageBox.question(self, "Delete", "Delete this conversation?") != QMessageBox.Yes:
-            return
-        self.delete_conversation(self.cid)
-
-    def delete_conversation(self, cid: int) -> None:
-        self.store.delete(cid)
-        if cid == self.cid:
-            self.new_chat()
-        self.refresh_conversations()
-
-    def _export_dialog(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        if self.cid is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export as Markdown", "conversation.md", "Markdown (*.md)")
-        if path:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.store.export_markdown(self.cid))
-
-    # ---- chat ----------------------------------------------------------------------------------------------------
-
-    def _chat_send(self, text: str, edited) -> None:
-        self.start(self._chat_turn(text, edited))  # refused while busy
-
-    async def _chat_turn(self, text: str, edited=None) -> None:
-        self.need_engine()
-        chat = self.conversation
-        if edited is not None:
-            chat.edit(chat.index_of(edited), text)
-        else:
-            chat.add_user(text)
-        self.refresh_conversations()
-        await self._answer()
-
-    async def _chat_regenerate(self) -> None:
-        self.need_engine()
-        if self.conversation.regenerate():
-            await self._answer()
-
-    async def _answer(self) -> None:
-        engine = self.need_engine()
-        chat = self.conversation
-        self.chat.set_messages(chat.messages)
-        self.chat.begin_answer()
-        done = None
-        try:
-            async with aclosing(chat.answer(engine)) as events:
-                async for ev in events:
-                    if isinstance(ev, Token):
-                        self.chat.add_token(ev.text)
-                    elif isinstance(ev, ContextTrimmed):
-                        self.statusBar().showMessage(f"The conversation outgrew the context: its "
-                                                     f"{ev.dropped_messages} oldest messages are no longer sent to "
-                                                     "the model", 8000)
-                    elif isinstance(ev, Done):
-                        done = ev
-        finally:
-            self.chat.end_answer(chat.messages)
-            self.refresh_conversations()
-        if done is not None:
-            self._show_stats(done.stats)
-            if done.reason == "error":
-                self.show_error(done.error)
 
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 
@@ -565,7 +445,7 @@ class MainWindow(QMainWindow):
 
     def _last_stats(self) -> None:
         if self.engine is not None and self.engine.last_stats is not None:
-            self._show_stats(self.engine.last_stats)
+            self.status_speed.setText(speed_text(self.engine.last_stats))
 
     def summarize_clipboard(self) -> None:
         self.show_mode("summarize")

@@ -118,7 +118,7 @@ def test_chat_streams_saves_and_shows_stats(qtbot, loop, tmp_path):
     engine = ScriptedEngine()
     w, store = make_window(tmp_path, engine, qtbot)
     assert run(loop, w.load_engine())
-    assert w.status_model.text() == "Scripted" and "1 threads on CPUs 0" in w.status_threads.text()
+    assert w.status_model.text() == "Scripted" and "1 thread on CPUs 0" in w.status_threads.text()
     w.chat.input.setPlainText("Hi there")
     w.activateWindow()
     w.chat.input.setFocus()
@@ -536,3 +536,158 @@ def test_themes_follow_the_setting(qtbot, loop, tmp_path):
         assert app.palette().color(QPalette.Window).lightness() > 180
     finally:
         apply_theme("system")
+
+
+# ---- the chat as a user meets it: edits, failed sends, the banner, buttons, stopping, the status bar ---------------
+
+
+class GatedEngine(ScriptedEngine):
+    """Streams `before` words of its answer, then waits at a gate until it is stopped (or `before` is None: it streams
+    the whole answer); its stats say how much of the prompt the cache held."""
+
+    def __init__(self, answer="Paris is the capital of France.", before=None, cached=0):
+        super().__init__(answer, delay=0)
+        self.before, self.cached = before, cached
+        self.paused = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    def cancel(self):
+        self.cancelled = True
+        self.gate.set()
+
+    async def generate(self, request: Request):
+        self.cancelled = False
+        self.gate.clear()
+        stats = Stats(prompt_tokens=40, cached_tokens=self.cached, prefill_seconds=0.002)
+        out = []
+        for i, word in enumerate(self.answer.split(" ")):
+            if i == self.before:
+                self.paused.set()
+                await self.gate.wait()
+            if self.cancelled:
+                stats.finish_reason = "cancelled"
+                break
+            if i == 0:
+                stats.ttft_seconds = 0.002
+            else:
+                stats.decode_seconds += 0.001
+            out.append(word + " ")
+            stats.generated_tokens += 1
+            yield Token(word + " ")
+        else:
+            stats.finish_reason = "stop"
+        self.last_stats = stats
+        yield Done(stats, "".join(out))
+
+
+def send(loop, w, text):
+    """Types text into the chat input and clicks Send, as a user does; waits for the turn to end."""
+    w.chat.input.setPlainText(text)
+    w.chat.send.click()
+    if w.task is not None:
+        run(loop, w.task)
+
+
+def test_an_edit_stays_in_its_conversation(qtbot, loop, tmp_path):
+    w, store = make_window(tmp_path, GatedEngine("An answer."), qtbot)
+    run(loop, w.load_engine())
+    send(loop, w, "First question")
+    send(loop, w, "Second question")
+    first = w.cid
+    w.new_chat()
+    send(loop, w, "Other question")
+    other = w.cid
+    w.open_conversation(first)
+    first_user = store.messages(first)[0]
+    from PySide6.QtCore import QUrl
+    w.chat._anchor(QUrl(f"edit:{first_user.id}"))  # the "edit" link under the first question
+    w.open_conversation(other)
+    send(loop, w, "Follow-up there")
+    assert not w.banner.isVisible(), w.banner.text()
+    assert [m.content for m in store.messages(other)] == ["Other question", "An answer.", "Follow-up there",
+                                                          "An answer."]
+    assert len(store.messages(first)) == 4
+    w.open_conversation(first)  # the edit waits where it was started
+    assert w.chat.editing == first_user.id and w.chat.input.toPlainText() == "First question"
+
+
+def test_a_send_that_fails_keeps_the_typed_text(qtbot, loop, tmp_path):
+    w, store = make_window(tmp_path, None, qtbot)  # no model loaded
+    send(loop, w, "Is anyone there?")
+    assert w.banner.isVisible() and "No model" in w.banner.text()
+    assert w.chat.input.toPlainText() == "Is anyone there?"
+    assert store.conversations() == []
+
+
+def test_the_banner_closes_and_clears_once_the_problem_is_gone(qtbot, loop, tmp_path):
+    engine = ScriptedEngine(answer="ok", delay=0, error="the model ran out of context")
+    w, _ = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    send(loop, w, "Hello")
+    assert w.banner.isVisible() and "ran out of context" in w.banner.text()
+    w.banner.close_button.click()  # dismissed by the user
+    assert not w.banner.isVisible()
+    send(loop, w, "Hello again")
+    assert w.banner.isVisible()
+    engine.error = ""
+    send(loop, w, "And now?")  # the next turn works: the old problem is gone
+    assert not w.banner.isVisible() and w.banner.text() == ""
+
+
+def test_regenerate_follows_the_conversation_shown(qtbot, loop, tmp_path):
+    w, _ = make_window(tmp_path, GatedEngine("An answer."), qtbot)
+    run(loop, w.load_engine())
+    send(loop, w, "A question")
+    cid = w.cid
+    w.new_chat()
+    assert not w.chat.regen.isEnabled()  # nothing to answer again in an empty chat
+    w.open_conversation(cid)
+    assert w.chat.regen.isEnabled()
+
+
+def test_a_question_stopped_before_its_first_token_can_be_asked_again(qtbot, loop, tmp_path):
+    engine = GatedEngine(before=0)
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    w.chat.input.setPlainText("What is the capital of France?")
+    w.chat.send.click()
+    run(loop, engine.paused.wait())
+    w.chat.stop.click()
+    run(loop, w.task)
+    assert [m.role for m in store.messages(w.cid)] == ["user"]
+    assert "0 ms" not in w.status_speed.text() and "tok/s" not in w.status_speed.text()
+    assert w.chat.regen.isEnabled()
+    engine.before = None
+    w.chat.regen.click()
+    run(loop, w.task)
+    assert [m.content for m in store.messages(w.cid)] == ["What is the capital of France?", engine.answer]
+
+
+def test_a_stopped_answer_is_marked_and_stays_marked(qtbot, loop, tmp_path):
+    engine = GatedEngine(before=2)
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    w.chat.input.setPlainText("What is the capital of France?")
+    w.chat.send.click()
+    run(loop, engine.paused.wait())
+    w.chat.stop.click()
+    run(loop, w.task)
+    assert w.chat.transcript.toPlainText().rstrip().endswith("(stopped)")
+    cid = w.cid
+    w.new_chat()
+    w.open_conversation(cid)  # reopened from the store
+    assert w.chat.transcript.toPlainText().rstrip().endswith("(stopped)")
+
+
+def test_the_status_bar_shows_only_figures_that_mean_something(qtbot, loop, tmp_path):
+    engine = GatedEngine("Yes.", cached=40)  # the whole prompt came from the cache; one token written
+    w, _ = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    assert "1 thread on" in w.status_threads.text()
+    send(loop, w, "Is it?")
+    text = w.status_speed.text()
+    assert "TTFT 2 ms" in text and "prefill" not in text and "decode" not in text
+    engine.answer, engine.cached = "A longer answer this time, word by word.", 0
+    send(loop, w, "And now?")
+    text = w.status_speed.text()
+    assert "TTFT 2 ms" in text and "prefill 20000 tok/s" in text and "decode" in text

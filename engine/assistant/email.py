@@ -101,7 +101,7 @@ async def draft_email(engine: Engine, points: str, to: str = "", thread: str = "
     params = sampling or mode.params()
     limit = min(mode.max_new_tokens, EMAIL_TOKENS[length.lower()])
     for attempt in range(attempts):
-        done = await complete(engine, msgs, params, limit, on_token)
+        done = await complete(engine, msgs, params, limit, on_token, grammar="email")
         draft = parse_email(done.text, points)
         draft.cancelled = done.reason == "cancelled"
         if draft.body or draft.cancelled:
@@ -116,7 +116,7 @@ async def refine_email(engine: Engine, draft: EmailDraft, how: str, sampling: Sa
                        on_token: Callable[[str], None] | None = None) -> EmailDraft:
     mode = engine.settings.mode("email")
     done = await complete(engine, refine_messages(draft, how), sampling or mode.params(), mode.max_new_tokens,
-                          on_token)
+                          on_token, grammar="email")
     new = parse_email(done.text, draft.subject)
     if not new.body.strip():
         new.body = draft.body

@@ -148,7 +148,9 @@ void wren_pool_destroy(wren_pool *pool);
 int wren_pool_n_threads(const wren_pool *pool);
 int wren_pool_thread_ids(const wren_pool *pool, int32_t *tids, int32_t n);  /* kernel ids of the workers */
 int wren_pool_probe_cpus(wren_pool *pool, int32_t *cpus, int32_t n);        /* sched_getcpu() seen by each worker */
-int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t spin_work, int64_t *taken, int32_t n);
+/* n_chunks chunks of `work` steps of busy work, worker i repeating each costs[i] (1..1000) times (NULL: once) */
+int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t work, const int32_t *costs, int64_t *taken,
+                           int32_t n);
 
 /* ---- matrix products ------------------------------------------------------------------------------------------
  * y (act->m, w->n) = act . W^T with the kernels of w->variant; GEMV when act->m == 1, GEMM otherwise.

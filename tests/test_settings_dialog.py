@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,8 @@ from wren.engine.runtime import placement  # noqa: E402
 from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.gui.settings.common import TOUCH_HEIGHT  # noqa: E402
 from wren.gui.settings.dialog import SettingsDialog  # noqa: E402
+
+pytestmark = pytest.mark.gui
 
 gguf = pytest.importorskip("gguf")
 
@@ -279,6 +280,7 @@ def test_every_control_has_an_accessible_name_and_a_touch_size(qtbot, rk, librar
 # ---- the model library -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_model_table_lists_the_default_model_with_its_ram_at_the_context(qtbot, rk, library):
     path = model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(context_length=1024), rk)
@@ -367,6 +369,7 @@ def test_a_damaged_library_file_is_listed_with_its_error(qtbot, rk, library, tin
     assert not d.use_button.isEnabled() and d.remove_button.isEnabled()
 
 
+@pytest.mark.model
 def test_packaged_models_are_not_removable_here(qtbot, rk, library):
     model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(), rk)
@@ -380,15 +383,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _Slow(_Quiet):
-    """Sends the file in pieces with pauses, so a download lasts long enough to be cancelled."""
+class _Gated(_Quiet):
+    """Sends the first 2 MiB, then holds the rest back until `release` is set: a download still running when the
+    test cancels it, however fast or slow the machine."""
+
+    release: threading.Event
 
     def copyfile(self, source, outputfile):
         try:
-            while block := source.read(64 << 10):
-                outputfile.write(block)
-                outputfile.flush()
-                time.sleep(0.03)
+            outputfile.write(source.read(2 << 20))
+            outputfile.flush()
+            self.release.wait(60)
+            shutil.copyfileobj(source, outputfile)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away: that is the cancel
 
@@ -446,19 +452,24 @@ def test_fetch_over_http_shows_progress_and_installs_the_model(qtbot, rk, librar
 
 def test_fetch_can_be_cancelled(qtbot, rk, library, tmp_path, www):
     big = tmp_path / "www" / "big.gguf"
-    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB, sent at about 2 MiB/s
+    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB
+    gated = type("Gated", (_Gated,), {"release": threading.Event()})
     known = catalog.KnownModel("Big", "big.gguf", "0" * 64, big.stat().st_size, "test",
-                               urls=(f"{www(_Slow)}/big.gguf",))
+                               urls=(f"{www(gated)}/big.gguf",))
     d = make(qtbot, Settings(), rk, model_catalog={"Big": known})
     job = d.fetch_model("Big")
-    qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
-    assert 0 < d.progress.value() < d.progress.maximum() == known.size
-    cancelled_at = time.monotonic()
-    qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
-    assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    received = []
+    job.progressed.connect(lambda progress: received.append(progress[0]))  # (done, total, what)
+    try:
+        qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
+        assert 0 < d.progress.value() < d.progress.maximum() == known.size
+        qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
+        assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    finally:
+        gated.release.set()  # the rest comes now: the job stops at the next block it reads
     qtbot.waitUntil(job.isFinished, timeout=30_000)
-    assert time.monotonic() - cancelled_at < 6  # stopped early: the whole file takes about 8 s to send
     assert (job.path, job.error) == ("", "cancelled")
+    assert max(received) <= 2 << 20  # nothing reported after the cancel: stopped early
     assert not (library / "big.gguf").exists() and not list(library.glob("**/*.partial"))
     assert all(r["name"] != "Big" for r in d.model_rows())
 

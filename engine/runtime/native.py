@@ -381,10 +381,14 @@ class Pool:
         check(lib.wren_pool_probe_cpus(self.ptr, out, self.threads), "probe CPUs")
         return list(out)
 
-    def chunk_counts(self, n_chunks: int, work_us: int) -> list[int]:
-        """Run n_chunks chunks of work_us busy work each; how many each worker took."""
+    def chunk_counts(self, n_chunks: int, work: int, costs: Sequence[int] | None = None) -> list[int]:
+        """Run n_chunks chunks of `work` steps of busy work each, worker i repeating a chunk's work costs[i] times
+        (a core that many times slower); how many chunks each worker took."""
         out = ffi.new("int64_t[]", self.threads)
-        check(lib.wren_pool_chunk_counts(self.ptr, n_chunks, work_us, out, self.threads), "chunk counts")
+        if costs is not None and len(costs) != self.threads:
+            raise ValueError(f"{len(costs)} costs for {self.threads} workers")
+        c_costs = ffi.NULL if costs is None else ffi.new("int32_t[]", [int(c) for c in costs])
+        check(lib.wren_pool_chunk_counts(self.ptr, n_chunks, work, c_costs, out, self.threads), "chunk counts")
         return list(out)
 
 

@@ -3,15 +3,14 @@ qasync's event loop, so the window never waits for the model."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
-                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QGridLayout, QHBoxLayout,
+                               QInputDialog, QLabel, QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QSplitter, QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
 from wren.engine.library import catalog
 from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draft_email, refine_email, smart_reply,
@@ -20,20 +19,14 @@ from wren.engine import settings as wsettings
 from wren.engine.engine import ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.desktop import fit_to_screen, rss_bytes
+from wren.gui.empty_state import EmptyState
 from wren.engine.store import Store
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
 
 OpenEngine = Callable[..., Awaitable[Engine]]
-
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def dark_palette() -> QPalette:
@@ -85,8 +78,9 @@ class MainWindow(QMainWindow):
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
-        self.resize(1100, 720)
+        fit_to_screen(self, 1100, 720)
         self._build()
+        self.empty_state = EmptyState(self)  # what the chat shows before its first message
         self._shortcuts()
         self.memory_timer = QTimer(self)
         self.memory_timer.setInterval(2000)
@@ -127,7 +121,7 @@ class MainWindow(QMainWindow):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.refresh_conversations())
         sl.addWidget(self.search)
-        row = QHBoxLayout()
+        row = QGridLayout()  # two by two: the labels keep their width at large font sizes
         self.new_button = QPushButton("New")
         self.new_button.setAccessibleName("New chat")
         self.rename_button = QPushButton("Rename")
@@ -136,9 +130,9 @@ class MainWindow(QMainWindow):
         self.delete_button.setAccessibleName("Delete conversation")
         self.export_button = QPushButton("Export")
         self.export_button.setAccessibleName("Export conversation as Markdown")
-        for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
+        for i, b in enumerate((self.new_button, self.rename_button, self.delete_button, self.export_button)):
             b.setMinimumHeight(32)
-            row.addWidget(b)
+            row.addWidget(b, i // 2, i % 2)
         sl.addLayout(row)
         self.new_button.clicked.connect(self.new_chat)
         self.rename_button.clicked.connect(self._rename_dialog)
@@ -304,6 +298,7 @@ class MainWindow(QMainWindow):
         self.status_memory.setText(f"{rss_bytes() / 2**20:.0f} MiB in use")
 
     def _show_engine(self) -> None:
+        self.empty_state.refresh()
         e = self.engine
         if e is None:
             self.status_model.setText("No model")
@@ -328,6 +323,7 @@ class MainWindow(QMainWindow):
         self.load_progress.setVisible(True)
         self.load_progress.setValue(0)
         self.status_model.setText("Loading the model…")
+        self.empty_state.refresh()
 
         def progress(done: int, total: int) -> None:
             self.load_progress.setMaximum(max(total, 1))

@@ -16,8 +16,10 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QSize, Qt
+from PySide6.QtGui import QPainter
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtWidgets import QLabel
 
 APP_ID = "io.github.wren_assistant.wren"  # the AppStream component; the desktop file and icon are named "wren"
 COMMANDS = ("raise", "summarize-clipboard")
@@ -148,6 +150,31 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that may be narrower than its text: the text ends in "…" and the whole of it is the tooltip
+    (for the status bar of a small screen)."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self.fontMetrics().horizontalAdvance("…") * 4, super().minimumSizeHint().height())
+
+    def shown(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.ElideRight, self.contentsRect().width())
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip(text if self.shown() != text else "")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self.setToolTip(self.text() if self.shown() != self.text() else "")
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        shown = self.shown()
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(self.alignment() | Qt.AlignVCenter), shown)
 
 
 TITLE_BAR = 32  # what a window manager's frame may take above the window

@@ -19,7 +19,7 @@ from wren.engine import settings as wsettings
 from wren.engine.engine import ContextTrimmed, Done, Engine, Token
 from wren.engine.settings import Settings
 from wren.gui.conversation_model import ConversationListModel
-from wren.gui.desktop import fit_to_screen, rss_bytes
+from wren.gui.desktop import ElidedLabel, fit_to_screen, rss_bytes
 from wren.gui.empty_state import EmptyState
 from wren.engine.store import Store
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
@@ -202,11 +202,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = QLabel("No model")
+        self.status_model = ElidedLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = QLabel("")
+        self.status_threads = ElidedLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = QLabel("")
+        self.status_speed = ElidedLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")

@@ -429,6 +429,7 @@ class SummarizeView(QWidget):
         self.length.setCurrentText("Medium")
         self.size = QLabel()
         self.size.setAccessibleName("Input size")
+        self.size.setWordWrap(True)
         self.go = _button("Summarize", "Summarize", "Summarize (Ctrl+Enter)")
         self.stop = _button("Stop", "Stop")
         self.progress = QProgressBar()
@@ -448,7 +449,7 @@ class SummarizeView(QWidget):
         sources = QHBoxLayout()  # two rows: every label keeps its width on a small screen at a large font size
         sources.addWidget(self.open)
         sources.addWidget(self.paste)
-        sources.addWidget(self.size, 1)
+        sources.addStretch(1)
         row = QHBoxLayout()
         for w in (QLabel("Style"), self.style, QLabel("Length"), self.length):
             row.addWidget(w)
@@ -457,6 +458,7 @@ class SummarizeView(QWidget):
         row.addWidget(self.stop)
         layout = QVBoxLayout(self)
         layout.addWidget(self.text, 2)
+        layout.addWidget(self.size)
         layout.addLayout(sources)
         layout.addLayout(row)
         layout.addWidget(self.progress)

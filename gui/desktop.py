@@ -6,6 +6,7 @@ Python sockets, so forwarding needs no display, and sends one line: "raise" or "
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -86,10 +87,13 @@ def install(home: Path | None = None, command: list[str] | None = None) -> list[
 
 
 def server_name() -> str:
-    """The local socket's path: in the user's runtime dir (else the temp dir, with the user id in the name)."""
+    """The local socket's path, one per user and data dir (WREN_DATA_DIR: another store of conversations, another
+    window), in the user's runtime dir, else the temp dir."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime and os.path.isdir(runtime) else Path(tempfile.gettempdir())
-    return str(base / f"wren-{os.getuid()}.socket")
+    data = os.environ.get("WREN_DATA_DIR")
+    tag = "-" + hashlib.sha256(os.path.abspath(data).encode()).hexdigest()[:12] if data else ""
+    return str(base / f"wren-{os.getuid()}{tag}.socket")
 
 
 def forward(command: str, name: str | None = None) -> bool:

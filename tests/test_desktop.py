@@ -135,6 +135,15 @@ def test_a_second_start_is_handed_to_the_running_window(qtbot, runtime_dir):
     assert not desktop.forward("raise")
 
 
+def test_each_data_dir_has_its_own_window(runtime_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "a"))
+    a = desktop.server_name()
+    monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "b"))
+    assert desktop.server_name() != a and desktop.server_name().startswith(str(runtime_dir))
+    monkeypatch.delenv("WREN_DATA_DIR")
+    assert desktop.server_name() == str(runtime_dir / f"wren-{os.getuid()}.socket")
+
+
 def test_an_unknown_command_is_refused(qtbot, runtime_dir):
     handled = []
     server = desktop.InstanceServer(handled.append)

@@ -3,7 +3,7 @@ a hint toward a more capable model when this computer's memory allows one; and E
 settings ask for it (Shift+Enter then starts a new line)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from wren.engine.assistant import MODE_LABELS
 from wren.engine.library import catalog
 
@@ -36,7 +36,8 @@ class EmptyState(QObject):
         self.chat = window.chat
         self.html = ""
         self.enter = EnterSends(self.chat, lambda: window.settings.enter_sends)
-        self.chat.transcript.textChanged.connect(self._follow)
+        # never inside the transcript's own signal: its document is still being replaced then
+        self.chat.transcript.textChanged.connect(lambda: QTimer.singleShot(0, self, self._follow))
         self.refresh()
 
     def text_for(self, model: str | None, loading: bool, available: int, enter_sends: bool) -> str:

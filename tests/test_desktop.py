@@ -271,9 +271,10 @@ def test_an_empty_chat_says_what_each_mode_does_and_which_model_is_in_use(qtbot,
     assert "much better" not in w.chat.transcript.toPlainText()
 
     w.chat.set_messages([{"id": 1, "role": "user", "content": "hello there", "complete": True}])
+    QApplication.processEvents()
     assert "Wren runs on this computer" not in w.chat.transcript.toPlainText()
     w.chat.set_messages([])
-    assert "Wren runs on this computer" in w.chat.transcript.toPlainText()
+    qtbot.waitUntil(lambda: "Wren runs on this computer" in w.chat.transcript.toPlainText())
     w.engine = None
     store.close()
 

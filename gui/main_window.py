@@ -3,12 +3,11 @@ qasync's event loop, so the window never waits for the model."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -21,55 +20,17 @@ from wren.engine.remote import RemoteEngine, open_engine
 from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.desktop import fit_to_screen, rss_bytes
+from wren.gui.empty_state import EmptyState
+from wren.gui.settings.banner import SettingsBanner
+from wren.gui.theme import apply_theme
 from wren.engine.store import Store
-from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
+from wren.gui.status import Banner, ElidedLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
 
 OpenEngine = Callable[..., Awaitable[Engine]]
-
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def dark_palette() -> QPalette:
-    p = QPalette()
-    colors = {
-        QPalette.Window: "#202124", QPalette.WindowText: "#e8eaed", QPalette.Base: "#17181a",
-        QPalette.AlternateBase: "#26272b", QPalette.ToolTipBase: "#2b2c30", QPalette.ToolTipText: "#e8eaed",
-        QPalette.Text: "#e8eaed", QPalette.Button: "#2b2c30", QPalette.ButtonText: "#e8eaed",
-        QPalette.BrightText: "#ff6b6b", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3d6bd6",
-        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9aa0a6", QPalette.Mid: "#5f6368",
-    }
-    for role, color in colors.items():
-        p.setColor(role, QColor(color))
-    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
-        p.setColor(QPalette.Disabled, role, QColor("#80868b"))
-    return p
-
-
-def apply_theme(theme: str, font_size: int = 0) -> None:
-    """Light, dark, or the system's: the color scheme hint for platforms that follow it, and the palette itself
-    (Fusion draws with it), so that the choice holds everywhere."""
-    app = QApplication.instance()
-    if app is None:
-        return
-    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
-    app.styleHints().setColorScheme(scheme)
-    if theme == "dark":
-        app.setPalette(dark_palette())
-    else:
-        app.setPalette(app.style().standardPalette())
-    if font_size:
-        font = QFont(app.font())
-        font.setPointSize(font_size)
-        app.setFont(font)
 
 
 class MainWindow(ChatPanel, QMainWindow):
@@ -84,11 +45,13 @@ class MainWindow(ChatPanel, QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
+        self.pending_settings = self.settings_dialog = None  # settings chosen while a job ran; the open dialog
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
-        self.resize(1100, 720)
+        fit_to_screen(self, 1100, 720)
         self._build()
+        self.empty_state = EmptyState(self)  # what the chat shows before its first message
         self._shortcuts()
         self.memory_timer = QTimer(self)
         self.memory_timer.setInterval(2000)
@@ -129,7 +92,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.refresh_conversations())
         sl.addWidget(self.search)
-        row = QHBoxLayout()
+        row = QGridLayout()  # two by two: the labels keep their width at large font sizes
         self.new_button = QPushButton("New")
         self.new_button.setAccessibleName("New chat")
         self.rename_button = QPushButton("Rename")
@@ -138,9 +101,9 @@ class MainWindow(ChatPanel, QMainWindow):
         self.delete_button.setAccessibleName("Delete conversation")
         self.export_button = QPushButton("Export")
         self.export_button.setAccessibleName("Export conversation as Markdown")
-        for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
+        for i, b in enumerate((self.new_button, self.rename_button, self.delete_button, self.export_button)):
             b.setMinimumHeight(32)
-            row.addWidget(b)
+            row.addWidget(b, i // 2, i % 2)
         sl.addLayout(row)
         self.new_button.clicked.connect(self.new_chat)
         self.rename_button.clicked.connect(self._rename_dialog)
@@ -176,6 +139,8 @@ class MainWindow(ChatPanel, QMainWindow):
         rl.addLayout(top)
         self.banner = Banner()
         rl.addWidget(self.banner)
+        self.settings_banner = SettingsBanner()
+        rl.addWidget(self.settings_banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
         fr.setContentsMargins(0, 0, 0, 0)
@@ -205,11 +170,11 @@ class MainWindow(ChatPanel, QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = StatusLabel("No model")
+        self.status_model = ElidedLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = StatusLabel("")
+        self.status_threads = ElidedLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = StatusLabel("")
+        self.status_speed = ElidedLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")
@@ -275,8 +240,9 @@ class MainWindow(ChatPanel, QMainWindow):
             coro.close()
             return None
 
+        self.set_busy(True)  # at once: nothing else starts between this call and the coroutine's first step
+
         async def guarded():
-            self.set_busy(True)
             self.show_error("", "job")  # the last job's problem: this one shows it again if it is still there
             try:
                 await coro
@@ -286,6 +252,7 @@ class MainWindow(ChatPanel, QMainWindow):
                 self.show_error(str(e) or type(e).__name__, "job")
             finally:
                 self.set_busy(False)
+                self._apply_pending()
         self.task = asyncio.ensure_future(guarded())
         return self.task
 
@@ -303,7 +270,10 @@ class MainWindow(ChatPanel, QMainWindow):
         self.status_memory.setText(f"{rss_bytes() / 2**20:.0f} MiB in use")
 
     def _show_engine(self) -> None:
+        self.empty_state.refresh()
         e = self.engine
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")
@@ -321,6 +291,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.load_progress.setVisible(True)
         self.load_progress.setValue(0)
         self.status_model.setText("Loading the model…")
+        self.empty_state.refresh()
 
         def progress(done: int, total: int) -> None:
             self.load_progress.setMaximum(max(total, 1))
@@ -338,6 +309,7 @@ class MainWindow(ChatPanel, QMainWindow):
         finally:
             self.loading = False
             self.load_progress.setVisible(False)
+            self._apply_pending()
         old, self.engine = self.engine, engine
         if old is not None:
             await old.close()
@@ -373,12 +345,34 @@ class MainWindow(ChatPanel, QMainWindow):
         self.fetch_row.setVisible(False)
         await self.load_engine()
 
-    async def apply_settings(self, new: Settings) -> None:
-        if self.settings_path is not None:
-            wsettings.save(new, self.settings_path)
-        elsewhere = (new.engine_url, new.engine_key) != (self.settings.engine_url, self.settings.engine_key)
+    def settings_chosen(self, new: Settings) -> None:
+        """OK or Apply: saved, theme and font at once; the engine's part now, or when the running job ends."""
+        if not (self.busy or self.loading):
+            self.start(self.apply_settings(new))
+            return
+        self._save_settings(new)
+        self.pending_settings = new
+        self.statusBar().showMessage("Settings saved: the model's settings apply when the current job ends", 8000)
+        self._show_engine()
+
+    def _apply_pending(self) -> None:
+        if self.pending_settings is not None and not (self.busy or self.loading):
+            new, self.pending_settings = self.pending_settings, None
+            self.start(self.apply_settings(new))
+
+    def _save_settings(self, new: Settings) -> None:
+        try:
+            if self.settings_path is not None:
+                wsettings.save(new, self.settings_path)
+                self.settings_banner.clear()  # the file is good again
+        except OSError as e:
+            self.show_error(f"The settings could not be saved: {e}")
         self.settings = new
         apply_theme(new.theme, new.font_size)
+
+    async def apply_settings(self, new: Settings) -> None:
+        elsewhere = (new.engine_url, new.engine_key) != (self.settings.engine_url, self.settings.engine_key)
+        self._save_settings(new)
         if self.engine is None or elsewhere:
             await self.load_engine(new)
             return
@@ -391,10 +385,11 @@ class MainWindow(ChatPanel, QMainWindow):
         from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
-        dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
-        dialog.setModal(True)
-        dialog.show()
+        dialog.settingsApplied.connect(self.settings_chosen)
+        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
+        dialog.open()  # modal to the window
         self.settings_dialog = dialog
+        self._show_engine()
 
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.model
 def test_describe_the_default_model():
     info = catalog.describe(model_or_skip("SmolLM2-135M-Instruct"))
     assert info.architecture == "llama" and info.quantization == "Q4_1"
@@ -38,6 +39,7 @@ def test_describe_the_default_model():
     assert info.ram_bytes(4096) - info.ram_bytes(1024) == 3072 * info.kv_bytes_per_token
 
 
+@pytest.mark.model
 def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
     path = model_or_skip("SmolLM2-135M-Instruct")
     need = catalog.check_memory(path, 2048, available=1 << 40)
@@ -48,6 +50,7 @@ def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
         catalog.check_memory(path, 2048)
 
 
+@pytest.mark.model
 def test_ram_estimate_uses_the_native_contexts_exact_size():
     from wren.engine._native import lib
     from wren.engine.runtime.model import Model
@@ -102,6 +105,7 @@ def test_import_refuses_a_corrupt_file(library, tiny, tmp_path):
     assert not list(library.glob("*")) if library.exists() else True
 
 
+@pytest.mark.model
 def test_packaged_models_are_not_removed_here(library):
     model_or_skip("SmolLM2-135M-Instruct")
     with pytest.raises(catalog.CatalogError, match="not from Wren's library"):
@@ -183,3 +187,40 @@ def test_fetched_file_that_is_not_a_model_never_lands(library, tmp_path):
     with pytest.raises(GGUFError):
         catalog.fetch("Junk", pip_args=("--no-index", "--find-links", str(index)), catalog={"Junk": known})
     assert not (library / "junk.gguf").exists()
+
+
+def test_listing_a_model_in_parts_reads_its_header_without_assembling_it(library, tiny, tmp_path, monkeypatch,
+                                                                         capsys):
+    from wren.engine import cli
+
+    data = tiny.read_bytes()
+    site = tmp_path / "site"
+    cuts = [0, 100, len(data) // 2, len(data)]  # the first part holds only part of the header
+    parts = []
+    for i in range(3):
+        pkg = site / f"wren_test_piece{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"m.part{i:02d}").write_bytes(data[cuts[i]:cuts[i + 1]])
+        parts.append((pkg.name, f"data/m.part{i:02d}"))
+    monkeypatch.syspath_prepend(str(site))
+    model = pypi_models.PyPIModel("Tiny", "tiny.gguf", sha(tiny), len(data), tuple(parts), ("wren-test-piece",))
+    monkeypatch.setattr(catalog, "CATALOG", {"Tiny": catalog.KnownModel("Tiny", "tiny.gguf", model.sha256,
+                                                                        model.size, "test", pypi=model)})
+    monkeypatch.setattr(pypi_models, "MODELS", {"Tiny": model})
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WREN_MODEL_CACHE", str(cache))
+    target = cache / "tiny.gguf"
+
+    [listed] = catalog.installed()
+    assert (listed.name, listed.path, listed.size, listed.source) == ("Tiny", target, len(data), "package")
+    info = catalog.describe(listed.path)
+    assert info.architecture == "llama" and info.file_size == len(data)
+    assert cli.main(["models", "list", "--json"]) == 0
+    assert '"installed": true' in capsys.readouterr().out
+    assert not target.exists() and not (cache.exists() and list(cache.iterdir()))
+
+    path = catalog.find("tiny")  # the first use assembles it, and says so
+    assert path == target and sha(target) == model.sha256
+    assert "assembling Tiny" in capsys.readouterr().err
+    assert catalog.describe(target).parameters == info.parameters

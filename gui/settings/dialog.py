@@ -17,6 +17,7 @@ from wren.engine.library import catalog
 from wren.engine.runtime import placement
 from wren.engine.runtime import topology as topology_mod
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError
+from wren.gui.desktop import fit_to_screen
 from wren.gui.settings.appearance_page import AppearancePage
 from wren.gui.settings.common import TOUCH_HEIGHT, scrolled, select, touch
 from wren.gui.settings.engine_page import EnginePage
@@ -39,12 +40,13 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
         self.setMinimumSize(640, 400)
-        self.resize(860, 600)
+        fit_to_screen(self, 860, 600)
         self._topology = topology if topology is not None else topology_mod.read_topology()
         self._allowed = sorted(allowed_cpus if allowed_cpus is not None else self._topology.allowed)
         self._catalog = model_catalog if model_catalog is not None else catalog.CATALOG
         self._base = settings  # fields the dialog does not show come from here
-        self._model = settings.model
+        self._model = settings.model  # the selected model
+        self._in_use: str | None = settings.model  # the model the engine runs, as the window says (set_model_in_use)
         self._sampling: dict[str, ModeSampling] = {m: settings.mode(m) for m in MODES}
         self._loading = True  # until set_settings: the pages' signals wait for the whole dialog
 
@@ -103,12 +105,13 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             threads=self.threads_spin.value(),
             cores=preset,
             custom_cpus=custom,
-            strict_pinning=self.strict_check.isChecked(),
+            strict_pinning=self._pin_wish,
             weight_policy=self.policy_combo.currentData(),
             context_length=self.context_spin.value(),
             batch_size=self.batch_spin.value(),
             theme=self.theme_combo.currentData(),
             font_size=self.font_spin.value(),
+            enter_sends=self.enter_check.isChecked(),
             engine_url=self._engine_url(),
             engine_key=self._engine_key(),
             sampling=dict(self._sampling),
@@ -124,12 +127,14 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             self._sampling = {m: settings.mode(m) for m in MODES}
             self._custom_cpus = tuple(settings.custom_cpus)
             self.threads_spin.setValue(settings.threads)
+            self._pin_wish = settings.strict_pinning
             self.strict_check.setChecked(settings.strict_pinning)
             select(self.policy_combo, settings.weight_policy)
             self.context_spin.setValue(settings.context_length)
             self.batch_spin.setValue(settings.batch_size)
             select(self.theme_combo, settings.theme)
             self.font_spin.setValue(settings.font_size)
+            self.enter_check.setChecked(settings.enter_sends)
             self._set_engine(settings.engine_url, settings.engine_key)
             select(self.preset_combo, settings.cores)
             self._apply_preset(settings.cores, settings.custom_cpus)
@@ -163,6 +168,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             self.placement_label.setText("")
             return
         self._show_error("")
+        self._show_pinning(s)
         try:
             self.placement_label.setText(placement.describe(placement.place(s, self._topology, self._allowed)))
         except SettingsError as e:

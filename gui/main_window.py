@@ -273,7 +273,8 @@ class MainWindow(ChatPanel, QMainWindow):
         self.empty_state.refresh()
         e = self.engine
         if self.settings_dialog is not None:
-            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
+            local = e is not None and not isinstance(e, RemoteEngine)  # a server's model is not this library's
+            self.settings_dialog.set_model_in_use(e.settings.model if local else None)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")

@@ -106,3 +106,56 @@ def tiny(tmp_path):
     path.parent.mkdir()
     write_synthetic(path, "llama")
     return path
+
+
+# ---- the window's event loop, and `wren serve` processes ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loop(qapp):
+    """A qasync event loop on the Qt application (the window's; the remote engine's coroutines run on it too)."""
+    import asyncio
+
+    import qasync
+
+    lp = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(lp)
+    yield lp
+    lp.close()
+    asyncio.set_event_loop(None)
+
+
+def run(loop, coro, timeout: float = 600):
+    """Run a coroutine on the loop to its end (the timeout guards against a hang)."""
+    import asyncio
+
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def start_server(*args, env: dict | None = None):
+    """A `wren serve` process on 127.0.0.1 (a free port it picks) and its URL, read from its first line once it
+    listens: the handshake, no polling."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "wren.engine.cli", "serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=60)
+        pytest.fail(f"wren serve did not start: {proc.stderr.read()}")
+    return proc, line.split()[2]
+
+
+def stop_server(proc) -> None:
+    """Stop a server started by start_server; it must end without a traceback."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert "Traceback" not in err, err

@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import model_or_skip
+from conftest import model_or_skip, run, start_server, stop_server
 
 qasync = pytest.importorskip("qasync")
 pytest.importorskip("zeroconf")
@@ -18,33 +18,11 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
-
-
-def run(loop, coro, timeout=120):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture(scope="module")
 def advertised():
     """A `wren serve --advertise` on 127.0.0.1 with a key: its URL."""
-    model = str(model_or_skip("SmolLM2-135M-Instruct"))
-    proc = subprocess.Popen([sys.executable, "-m", "wren.engine.cli", "serve", "-m", model, "--port", "0",
-                             "--api-key", "k", "--advertise"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=60)
-        pytest.fail(f"wren serve --advertise did not start: {proc.stderr.read()}")
-    yield line.split()[2]
-    proc.terminate()
-    _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err, err
+    proc, url = start_server("-m", str(model_or_skip("SmolLM2-135M-Instruct")), "--api-key", "k", "--advertise")
+    yield url
+    stop_server(proc)
 
 
 async def until(predicate, what: str, timeout: float = 60):

@@ -4,13 +4,10 @@ a connection lost mid-answer keeps the partial answer and says so; a wrong key i
 admin API (threads, cores) and /tokenize. Handshakes only, no timing asserts."""
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import model_or_skip
+from conftest import model_or_skip, run, start_server, stop_server
 
 qasync = pytest.importorskip("qasync")
 
@@ -30,43 +27,14 @@ COUNCIL = ("The council met on Tuesday. It approved the new bike lanes on Main S
            "library budget until next month. Residents asked for more street lights near the park.")
 
 
-@pytest.fixture(scope="module")
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
-
-
-def run(loop, coro, timeout=600):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-
-def start_server(*args):
-    """A `wren serve` process with the default model and its URL (its first line, once it listens)."""
-    model = str(model_or_skip("SmolLM2-135M-Instruct"))
-    proc = subprocess.Popen([sys.executable, "-m", "wren.engine.cli", "serve", "-m", model, "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=60)
-        pytest.fail(f"wren serve did not start: {proc.stderr.read()}")
-    return proc, line.split()[2]
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+def start_wren(*args):
+    """`wren serve` with the default model."""
+    return start_server("-m", str(model_or_skip("SmolLM2-135M-Instruct")), *args)
 
 
 @pytest.fixture(scope="module")
 def wren_url():
-    proc, url = start_server("--api-key", KEY)
+    proc, url = start_wren("--api-key", KEY)
     yield url
     stop_server(proc)
 
@@ -242,7 +210,7 @@ def test_connection_lost_mid_answer_keeps_the_partial_answer(loop, make_window, 
 
 
 def test_a_wren_server_killed_mid_answer(loop, make_window):
-    proc, url = start_server()
+    proc, url = start_wren()
     try:
         w, store = make_window(url, key="")
         w.settings = w.settings.with_mode("chat", seed=7, max_new_tokens=400)
@@ -310,7 +278,7 @@ def test_stop_closes_the_stream(loop, wren_url):
 
 
 def test_a_long_conversation_is_trimmed_on_a_wren_server(loop):
-    proc, url = start_server("--ctx", "256")
+    proc, url = start_wren("--ctx", "256")
 
     async def scenario():
         engine = await RemoteEngine.open(url, "", Settings().with_mode("chat", seed=3, max_new_tokens=12))

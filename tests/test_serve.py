@@ -11,7 +11,7 @@ import aiohttp
 import jsonschema
 import openai
 import pytest
-from conftest import model_or_skip
+from conftest import model_or_skip, start_server, stop_server
 
 from wren.engine.runtime.constrained import EMAIL_JSON_SCHEMA, REPLY_JSON_SCHEMA, SUMMARY_JSON_SCHEMA
 from wren.engine.serve.protocol import StopStrings
@@ -19,28 +19,6 @@ from wren.engine.serve.protocol import StopStrings
 pytestmark = pytest.mark.model
 
 KEY = "s3cret-key"
-
-
-def start_server(*args, env=None):
-    """A `wren serve` process and its URL (read from its first line once it listens)."""
-    proc = subprocess.Popen([sys.executable, "-m", "wren.engine.cli", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **(env or {})))
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=60)
-        pytest.fail(f"wren serve did not start: {proc.stderr.read()}")
-    return proc, line.split()[2]
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    assert "Traceback" not in err, err
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import threading
 
 import pytest
-from conftest import model_or_skip, wait_until
+from conftest import model_or_skip, run, wait_until
 
 qasync = pytest.importorskip("qasync")
 
@@ -22,19 +22,6 @@ from wren.gui.main_window import MainWindow  # noqa: E402
 from wren.engine.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
-
-
-def run(loop, coro, timeout=600):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 async def idle(window):

@@ -84,9 +84,11 @@ class Summary:
 async def summarize(engine: Engine, text: str, style: str = "paragraph", length: str = "medium",
                     sampling: SamplingParams | None = None,
                     progress: Callable[[float], None] | None = None,
-                    on_token: Callable[[str], None] | None = None) -> Summary:
+                    on_token: Callable[[str], None] | None = None,
+                    on_parts: Callable[[int], None] | None = None) -> Summary:
     """Summarize text of any length: when it does not fit the context, its parts are summarized and the part
-    summaries combined (recursively while they are still too long). progress(fraction) only ever rises."""
+    summaries combined (recursively while they are still too long; on_parts(n) tells how many parts the text is cut
+    into). progress(fraction) only ever rises."""
     style = check_choice(style, SUMMARY_STYLES, "style")
     length = check_choice(length, SUMMARY_LENGTHS, "length")
     if not text.strip():
@@ -133,6 +135,8 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
 
     parts = await asyncio.to_thread(split_text, text, budget, count)
     n_parts = len(parts)
+    if on_parts:
+        on_parts(n_parts)
     level = 1
     lo, span = 0.0, 0.8  # the first round takes 80% of the bar, each later round half of what is left
     while True:

@@ -6,7 +6,7 @@ import pytest
 
 from wren.engine.assistant import EmailDraft, ModeError
 from wren.engine.assistant.email import email_messages, parse_email, refine_messages
-from wren.engine.assistant.reply import clean_reply, needs_no_reply, parse_replies
+from wren.engine.assistant.reply import clean_reply, needs_no_reply, parse_replies, reply_sender
 from wren.engine.assistant.summarize import _tidy, finish_summary, split_text, summary_messages
 
 
@@ -146,3 +146,48 @@ def test_key_points_are_bullet_lines():
     assert finish_summary("No action items.", "action_items") == "No action items."
     mixed = "Key points:\n1. The council met.\n* It agreed to close early.\n\u2022 Staff will be moved."
     assert finish_summary(mixed, "key_points") == "- The council met.\n- It agreed to close early.\n- Staff will be moved."
+
+
+def test_refined_email_has_no_markup_left():
+    d = parse_email("<draft>\nSubject: Lunch\n\nHi Sam,\nNoon works.\nBest, Ana\n</draft>\n</email>")
+    assert d.subject == "Lunch" and d.body == "Hi Sam,\nNoon works.\nBest, Ana"
+    assert parse_email("Subject: X\n\nWrite to <ana@example.org> today.").body == "Write to <ana@example.org> today."
+
+
+def test_refine_prompts_ask_for_a_measurable_change():
+    draft = EmailDraft("Lunch", " ".join(["word"] * 100))
+    assert "at most 50 words" in refine_messages(draft, "shorter")[-1]["content"]
+    assert "at least 150 words" in refine_messages(draft, "longer")[-1]["content"]
+
+
+class FakeEngine:
+    """Answers each generation with the next of its texts."""
+
+    def __init__(self, *texts):
+        from wren.engine.settings import Settings
+        self.settings, self.texts, self.seeds = Settings(), list(texts), []
+
+    async def generate(self, request):
+        from wren.engine.engine import Done, Stats
+        self.seeds.append(request.sampling.seed)
+        yield Done(Stats(finish_reason="stop"), self.texts.pop(0))
+
+
+def test_refine_asks_again_when_the_email_came_back_unchanged():
+    import asyncio
+    from wren.engine.assistant import refine_email
+
+    draft = EmailDraft("Lunch", "Hi Sam,\nNoon works for me on Friday.\nBest, Ana")
+    same = "Subject: Lunch\n\nHi Sam,\nNoon works for me on Friday.\nBest, Ana\n</draft>"
+    engine = FakeEngine(same, "Subject: Lunch\n\nHi Sam, noon Friday works.\nAna")
+    new = asyncio.run(refine_email(engine, draft, "shorter"))
+    assert new.body == "Hi Sam, noon Friday works.\nAna" and len(engine.seeds) == 2
+    assert engine.seeds[0] != engine.seeds[1]
+
+
+def test_the_sender_of_a_message_is_found():
+    assert reply_sender("Hi, can you review my pull request today?\n\nThanks,\nPriya") == "Priya"
+    assert reply_sender("Could you send the report by Friday? Thanks, Dana") == "Dana"
+    assert reply_sender("From: Priya Shah <priya@example.org>\nSubject: PR\n\nCan you review it?") == \
+        "Priya Shah <priya@example.org>"
+    assert reply_sender("Are you coming to lunch?") == ""

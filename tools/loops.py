@@ -4,7 +4,9 @@ with fixed seeds, the default model unless --model names another.
     .venv/bin/python tools/loops.py [--model NAME_OR_PATH] [--max-new-tokens 256] [--threads 2]
 
 For each prompt and each run (guard off: loop_repeats=0, guard on: the default) it prints the finish reason, the
-tokens generated and how often the most repeated line occurs; then the counts (results: docs/loops.md).
+tokens generated and how often the most repeated line occurs; then the counts: answers that looped by the guard's own
+test (a block of tokens said 3 times in a row, over 32 tokens or more), answers stopped by the guard, answers with a
+line said 3 or 5 times (results: docs/loops.md).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import collections
 import dataclasses
 import sys
 
-from wren.engine.engine import Engine, Request
+from wren.engine.engine import Engine, Request, Token
+from wren.engine.runtime.sampling import SamplingParams, loop_block
 from wren.engine.settings import Settings
 
 PROMPTS = [
@@ -41,6 +44,12 @@ PROMPTS = [
 ]
 
 
+def looped(ids: list[int]) -> bool:
+    """Whether the answer, at some point, ended in a loop by the guard's own test (its default repeat count)."""
+    repeats = SamplingParams().loop_repeats
+    return any(loop_block(ids[:n], repeats) for n in range(1, len(ids) + 1))
+
+
 def top_line_count(text: str) -> int:
     """How often the most frequent line of a few words or more occurs in text."""
     lines = [ln.strip() for ln in text.splitlines() if len(ln.split()) >= 3]
@@ -62,13 +71,16 @@ async def measure(args: argparse.Namespace) -> int:
                 request = Request(messages=[{"role": "user", "content": prompt}],
                                   sampling=dataclasses.replace(params, seed=1000 + i),
                                   max_new_tokens=args.max_new_tokens)
+                ids = []
                 async for ev in engine.generate(request):
-                    pass
+                    if isinstance(ev, Token) and ev.id >= 0:
+                        ids.append(ev.id)
                 top = top_line_count(ev.text)
                 t = totals[name]
                 t["tokens"] += ev.stats.generated_tokens
                 t["repetition"] += ev.reason == "repetition"
                 t["length"] += ev.reason == "length"
+                t["looped"] += looped(ids)
                 t["line x3"] += top >= 3
                 t["line x5"] += top >= 5
                 cells.append(f"{ev.reason:>10} {ev.stats.generated_tokens:4d} tok x{top:<2d}")
@@ -77,7 +89,7 @@ async def measure(args: argparse.Namespace) -> int:
         await engine.close()
     print()
     print(f"{len(PROMPTS)} prompts            guard off  guard on")
-    rows = [("answers cut at the token limit", "length"), ("answers stopped by the guard", "repetition"),
+    rows = [("answers that looped (guard's test)", "looped"), ("answers cut at the token limit", "length"), ("answers stopped by the guard", "repetition"),
             ("answers with a line said 3+ times", "line x3"), ("answers with a line said 5+ times", "line x5"),
             ("tokens generated in all", "tokens")]
     for label, key in rows:

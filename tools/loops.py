@@ -71,6 +71,10 @@ async def measure(args: argparse.Namespace) -> int:
                 request = Request(messages=[{"role": "user", "content": prompt}],
                                   sampling=dataclasses.replace(params, seed=1000 + i),
                                   max_new_tokens=args.max_new_tokens)
+                # the same start for both runs: a one-token prompt leaves nothing of this prompt in the KV cache, so
+                # both prefill it whole and give the same tokens until the guard stops one of them
+                async for _ in engine.generate(Request(ids=[0], max_new_tokens=1)):
+                    pass
                 ids = []
                 async for ev in engine.generate(request):
                     if isinstance(ev, Token) and ev.id >= 0:

@@ -31,10 +31,6 @@ static void bf16_to_f32(const uint8_t *b, float *y) {
     memcpy(y, &bits, 4);
 }
 
-static void q4_0_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q4_0, b, 18, 1, 32, y, 32); }
-static void q4_1_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q4_1, b, 20, 1, 32, y, 32); }
-static void q8_0_to_f32(const uint8_t *b, float *y) { wren_dequantize(WREN_Q8_0, b, 34, 1, 32, y, 32); }
-
 static void q5_0_to_f32(const uint8_t *b, float *y) {
     blk_q5_0 blk;
     memcpy(&blk, b, sizeof blk);
@@ -72,37 +68,37 @@ void wren_k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
-static void q4_k_to_f32(const uint8_t *b, float *y) {
+/* Q4_K and Q5_K: sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes of qs; Q5_K's fifth bits are in qh
+ * (NULL for Q4_K), those of the pair p at bits 2p and 2p + 1 */
+static void k_quant_to_f32(uint16_t dh, uint16_t mh, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                           float *y) {
+    const float d = wren_fp16_to_f32(dh), dmin = wren_fp16_to_f32(mh);
+    for (int p = 0; p < 4; p++) {
+        int sc, m;
+        const uint8_t *q = qs + 32 * p;
+        wren_k_scale_min(2 * p, scales, &sc, &m);
+        const float d1 = d * (float)sc, m1 = dmin * (float)m;
+        wren_k_scale_min(2 * p + 1, scales, &sc, &m);
+        const float d2 = d * (float)sc, m2 = dmin * (float)m;
+        const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);
+        for (int l = 0; l < 32; l++) {
+            const int h1 = qh && (qh[l] & u1) ? 16 : 0, h2 = qh && (qh[l] & u2) ? 16 : 0;
+            y[64 * p + l] = d1 * (float)((q[l] & 15) + h1) - m1;
+            y[64 * p + 32 + l] = d2 * (float)((q[l] >> 4) + h2) - m2;
+        }
+    }
+}
+
+void wren_dequantize_block_q4_k(const uint8_t *b, float *y) {
     blk_q4_k blk;
     memcpy(&blk, b, sizeof blk);
-    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
-    for (int p = 0; p < 4; p++) {               /* sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes */
-        int sc, m;
-        const uint8_t *q = blk.qs + 32 * p;
-        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
-        const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
-        const float d2 = d * (float)sc, m2 = dmin * (float)m;
-        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)(q[l] & 15) - m1;
-        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)(q[l] >> 4) - m2;
-    }
+    k_quant_to_f32(blk.d, blk.dmin, blk.scales, blk.qs, NULL, y);
 }
 
 static void q5_k_to_f32(const uint8_t *b, float *y) {
     blk_q5_k blk;
     memcpy(&blk, b, sizeof blk);
-    const float d = wren_fp16_to_f32(blk.d), dmin = wren_fp16_to_f32(blk.dmin);
-    for (int p = 0; p < 4; p++) {
-        int sc, m;
-        const uint8_t *q = blk.qs + 32 * p;
-        wren_k_scale_min(2 * p, blk.scales, &sc, &m);
-        const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        wren_k_scale_min(2 * p + 1, blk.scales, &sc, &m);
-        const float d2 = d * (float)sc, m2 = dmin * (float)m;
-        const int u1 = 1 << (2 * p), u2 = 2 << (2 * p);   /* the fifth bits of this pair in qh */
-        for (int l = 0; l < 32; l++) y[64 * p + l] = d1 * (float)((q[l] & 15) + (blk.qh[l] & u1 ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; l++) y[64 * p + 32 + l] = d2 * (float)((q[l] >> 4) + (blk.qh[l] & u2 ? 16 : 0)) - m2;
-    }
+    k_quant_to_f32(blk.d, blk.dmin, blk.scales, blk.qs, blk.qh, y);
 }
 
 /* the 256 quants of a Q6_K super-block, q - 32 in weight order; weight j has the scale scales[j / 16] */
@@ -119,7 +115,7 @@ void wren_q6_k_quants(const blk_q6_k *blk, int8_t *q) {
     }
 }
 
-static void q6_k_to_f32(const uint8_t *b, float *y) {
+void wren_dequantize_block_q6_k(const uint8_t *b, float *y) {
     blk_q6_k blk;
     memcpy(&blk, b, sizeof blk);
     const float d = wren_fp16_to_f32(blk.d);
@@ -130,9 +126,10 @@ static void q6_k_to_f32(const uint8_t *b, float *y) {
 
 static const ggml_traits traits[] = {
     {WREN_GGML_F32, 1, 4, f32_to_f32},     {WREN_GGML_F16, 1, 2, f16_to_f32},     {WREN_GGML_BF16, 1, 2, bf16_to_f32},
-    {WREN_GGML_Q4_0, 32, 18, q4_0_to_f32}, {WREN_GGML_Q4_1, 32, 20, q4_1_to_f32}, {WREN_GGML_Q5_0, 32, 22, q5_0_to_f32},
-    {WREN_GGML_Q5_1, 32, 24, q5_1_to_f32}, {WREN_GGML_Q8_0, 32, 34, q8_0_to_f32}, {WREN_GGML_Q4_K, 256, 144, q4_k_to_f32},
-    {WREN_GGML_Q5_K, 256, 176, q5_k_to_f32}, {WREN_GGML_Q6_K, 256, 210, q6_k_to_f32},
+    {WREN_GGML_Q4_0, 32, 18, wren_dequantize_block_q4_0}, {WREN_GGML_Q4_1, 32, 20, wren_dequantize_block_q4_1},
+    {WREN_GGML_Q5_0, 32, 22, q5_0_to_f32}, {WREN_GGML_Q5_1, 32, 24, q5_1_to_f32},
+    {WREN_GGML_Q8_0, 32, 34, wren_dequantize_block_q8_0}, {WREN_GGML_Q4_K, 256, 144, wren_dequantize_block_q4_k},
+    {WREN_GGML_Q5_K, 256, 176, q5_k_to_f32}, {WREN_GGML_Q6_K, 256, 210, wren_dequantize_block_q6_k},
 };
 
 static const ggml_traits *find(int type) {
@@ -162,11 +159,11 @@ int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64
                          size_t dst_bytes) {
     if (!src || !dst) return WREN_E_NULL;
     const ggml_traits *t = find(ggml_type);
-    if (!t || format < 0 || format >= WREN_N_FORMATS) return WREN_E_FORMAT;
+    if (!t || !wren_format_ok(format)) return WREN_E_FORMAT;
     const int piece = t->block >= 256 ? t->block : 256;        /* a multiple of 32 and of the type's block */
     const int64_t step = n % piece == 0 ? piece : WREN_QK;      /* small tensors: blocks of 32 (t->block <= 32) */
     if (n <= 0 || n % WREN_QK || n % t->block || step % t->block) return WREN_E_SHAPE;
-    const size_t out_block = wren_format_block_bytes(format);
+    const size_t out_block = (size_t)wren_formats[format].block_bytes;
     if (src_bytes < wren_ggml_bytes(ggml_type, n) || dst_bytes < (size_t)(n / WREN_QK) * out_block)
         return WREN_E_BUFFER;
     const uint8_t *s = src;
@@ -182,82 +179,94 @@ int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64
     return WREN_OK;
 }
 
+int wren_ggml_convert(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
+                      size_t dst_bytes) {
+    if (!src || !dst) return WREN_E_NULL;
+    const ggml_traits *t = find(ggml_type);
+    if (!t || !wren_format_ok(format)) return WREN_E_FORMAT;       /* so neither -1 below matches */
+    const wren_format_traits *f = &wren_formats[format];
+    if (ggml_type != f->file_type && ggml_type != f->convert_from)
+        return wren_ggml_requantize(ggml_type, src, src_bytes, n, format, dst, dst_bytes);
+    if (n <= 0 || n % t->block) return WREN_E_SHAPE;               /* a whole number of the file's blocks */
+    const int64_t nb = n / t->block;
+    const size_t out_bytes = (size_t)(n / f->block_weights) * (size_t)f->block_bytes;
+    if (src_bytes < (size_t)nb * (size_t)t->bytes || dst_bytes < out_bytes) return WREN_E_BUFFER;
+    if (ggml_type == f->file_type) {
+        memcpy(dst, src, out_bytes);
+        return WREN_OK;
+    }
+    const uint8_t *s = src;
+    uint8_t *out = dst;
+    const size_t out_step = out_bytes / (size_t)nb;                /* one file block's worth of the format's */
+    for (int64_t b = 0; b < nb; b++) f->convert(s + (size_t)b * t->bytes, out + (size_t)b * out_step);
+    return WREN_OK;
+}
+
+/* ---- GGUF blocks turned straight into a runtime format's blocks (formats.h: each format's convert_from) ---- */
+
+/* a Q4_K super-block as 8 Q4_1 blocks */
+void wren_convert_block_q4_k_q4_1(const uint8_t *s, uint8_t *out) {
+    const blk_q4_k *blk = (const blk_q4_k *)s;    /* read through memcpy and byte loads only */
+    uint16_t dh, mh;
+    memcpy(&dh, &blk->d, 2);
+    memcpy(&mh, &blk->dmin, 2);
+    const float d = wren_fp16_to_f32(dh), dmin = wren_fp16_to_f32(mh);
+    for (int p = 0; p < 4; p++) {                   /* 32 bytes: sub-block 2p in the low nibbles, 2p+1 high */
+        const uint8_t *q = blk->qs + 32 * p;
+        uint8_t lo[16], hi[16];
+        for (int l = 0; l < 16; l++) {              /* Q4_1: weight l low, weight l + 16 high */
+            lo[l] = (uint8_t)((q[l] & 15) | (q[l + 16] << 4));
+            hi[l] = (uint8_t)((q[l] >> 4) | (q[l + 16] & 0xf0));
+        }
+        memcpy(out + (2 * p) * sizeof(wren_block_q4_1) + 4, lo, 16);
+        memcpy(out + (2 * p + 1) * sizeof(wren_block_q4_1) + 4, hi, 16);
+    }
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        wren_k_scale_min(j, blk->scales, &sc, &m);
+        const uint16_t dm[2] = {wren_f32_to_fp16(d * (float)sc),       /* w = q d sc - dmin m = q d' + m' */
+                                wren_f32_to_fp16(-(dmin * (float)m))};
+        memcpy(out + j * sizeof(wren_block_q4_1), dm, 4);
+    }
+}
+
+/* a Q6_K super-block as 8 Q8_16 blocks */
+void wren_convert_block_q6_k_q8_16(const uint8_t *s, uint8_t *out) {
+    blk_q6_k blk;
+    memcpy(&blk, s, sizeof blk);
+    int8_t q[256];
+    wren_q6_k_quants(&blk, q);
+    for (int b = 0; b < 8; b++) {
+        wren_block_q8_16 o;
+        o.d = blk.d;
+        o.sc[0] = blk.scales[2 * b];
+        o.sc[1] = blk.scales[2 * b + 1];
+        memcpy(o.qs, q + 32 * b, 32);
+        memcpy(out + b * sizeof o, &o, sizeof o);
+    }
+}
+
+/* a Q5_0 block as a Q8_0 block */
+void wren_convert_block_q5_0_q8_0(const uint8_t *s, uint8_t *out) {
+    blk_q5_0 blk;
+    memcpy(&blk, s, sizeof blk);
+    uint32_t qh;
+    memcpy(&qh, blk.qh, 4);
+    wren_block_q8_0 o;
+    o.d = blk.d;                                    /* the same scale: q - 16 in -16..15 is an int8 */
+    for (int j = 0; j < 16; j++) {
+        o.qs[j] = (int8_t)(((blk.qs[j] & 15) | (((qh >> j) & 1) << 4)) - 16);
+        o.qs[j + 16] = (int8_t)(((blk.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+    }
+    memcpy(out, &o, sizeof o);
+}
+
 int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
-    if (!src || !dst) return WREN_E_NULL;
-    if (n <= 0 || n % 256) return WREN_E_SHAPE;
-    if (src_bytes < (size_t)(n / 256) * 144 || dst_bytes < (size_t)(n / 32) * 20) return WREN_E_BUFFER;
-    const uint8_t *s = src;
-    uint8_t *out = dst;
-    for (int64_t sb = 0; sb < n / 256; sb++, s += 144, out += 8 * sizeof(wren_block_q4_1)) {
-        const blk_q4_k *blk = (const blk_q4_k *)s;    /* read through memcpy and byte loads only */
-        uint16_t dh, mh;
-        memcpy(&dh, &blk->d, 2);
-        memcpy(&mh, &blk->dmin, 2);
-        const float d = wren_fp16_to_f32(dh), dmin = wren_fp16_to_f32(mh);
-        for (int p = 0; p < 4; p++) {                   /* 32 bytes: sub-block 2p in the low nibbles, 2p+1 high */
-            const uint8_t *q = blk->qs + 32 * p;
-            uint8_t lo[16], hi[16];
-            for (int l = 0; l < 16; l++) {              /* Q4_1: weight l low, weight l + 16 high */
-                lo[l] = (uint8_t)((q[l] & 15) | (q[l + 16] << 4));
-                hi[l] = (uint8_t)((q[l] >> 4) | (q[l + 16] & 0xf0));
-            }
-            memcpy(out + (2 * p) * sizeof(wren_block_q4_1) + 4, lo, 16);
-            memcpy(out + (2 * p + 1) * sizeof(wren_block_q4_1) + 4, hi, 16);
-        }
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            wren_k_scale_min(j, blk->scales, &sc, &m);
-            const uint16_t dm[2] = {wren_f32_to_fp16(d * (float)sc),       /* w = q d sc - dmin m = q d' + m' */
-                                    wren_f32_to_fp16(-(dmin * (float)m))};
-            memcpy(out + j * sizeof(wren_block_q4_1), dm, 4);
-        }
-    }
-    return WREN_OK;
+    return wren_ggml_convert(WREN_GGML_Q4_K, src, src_bytes, n, WREN_Q4_1, dst, dst_bytes);
 }
-
 int wren_q6_k_to_q8_16(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
-    if (!src || !dst) return WREN_E_NULL;
-    if (n <= 0 || n % 256) return WREN_E_SHAPE;
-    if (src_bytes < (size_t)(n / 256) * sizeof(blk_q6_k) || dst_bytes < (size_t)(n / 32) * sizeof(wren_block_q8_16))
-        return WREN_E_BUFFER;
-    const uint8_t *s = src;
-    uint8_t *out = dst;
-    for (int64_t sb = 0; sb < n / 256; sb++) {
-        blk_q6_k blk;
-        memcpy(&blk, s + sb * sizeof blk, sizeof blk);
-        int8_t q[256];
-        wren_q6_k_quants(&blk, q);
-        for (int b = 0; b < 8; b++) {
-            wren_block_q8_16 o;
-            o.d = blk.d;
-            o.sc[0] = blk.scales[2 * b];
-            o.sc[1] = blk.scales[2 * b + 1];
-            memcpy(o.qs, q + 32 * b, 32);
-            memcpy(out + (sb * 8 + b) * sizeof o, &o, sizeof o);
-        }
-    }
-    return WREN_OK;
+    return wren_ggml_convert(WREN_GGML_Q6_K, src, src_bytes, n, WREN_Q8_16, dst, dst_bytes);
 }
-
 int wren_q5_0_to_q8_0(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes) {
-    if (!src || !dst) return WREN_E_NULL;
-    if (n <= 0 || n % 32) return WREN_E_SHAPE;
-    if (src_bytes < (size_t)(n / 32) * sizeof(blk_q5_0) || dst_bytes < (size_t)(n / 32) * sizeof(wren_block_q8_0))
-        return WREN_E_BUFFER;
-    const uint8_t *s = src;
-    wren_block_q8_0 *out = dst;
-    for (int64_t b = 0; b < n / 32; b++) {
-        blk_q5_0 blk;
-        memcpy(&blk, s + b * sizeof blk, sizeof blk);
-        uint32_t qh;
-        memcpy(&qh, blk.qh, 4);
-        wren_block_q8_0 o;
-        o.d = blk.d;                                    /* the same scale: q - 16 in -16..15 is an int8 */
-        for (int j = 0; j < 16; j++) {
-            o.qs[j] = (int8_t)(((blk.qs[j] & 15) | (((qh >> j) & 1) << 4)) - 16);
-            o.qs[j + 16] = (int8_t)(((blk.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
-        }
-        memcpy(&out[b], &o, sizeof o);
-    }
-    return WREN_OK;
+    return wren_ggml_convert(WREN_GGML_Q5_0, src, src_bytes, n, WREN_Q8_0, dst, dst_bytes);
 }

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>
+#include "formats.h"
 #include "wren.h"
 
 /* ---- fp16 <-> f32, portable (the SIMD files use their own conversion instructions) ---- */
@@ -55,20 +56,6 @@ static inline uint16_t wren_f32_to_fp16(float f) {  /* round to nearest even, as
     return (uint16_t)(sign | r);
 }
 
-/* ---- plain blocks (GGUF layout) ---- */
-typedef struct { uint16_t d; uint8_t qs[16]; } wren_block_q4_0;
-typedef struct { uint16_t d; uint16_t m; uint8_t qs[16]; } wren_block_q4_1;
-typedef struct { uint16_t d; int8_t qs[32]; } wren_block_q8_0;
-typedef struct { uint16_t d; int8_t sc[2]; int8_t qs[32]; } wren_block_q8_16;
-static_assert(sizeof(wren_block_q4_0) == 18, "q4_0 block is 18 bytes");
-static_assert(sizeof(wren_block_q4_1) == 20, "q4_1 block is 20 bytes");
-static_assert(sizeof(wren_block_q8_0) == 34, "q8_0 block is 34 bytes");
-static_assert(sizeof(wren_block_q8_16) == 36, "q8_16 block is 36 bytes");
-/* GGUF's K-quant super-blocks of 256 weights (the plain blocks of Q4_K and Q6_K) */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } wren_block_q4_k;
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } wren_block_q6_k;
-static_assert(sizeof(wren_block_q4_k) == 144, "q4_k block is 144 bytes");
-static_assert(sizeof(wren_block_q6_k) == 210, "q6_k block is 210 bytes");
 /* the 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block (convert.c) */
 void wren_k_scale_min(int j, const uint8_t *scales, int *sc, int *m);
 /* the 256 quants of a Q6_K super-block, q - 32, in weight order; weight j has the scale scales[j / 16] */
@@ -79,22 +66,7 @@ static inline float wren_hsum8(const float a[8]) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Per format: bytes of scale data per row (fp16 d; then Q4_1's fp16 m or Q8_16's int8 sc[2]) and of quants per row,
- * in one block. */
-static inline int wren_is_q8(int format) { return format == WREN_Q8_0 || format == WREN_Q8_16; }
-static inline int wren_is_super(int format) { return format == WREN_Q4_K || format == WREN_Q6_K; }
-static inline int wren_block_qk(int format) { return wren_is_super(format) ? WREN_QK_SUPER : WREN_QK; }
-static inline int wren_scale_bytes(int format) { return format == WREN_Q4_1 || format == WREN_Q8_16 ? 4 : 2; }
-static inline int wren_quant_bytes(int format) { return wren_is_q8(format) ? 32 : 16; }
-
-/* K-quant tiles (R > 1; with R = 1 the tile is the plain block). Q4_K: fp16 d[R]; fp16 dmin[R]; uint8 sc[8][R]
- * (sub-block major); the mins in pairs, (m[2p], m[2p + 1]) of row r at 2 R p + 2 r; then per sub-block j its 32 weights as a Q4_0 block's 16 bytes (weight t low nibble,
- * t + 16 high) interleaved in units of 4 bytes (WREN_Q4K_ROW_BYTES per row). Q6_K: fp16 d[R]; per 32-weight chunk c the
- * scale pairs (sc[2c], sc[2c + 1]) of the R rows (2R bytes, row r at 2r; 16 R bytes in all); then
- * per 32-weight chunk c the low 4 bits of its weights as a Q4_0 block's 16 bytes, interleaved by 4, then two vectors
- * of 4-byte units H0, H1 whose byte t of row r holds the top 2 bits of weight 4u + t (H0) or 16 + 4u + t (H1) at
- * bits 2u, 2u + 1 (u = 0..3): 210 bytes per row, as in the file. */
-enum { WREN_Q4K_ROW_BYTES = 148, WREN_Q6K_ROW_BYTES = 210 };
+/* K-quant tiles (formats.h): one row r of a tile of `rows` rows to or from its plain block (pack = 1: into the tile) */
 void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk, int pack);
 void wren_gemv_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y);
 void wren_gemm_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
@@ -102,15 +74,6 @@ void wren_gemm_q4_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
 void wren_gemv_q6_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y);
 void wren_gemm_q6_k_ref(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
                         int64_t ldy);
-
-/* A packed tile of R rows for one block column: fp16 d[R]; (Q4_1: fp16 m[R]; Q8_16: the pair sc[0], sc[1] of row r
- * at byte 2 R + 2 r); quants qs[R * quant_bytes], where byte j of row r's quants sits at
- * qs[(j / I) * R * I + r * I + j % I]. */
-static inline size_t wren_tile_bytes(int format, int rows) {
-    if (format == WREN_Q4_K) return rows == 1 ? 144 : (size_t)rows * WREN_Q4K_ROW_BYTES;
-    if (format == WREN_Q6_K) return (size_t)rows * WREN_Q6K_ROW_BYTES;
-    return (size_t)rows * (size_t)(wren_scale_bytes(format) + wren_quant_bytes(format));
-}
 
 /* ---- kernels ----
  * gemv: y[r] for rows r of tiles [t0, t1) (only r < n is written), activation row 0.
@@ -121,6 +84,22 @@ typedef void (*wren_gemv_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0,
 typedef void (*wren_gemm_fn)(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,
                              float *y, int64_t ldy);
 typedef void (*wren_quantize_act_fn)(const float *x, int64_t k, int8_t *q, float *d, int32_t *sum, float *s);
+/* A kernel set's entry point for one format: `name` calls the file's template `fn` with the format as a constant. */
+#define WREN_GEMV_ENTRY(name, fn, FMT)                                                                               \
+    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {  \
+        fn(FMT, w, n, k, t0, t1, a, y);                                                                              \
+    }
+#define WREN_GEMM_ENTRY(name, fn, FMT)                                                                               \
+    static void name(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,    \
+                     int64_t ldy) {                                                                                  \
+        fn(FMT, w, n, k, t0, t1, a, y, ldy);                                                                         \
+    }
+/* gemv_q4_0, gemm_q4_0, ... gemm_q8_16: both entry points of each format of blocks of 32 */
+#define WREN_ENTRY_POINTS(gemv, gemm)                                                                                \
+    WREN_GEMV_ENTRY(gemv_q4_0, gemv, WREN_Q4_0) WREN_GEMM_ENTRY(gemm_q4_0, gemm, WREN_Q4_0)                          \
+    WREN_GEMV_ENTRY(gemv_q4_1, gemv, WREN_Q4_1) WREN_GEMM_ENTRY(gemm_q4_1, gemm, WREN_Q4_1)                          \
+    WREN_GEMV_ENTRY(gemv_q8_0, gemv, WREN_Q8_0) WREN_GEMM_ENTRY(gemm_q8_0, gemm, WREN_Q8_0)                          \
+    WREN_GEMV_ENTRY(gemv_q8_16, gemv, WREN_Q8_16) WREN_GEMM_ENTRY(gemm_q8_16, gemm, WREN_Q8_16)
 
 typedef struct {
     const char *name;       /* "avx2", ... */

@@ -1,5 +1,5 @@
 /* kquant.c - GGUF's K-quant super-blocks kept as they are: Q4_K and Q6_K plain blocks are the file's bytes; packing
- * into tiles of R interleaved rows (internal.h); the reference products, whose arithmetic is llama.cpp's on x86 with
+ * into tiles of R interleaved rows (formats.h); the reference products, whose arithmetic is llama.cpp's on x86 with
  * AVX2 (the build of the reference outputs), which the AVX2 kernels reproduce bit for bit.
  *
  * Activations come in llama.cpp's Q8_K: int8 with one fp32 scale d_x per 256 values (wren_quantize_act_k), sums of
@@ -67,27 +67,27 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
     if (format == WREN_Q4_K) {
         kq4 b;
         if (pack) memcpy(&b, blk, sizeof b);
-        uint8_t *sc_t = tile + 4 * R, *m_t = tile + 12 * R, *q_t = tile + 20 * R;
+        uint8_t *sc_t = tile + WREN_Q4K_T_SC * R, *m_t = tile + WREN_Q4K_T_M * R, *q_t = tile + WREN_Q4K_T_QS * R;
         int sc[8], m[8];
         if (pack) {
-            memcpy(tile + 2 * r, &b.d, 2);
-            memcpy(tile + 2 * R + 2 * r, &b.dmin, 2);
+            memcpy(tile + WREN_Q4K_T_D * R + 2 * r, &b.d, 2);
+            memcpy(tile + WREN_Q4K_T_DMIN * R + 2 * r, &b.dmin, 2);
             for (int j = 0; j < 8; j++) {
                 wren_k_scale_min(j, b.scales, &sc[j], &m[j]);
                 sc_t[j * R + r] = (uint8_t)sc[j];
                 m_t[(j / 2) * 2 * R + 2 * r + j % 2] = (uint8_t)m[j];
                 for (int t = 0; t < 16; t++)
-                    q_t[j * 16 * R + unit_at(rows, r, t)] =
+                    q_t[j * WREN_Q4K_T_SUB * R + unit_at(rows, r, t)] =
                         (uint8_t)(q4k_quant(&b, 32 * j + t) | (q4k_quant(&b, 32 * j + t + 16) << 4));
             }
         } else {
-            memcpy(&b.d, tile + 2 * r, 2);
-            memcpy(&b.dmin, tile + 2 * R + 2 * r, 2);
+            memcpy(&b.d, tile + WREN_Q4K_T_D * R + 2 * r, 2);
+            memcpy(&b.dmin, tile + WREN_Q4K_T_DMIN * R + 2 * r, 2);
             for (int j = 0; j < 8; j++) {
                 sc[j] = sc_t[j * R + r];
                 m[j] = m_t[(j / 2) * 2 * R + 2 * r + j % 2];
                 for (int t = 0; t < 16; t++) {
-                    const uint8_t v = q_t[j * 16 * R + unit_at(rows, r, t)];
+                    const uint8_t v = q_t[j * WREN_Q4K_T_SUB * R + unit_at(rows, r, t)];
                     const int lo = v & 15, hi = v >> 4;    /* weights t and t + 16 of sub-block j */
                     uint8_t *q0 = &b.qs[32 * (j / 2) + t], *q1 = &b.qs[32 * (j / 2) + t + 16];
                     if (j % 2) {
@@ -106,14 +106,14 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
     }
     kq6 b;
     uint8_t u[256];
-    int8_t *sc_t = (int8_t *)tile + 2 * R;      /* sub-block s = 2c + h of row r at 2 R c + 2 r + h */
+    int8_t *sc_t = (int8_t *)tile + WREN_Q6K_T_SC * R;  /* sub-block s = 2c + h of row r at 2 R c + 2 r + h */
     if (pack) {
         memcpy(&b, blk, sizeof b);
         q6k_quants(&b, u);
-        memcpy(tile + 2 * r, &b.d, 2);
+        memcpy(tile + WREN_Q6K_T_D * R + 2 * r, &b.d, 2);
         for (int s = 0; s < 16; s++) sc_t[(s / 2) * 2 * R + 2 * r + s % 2] = b.scales[s];
         for (int c = 0; c < 8; c++) {
-            uint8_t *base = tile + 18 * R + (size_t)c * 24 * R;
+            uint8_t *base = tile + WREN_Q6K_T_QS * R + (size_t)c * WREN_Q6K_T_CHUNK * R;
             const uint8_t *w = u + 32 * c;
             for (int t = 0; t < 16; t++) base[unit_at(rows, r, t)] = (uint8_t)((w[t] & 15) | ((w[t + 16] & 15) << 4));
             for (int t = 0; t < 4; t++) {
@@ -122,15 +122,15 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
                     h0 |= (uint8_t)((w[4 * v + t] >> 4) << (2 * v));
                     h1 |= (uint8_t)((w[16 + 4 * v + t] >> 4) << (2 * v));
                 }
-                base[16 * R + (size_t)r * 4 + t] = h0;
-                base[20 * R + (size_t)r * 4 + t] = h1;
+                base[WREN_Q6K_T_H0 * R + (size_t)r * 4 + t] = h0;
+                base[WREN_Q6K_T_H1 * R + (size_t)r * 4 + t] = h1;
             }
         }
     } else {
-        memcpy(&b.d, tile + 2 * r, 2);
+        memcpy(&b.d, tile + WREN_Q6K_T_D * R + 2 * r, 2);
         for (int s = 0; s < 16; s++) b.scales[s] = sc_t[(s / 2) * 2 * R + 2 * r + s % 2];
         for (int c = 0; c < 8; c++) {
-            const uint8_t *base = tile + 18 * R + (size_t)c * 24 * R;
+            const uint8_t *base = tile + WREN_Q6K_T_QS * R + (size_t)c * WREN_Q6K_T_CHUNK * R;
             uint8_t *w = u + 32 * c;
             for (int t = 0; t < 16; t++) {
                 const uint8_t v = base[unit_at(rows, r, t)];
@@ -138,7 +138,7 @@ void wren_super_tile_io(int format, int rows, uint8_t *tile, int r, uint8_t *blk
                 w[t + 16] = v >> 4;
             }
             for (int t = 0; t < 4; t++) {
-                const uint8_t h0 = base[16 * R + (size_t)r * 4 + t], h1 = base[20 * R + (size_t)r * 4 + t];
+                const uint8_t h0 = base[WREN_Q6K_T_H0 * R + (size_t)r * 4 + t], h1 = base[WREN_Q6K_T_H1 * R + (size_t)r * 4 + t];
                 for (int v = 0; v < 4; v++) {
                     w[4 * v + t] |= (uint8_t)(((h0 >> (2 * v)) & 3) << 4);
                     w[16 + 4 * v + t] |= (uint8_t)(((h1 >> (2 * v)) & 3) << 4);

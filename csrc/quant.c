@@ -11,10 +11,6 @@
 #pragma clang fp contract(off)
 #endif
 
-static const char *const format_names[WREN_N_FORMATS] = {"q4_0", "q4_1", "q8_0", "q8_16", "q4_k", "q6_k"};
-static const size_t format_block_bytes[WREN_N_FORMATS] = {
-    sizeof(wren_block_q4_0), sizeof(wren_block_q4_1), sizeof(wren_block_q8_0), sizeof(wren_block_q8_16), 144, 210};
-
 /* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf */
 static inline int round_even(float x) {
     const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it leaves the rounded integer in the low bits */
@@ -35,31 +31,26 @@ static inline float max_abs32(const float *x) {
     return m[0];
 }
 
-static int format_ok(int format) { return format >= 0 && format < WREN_N_FORMATS; }
-
-const char *wren_format_name(int format) { return format_ok(format) ? format_names[format] : NULL; }
-size_t wren_format_block_bytes(int format) { return format_ok(format) ? format_block_bytes[format] : 0; }
-int wren_format_block_weights(int format) { return format_ok(format) ? wren_block_qk(format) : 0; }
-
 /* n_rows x k of a plain format, or 0 when the shape is invalid or the size overflows */
 static size_t plain_bytes(int format, int64_t n_rows, int64_t k) {
-    if (!format_ok(format) || n_rows <= 0 || k <= 0 || k % wren_block_qk(format)) return 0;
+    if (!wren_format_ok(format) || n_rows <= 0 || k <= 0 || k % wren_block_qk(format)) return 0;
     const int64_t per_row = k / wren_block_qk(format);
     uint64_t blocks = (uint64_t)n_rows * (uint64_t)per_row;
     if (blocks / (uint64_t)n_rows != (uint64_t)per_row || blocks > SIZE_MAX / 256) return 0;
-    return (size_t)blocks * format_block_bytes[format];
+    return (size_t)blocks * (size_t)wren_formats[format].block_bytes;
 }
 
 static int check_shape(int format, int64_t n_rows, int64_t k) {
-    if (!format_ok(format)) return WREN_E_FORMAT;
+    if (!wren_format_ok(format)) return WREN_E_FORMAT;
     if (n_rows <= 0 || k <= 0 || k % wren_block_qk(format) || plain_bytes(format, n_rows, k) == 0)
         return WREN_E_SHAPE;
     return WREN_OK;
 }
 
-/* ---- reference quantization of one block ---- */
+/* ---- reference quantization of one block, and back (the table's codecs, formats.h) ---- */
 
-static void quantize_block_q4_0(const float *x, wren_block_q4_0 *b) {
+void wren_quantize_block_q4_0(const float *x, uint8_t *blk) {
+    wren_block_q4_0 *b = (wren_block_q4_0 *)blk;
     float amax = 0.0f, max = 0.0f;                  /* the value of largest magnitude, with its sign */
     for (int j = 0; j < WREN_QK; j++) {
         if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
@@ -75,7 +66,8 @@ static void quantize_block_q4_0(const float *x, wren_block_q4_0 *b) {
     }
 }
 
-static void quantize_block_q4_1(const float *x, wren_block_q4_1 *b) {
+void wren_quantize_block_q4_1(const float *x, uint8_t *blk) {
+    wren_block_q4_1 *b = (wren_block_q4_1 *)blk;
     float min = x[0], max = x[0];
     for (int j = 1; j < WREN_QK; j++) {
         if (x[j] < min) min = x[j];
@@ -93,7 +85,8 @@ static void quantize_block_q4_1(const float *x, wren_block_q4_1 *b) {
     }
 }
 
-static void quantize_block_q8_0(const float *x, wren_block_q8_0 *b) {
+void wren_quantize_block_q8_0(const float *x, uint8_t *blk) {
+    wren_block_q8_0 *b = (wren_block_q8_0 *)blk;
     const float amax = max_abs32(x);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -105,7 +98,8 @@ static void quantize_block_q8_0(const float *x, wren_block_q8_0 *b) {
  * each half's scale sc = max|x_half| / (127 d) rounded (at most 127), q = x / (d sc) rounded. A block whose d rounds
  * to 0 in fp16 (max|x| below about 1e-3) becomes zeros, and a small d loses precision as an fp16 subnormal, as
  * Q6_K's own d does. */
-static void quantize_block_q8_16(const float *x, wren_block_q8_16 *b) {
+void wren_quantize_block_q8_16(const float *x, uint8_t *blk) {
+    wren_block_q8_16 *b = (wren_block_q8_16 *)blk;
     float ah[2];
     for (int h = 0; h < 2; h++) {
         ah[h] = 0.0f;
@@ -126,23 +120,46 @@ static void quantize_block_q8_16(const float *x, wren_block_q8_16 *b) {
     }
 }
 
+void wren_dequantize_block_q4_0(const uint8_t *blk, float *y) {
+    const wren_block_q4_0 *b = (const wren_block_q4_0 *)blk;
+    const float d = wren_fp16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (float)((b->qs[j] & 15) - 8) * d;
+        y[j + 16] = (float)((b->qs[j] >> 4) - 8) * d;
+    }
+}
+
+void wren_dequantize_block_q4_1(const uint8_t *blk, float *y) {
+    const wren_block_q4_1 *b = (const wren_block_q4_1 *)blk;
+    const float d = wren_fp16_to_f32(b->d), m = wren_fp16_to_f32(b->m);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (float)(b->qs[j] & 15) * d + m;
+        y[j + 16] = (float)(b->qs[j] >> 4) * d + m;
+    }
+}
+
+void wren_dequantize_block_q8_0(const uint8_t *blk, float *y) {
+    const wren_block_q8_0 *b = (const wren_block_q8_0 *)blk;
+    const float d = wren_fp16_to_f32(b->d);
+    for (int j = 0; j < WREN_QK; j++) y[j] = (float)b->qs[j] * d;
+}
+
+void wren_dequantize_block_q8_16(const uint8_t *blk, float *y) {   /* (d sc) q, the order of Q6_K's dequantization */
+    const wren_block_q8_16 *b = (const wren_block_q8_16 *)blk;
+    const float d = wren_fp16_to_f32(b->d);
+    for (int j = 0; j < WREN_QK; j++) y[j] = (d * (float)b->sc[j / 16]) * (float)b->qs[j];
+}
+
 int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes) {
     if (!x || !dst) return WREN_E_NULL;
     int st = check_shape(format, n_rows, k);
     if (st) return st;
     if (dst_bytes < plain_bytes(format, n_rows, k)) return WREN_E_BUFFER;
-    if (wren_is_super(format)) return WREN_E_FORMAT;  /* K-quant blocks come from files only */
-    const int64_t nb = n_rows * (k / WREN_QK);
+    const wren_format_traits *f = &wren_formats[format];
+    if (!f->quantize) return WREN_E_FORMAT;           /* K-quant blocks come from files only */
+    const int64_t nb = n_rows * (k / f->block_weights);
     uint8_t *out = dst;
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * WREN_QK;
-        switch (format) {
-        case WREN_Q4_0: quantize_block_q4_0(xb, (wren_block_q4_0 *)(out + b * 18)); break;
-        case WREN_Q4_1: quantize_block_q4_1(xb, (wren_block_q4_1 *)(out + b * 20)); break;
-        case WREN_Q8_0: quantize_block_q8_0(xb, (wren_block_q8_0 *)(out + b * 34)); break;
-        default: quantize_block_q8_16(xb, (wren_block_q8_16 *)(out + b * 36)); break;
-        }
-    }
+    for (int64_t b = 0; b < nb; b++) f->quantize(x + b * f->block_weights, out + b * f->block_bytes);
     return WREN_OK;
 }
 
@@ -152,37 +169,10 @@ int wren_dequantize(int format, const void *src, size_t src_bytes, int64_t n_row
     int st = check_shape(format, n_rows, k);
     if (st) return st;
     if (src_bytes < plain_bytes(format, n_rows, k) || dst_len < (size_t)(n_rows * k)) return WREN_E_BUFFER;
-    if (wren_is_super(format))      /* llama.cpp's dequantize_row_q4_K / _q6_K (convert.c) */
-        return wren_ggml_to_f32(format == WREN_Q4_K ? WREN_GGML_Q4_K : WREN_GGML_Q6_K, src, src_bytes, n_rows * k,
-                                dst, dst_len);
-    const int64_t nb = n_rows * (k / WREN_QK);
+    const wren_format_traits *f = &wren_formats[format];
+    const int64_t nb = n_rows * (k / f->block_weights);
     const uint8_t *in = src;
-    for (int64_t b = 0; b < nb; b++) {
-        float *y = dst + b * WREN_QK;
-        if (format == WREN_Q4_0) {
-            const wren_block_q4_0 *blk = (const wren_block_q4_0 *)(in + b * 18);
-            const float d = wren_fp16_to_f32(blk->d);
-            for (int j = 0; j < 16; j++) {
-                y[j] = (float)((blk->qs[j] & 15) - 8) * d;
-                y[j + 16] = (float)((blk->qs[j] >> 4) - 8) * d;
-            }
-        } else if (format == WREN_Q4_1) {
-            const wren_block_q4_1 *blk = (const wren_block_q4_1 *)(in + b * 20);
-            const float d = wren_fp16_to_f32(blk->d), m = wren_fp16_to_f32(blk->m);
-            for (int j = 0; j < 16; j++) {
-                y[j] = (float)(blk->qs[j] & 15) * d + m;
-                y[j + 16] = (float)(blk->qs[j] >> 4) * d + m;
-            }
-        } else if (format == WREN_Q8_0) {
-            const wren_block_q8_0 *blk = (const wren_block_q8_0 *)(in + b * 34);
-            const float d = wren_fp16_to_f32(blk->d);
-            for (int j = 0; j < WREN_QK; j++) y[j] = (float)blk->qs[j] * d;
-        } else {                                    /* (d sc) q, the order of Q6_K's dequantization */
-            const wren_block_q8_16 *blk = (const wren_block_q8_16 *)(in + b * 36);
-            const float d = wren_fp16_to_f32(blk->d);
-            for (int j = 0; j < WREN_QK; j++) y[j] = (d * (float)blk->sc[j / 16]) * (float)blk->qs[j];
-        }
-    }
+    for (int64_t b = 0; b < nb; b++) f->dequantize(in + b * f->block_bytes, dst + b * f->block_weights);
     return WREN_OK;
 }
 
@@ -224,7 +214,8 @@ static inline __attribute__((always_inline)) void tile_io_il(int format, int row
 static void tile_io(int format, int rows, int il, uint8_t *t, int r, uint8_t *blk, int pack) {
     if (wren_is_super(format)) {
         if (rows == 1) {
-            if (pack) memcpy(t, blk, format_block_bytes[format]); else memcpy(blk, t, format_block_bytes[format]);
+            const size_t bb = (size_t)wren_formats[format].block_bytes;
+            if (pack) memcpy(t, blk, bb); else memcpy(blk, t, bb);
         } else {
             wren_super_tile_io(format, rows, t, r, blk, pack);
         }
@@ -251,7 +242,7 @@ static int pack_unpack(int variant, int format, const void *src, size_t src_byte
     if (packed == 0) return WREN_E_SHAPE;
     if ((pack ? src_bytes : dst_bytes) < plain || (pack ? dst_bytes : src_bytes) < packed) return WREN_E_BUFFER;
     const int64_t nb = k / wren_block_qk(format), n_tiles = (n + rows - 1) / rows;
-    const size_t bb = format_block_bytes[format], tb = wren_tile_bytes(format, rows);
+    const size_t bb = (size_t)wren_formats[format].block_bytes, tb = wren_tile_bytes(format, rows);
     if (pack) memset(dst, 0, packed);              /* rows past n stay zero: scale 0, quants 0 */
     for (int64_t t = 0; t < n_tiles; t++) {
         for (int r = 0; r < rows && t * rows + r < n; r++) {
@@ -393,7 +384,7 @@ int wren_weights_row(const wren_weights *w, int64_t r, float *out, int64_t out_l
     uint8_t blk[256];
     for (int64_t b = 0; b < nb; b++) {
         tile_io(w->format, rows, il, (uint8_t *)w->data + (size_t)(t * nb + b) * tb, (int)(r % rows), blk, 0);
-        wren_dequantize(w->format, blk, format_block_bytes[w->format], 1, qk, out + b * qk, qk);
+        wren_formats[w->format].dequantize(blk, out + b * qk);
     }
     return WREN_OK;
 }

@@ -111,25 +111,13 @@ static void gemv_ref(int format, const uint8_t *w, int64_t n, int64_t k, int64_t
     for (int64_t r = t0; r < t1 && r < n; r++) y[r] = wren_dot_tile_row_ref(format, w + r * row_bytes, 1, 0, k, 0, a, 0);
 }
 
-#define REF_WRAPPERS(fmt, FMT)                                                                                       \
-    static void gemv_ref_##fmt(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, \
-                               float *y) {                                                                           \
-        gemv_ref(FMT, w, n, k, t0, t1, a, y);                                                                        \
-    }                                                                                                                \
-    static void gemm_ref_##fmt(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, \
-                               float *y, int64_t ldy) {                                                              \
-        gemm_ref(FMT, w, n, k, t0, t1, a, y, ldy);                                                                   \
-    }
-REF_WRAPPERS(q4_0, WREN_Q4_0)
-REF_WRAPPERS(q4_1, WREN_Q4_1)
-REF_WRAPPERS(q8_0, WREN_Q8_0)
-REF_WRAPPERS(q8_16, WREN_Q8_16)
+WREN_ENTRY_POINTS(gemv_ref, gemm_ref)
 
 const wren_kernel_set wren_kernels_ref = {
     .name = "reference",
     .rows = 1,
     .interleave = 0,
     .quantize_act = wren_quantize_act_row_ref,
-    .gemv = {gemv_ref_q4_0, gemv_ref_q4_1, gemv_ref_q8_0, gemv_ref_q8_16, wren_gemv_q4_k_ref, wren_gemv_q6_k_ref},
-    .gemm = {gemm_ref_q4_0, gemm_ref_q4_1, gemm_ref_q8_0, gemm_ref_q8_16, wren_gemm_q4_k_ref, wren_gemm_q6_k_ref},
+    .gemv = {gemv_q4_0, gemv_q4_1, gemv_q8_0, gemv_q8_16, wren_gemv_q4_k_ref, wren_gemv_q6_k_ref},
+    .gemm = {gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_q8_16, wren_gemm_q4_k_ref, wren_gemm_q6_k_ref},
 };

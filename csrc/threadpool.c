@@ -294,15 +294,23 @@ int wren_pool_probe_cpus(wren_pool *p, int32_t *cpus, int32_t n) {
 
 typedef struct {
     int64_t n_chunks;
-    int32_t spin_us;
+    int32_t work;
+    const int32_t *costs;
     int64_t *taken;
+    uint64_t *sink;
 } chunk_probe;
+
+/* `iters` steps of a dependent chain of multiplies: a fixed number of instructions, however busy the machine */
+static uint64_t busy_work(uint64_t x, int64_t iters) {
+    for (int64_t i = 0; i < iters; i++) x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return x;
+}
 
 static void chunk_body(void *ctx, int64_t b, int64_t e, int ith) {
     chunk_probe *c = ctx;
+    const int64_t iters = (int64_t)c->work * (c->costs ? c->costs[ith] : 1);
     for (int64_t i = b; i < e; i++) {
-        const int64_t until = now_ns() + (int64_t)c->spin_us * 1000;
-        while (now_ns() < until) cpu_relax();
+        c->sink[ith] = busy_work(c->sink[ith] + (uint64_t)i, iters);
         c->taken[ith]++;
     }
 }
@@ -312,12 +320,20 @@ static void chunk_job(wren_job *job, void *ctx) {
     wren_job_for(job, c->n_chunks, 1, chunk_body, c);
 }
 
-/* runs n_chunks chunks of spin_work microseconds each and reports how many each worker took */
-int wren_pool_chunk_counts(wren_pool *p, int64_t n_chunks, int32_t spin_work, int64_t *taken, int32_t n) {
+/* Runs n_chunks chunks and reports how many each worker took. A chunk is `work` steps of busy work, repeated
+ * costs[i] times by worker i (costs NULL: once each): a worker of cost 4 is a core four times slower. */
+int wren_pool_chunk_counts(wren_pool *p, int64_t n_chunks, int32_t work, const int32_t *costs, int64_t *taken,
+                           int32_t n) {
     if (!p || !taken) return WREN_E_NULL;
     if (n < p->n_threads) return WREN_E_BUFFER;
-    if (n_chunks < 0 || spin_work < 0 || spin_work > 1000000) return WREN_E_SHAPE;
+    if (n_chunks < 0 || work < 0) return WREN_E_SHAPE;
+    for (int i = 0; costs && i < p->n_threads; i++)
+        if (costs[i] < 1 || costs[i] > 1000) return WREN_E_SHAPE;
+    uint64_t *sink = calloc((size_t)p->n_threads, sizeof *sink);
+    if (!sink) return WREN_E_NOMEM;
     for (int i = 0; i < p->n_threads; i++) taken[i] = 0;
-    chunk_probe c = {n_chunks, spin_work, taken};
-    return wren_pool_run(p, chunk_job, &c);
+    chunk_probe c = {n_chunks, work, costs, taken, sink};
+    const int status = wren_pool_run(p, chunk_job, &c);
+    free(sink);
+    return status;
 }

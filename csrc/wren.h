@@ -49,6 +49,19 @@ enum { WREN_N_FORMATS = 6 };
 const char *wren_format_name(int format);          /* "q4_0", ...; NULL when unknown */
 size_t wren_format_block_bytes(int format);        /* 18, 20, 34, 36, 144, 210; 0 when unknown */
 int wren_format_block_weights(int format);         /* 32, or 256 for Q4_K and Q6_K; 0 when unknown */
+/* One format's row of the table (csrc/formats.h), as Python sees it. */
+typedef struct {
+    const char *name;           /* "q4_0", ... */
+    int32_t block_weights;      /* weights per plain block */
+    int32_t block_bytes;        /* bytes per plain block */
+    int32_t bits;               /* bits per quant: 4, 6 or 8 */
+    int32_t tile_row_bytes;     /* bytes of one row in a packed tile of more than one row */
+    int32_t act_group;          /* values per activation scale it pairs with: 32 (256 also read) or 256 (required) */
+    int32_t file_type;          /* the WREN_GGML_* type whose blocks are its plain blocks, or -1 */
+    int32_t convert_from;       /* the WREN_GGML_* type turned straight into its blocks (no float pass), or -1 */
+    int32_t quantizes;          /* 1 when wren_quantize makes it from floats; 0: blocks come from files only */
+} wren_format_info;
+int wren_format_describe(int format, wren_format_info *out);    /* WREN_E_FORMAT when unknown */
 
 /* Reference quantization of n_rows x k floats into plain blocks, and back. */
 int wren_quantize(int format, const float *x, int64_t n_rows, int64_t k, void *dst, size_t dst_bytes);
@@ -135,7 +148,9 @@ void wren_pool_destroy(wren_pool *pool);
 int wren_pool_n_threads(const wren_pool *pool);
 int wren_pool_thread_ids(const wren_pool *pool, int32_t *tids, int32_t n);  /* kernel ids of the workers */
 int wren_pool_probe_cpus(wren_pool *pool, int32_t *cpus, int32_t n);        /* sched_getcpu() seen by each worker */
-int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t spin_work, int64_t *taken, int32_t n);
+/* n_chunks chunks of `work` steps of busy work, worker i repeating each costs[i] (1..1000) times (NULL: once) */
+int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t work, const int32_t *costs, int64_t *taken,
+                           int32_t n);
 
 /* ---- matrix products ------------------------------------------------------------------------------------------
  * y (act->m, w->n) = act . W^T with the kernels of w->variant; GEMV when act->m == 1, GEMM otherwise.
@@ -164,6 +179,11 @@ int wren_q4_k_to_q4_1(const void *src, size_t src_bytes, int64_t n, void *dst, s
  * values turned into floats and quantized at once, with the same arithmetic as wren_ggml_to_f32 then wren_quantize */
 int wren_ggml_requantize(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
                          size_t dst_bytes);
+/* n values of a GGML type as plain blocks of a runtime format: the file's own bytes (the type is the format's
+ * file_type), its direct conversion (convert_from: wren_q4_k_to_q4_1, wren_q5_0_to_q8_0, wren_q6_k_to_q8_16), else
+ * wren_ggml_requantize */
+int wren_ggml_convert(int ggml_type, const void *src, size_t src_bytes, int64_t n, int format, void *dst,
+                      size_t dst_bytes);
 /* Q6_K super-blocks as Q8_16 blocks: d copied, each 16-value sub-block's int8 scale kept, q - 32 as int8: exact */
 int wren_q6_k_to_q8_16(const void *src, size_t src_bytes, int64_t n, void *dst, size_t dst_bytes);
 /* Q5_0 blocks as Q8_0 blocks with the same fp16 scale (q - 16 fits an int8): exact */

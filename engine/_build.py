@@ -4,7 +4,6 @@ Run by setuptools through `cffi_modules`; `python engine/_build.py` builds in pl
 """
 import os
 import platform
-import re
 from pathlib import Path
 
 from cffi import FFI
@@ -26,16 +25,10 @@ def sources() -> list[str]:
 
 
 def compile_args() -> list[str]:
-    # -fno-wrapv: Python's own CFLAGS carry -fwrapv (CPython relies on it; this C does not, and the C harness
-    # builds without it); with it, GCC keeps 32-bit index arithmetic in the kernels' loops (0.9 M more guest
-    # instructions per prompt token on SmolLM2 under qemu, docs/arm-cost.md)
-    # -ffp-contract=off: a multiply and an add stay two roundings unless the source asks for a fused one (fmaf or
-    # an intrinsic); the forward pass reproduces llama.cpp's float steps bit for bit, on every architecture
-    args = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-wrapv", "-ffp-contract=off", "-Wall",
-            "-Wno-unused-function"]
-    # Tests and CI may add flags (e.g. sanitizers); a portable build never uses -march=native.
-    args += re.split(r"\s+", os.environ.get("WREN_CFLAGS", "").strip()) if os.environ.get("WREN_CFLAGS") else []
-    return args
+    """csrc/cflags (the C harness, tests/c/build.sh, reads the same file), then WREN_CFLAGS: tests and CI may add
+    flags (e.g. sanitizers); a portable build never uses -march=native."""
+    text = "\n".join(line.split("#", 1)[0] for line in (CSRC / "cflags").read_text().splitlines())
+    return text.split() + os.environ.get("WREN_CFLAGS", "").split()
 
 
 ffibuilder = FFI()

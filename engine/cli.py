@@ -122,6 +122,9 @@ def _with_flags(s, args: argparse.Namespace):
             s = replace(s, threads=int(args.threads))
         except ValueError:
             raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
+        from wren.engine.runtime import placement, topology
+
+        placement.place(s.validated(), topology.read_topology())  # more threads than CPUs: said before loading
     if getattr(args, "ctx", None):
         s = replace(s, context_length=int(args.ctx))
     if getattr(args, "weights", None):
@@ -181,7 +184,7 @@ def _settings(args: argparse.Namespace):
 
     loaded = wsettings.load()
     if loaded.problem:
-        print(f"wren: {loaded.problem}; using the default settings", file=sys.stderr)
+        print(f"wren: {loaded.problem}", file=sys.stderr)
     return _with_flags(loaded.settings, args)
 
 
@@ -440,6 +443,35 @@ def _show_turn(done, as_json: bool, interactive: bool) -> None:
               f"decode {st.decode_tokens_per_s:.0f} tok/s{note}]", file=sys.stderr)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from wren.engine.serve import app as server
+
+    api_key = args.api_key or os.environ.get("WREN_API_KEY") or None
+    server.check_bind(args.host, api_key)  # refused before the long model load
+    if args.queue < 0 or args.max_body_mb <= 0:
+        raise ValueError("--queue must be 0 or more and --max-body-mb above 0")
+    server.configure_logging()
+
+    def ready(url: str) -> None:
+        print(f"wren serve: {url} (OpenAI API at {url}/v1{', key required' if api_key else ''})", flush=True)
+
+    async def main():
+        engine = await _open_engine(args)
+        try:
+            await server.serve(engine, args.host, args.port, api_key, args.queue, int(args.max_body_mb * 2**20),
+                               ready)
+        finally:
+            await engine.close()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from wren.engine.library import catalog
 
@@ -587,6 +619,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", default="paragraph", help="paragraph, key-points, tldr or action-items")
     p.add_argument("--length", default="medium", help="short, medium or detailed")
     p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (127.0.0.1 unless given a key)")
+    engine_flags(p, json_flag=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (another than loopback needs a key)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free port)")
+    p.add_argument("--api-key", help="require Authorization: Bearer KEY (default: $WREN_API_KEY)")
+    p.add_argument("--queue", type=int, default=4, help="requests that may wait for the running one (default 4)")
+    p.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body in MiB (default 4)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, fetch, import or remove models")
     p.add_argument("action", choices=["list", "fetch", "import", "remove"])

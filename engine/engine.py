@@ -23,7 +23,7 @@ from wren.engine.library import catalog
 from wren.engine.runtime import loader, native
 from wren.engine.runtime.chat_template import ChatTemplate
 from wren.engine.runtime.generate import ContextFullError, GenerationStats, Generator
-from wren.engine.runtime.sampling import Sampler, SamplingParams
+from wren.engine.runtime.sampling import LogitsProcessor, Sampler, SamplingParams
 from wren.engine.settings import Settings
 from wren.engine.runtime.tokenizer import Tokenizer
 
@@ -86,6 +86,8 @@ class Request:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_tokens: int = 512
     trim: bool = True
+    constraint: LogitsProcessor | None = None  # masks the logits of each draw (runtime/constrained.Constraint)
+    grammar: str | None = None  # or an assistant mode's output format by name (constrained.MODE_GRAMMARS)
 
 
 class EngineClosedError(RuntimeError):
@@ -277,10 +279,16 @@ class Engine:
             if req.max_new_tokens < 1:
                 raise ValueError(f"max_new_tokens must be at least 1, not {req.max_new_tokens}")
             ids = self._prompt(req, emit)
+            constraint = req.constraint
+            if constraint is None and req.grammar is not None:
+                from wren.engine.runtime.constrained import mode_constraint
+
+                constraint = mode_constraint(self, req.grammar)
             stop = set(self.template.stop_ids if req.messages is not None else ()) | set(self._gen.tokenizer.eog_ids)
             for token, text in self._gen.stream(
                     ids, req.max_new_tokens, Sampler(req.sampling), stop, stats,
-                    cancelled=self._cancel.is_set, on_prefill=lambda d, t: emit(Progress(d, t))):
+                    cancelled=self._cancel.is_set, on_prefill=lambda d, t: emit(Progress(d, t)),
+                    constraint=constraint):
                 if text:
                     parts.append(text)
                     emit(Token(text, token))

@@ -1,8 +1,8 @@
 """Settings: a typed model, saved as TOML in the platformdirs config dir.
 
-Every field is checked when settings are loaded or changed; a wrong value raises SettingsError naming the key and
-what it accepts. A settings file that cannot be read is kept aside (settings.toml.bad) and the defaults are used, so a
-broken file never stops the app and is never silently lost.
+Every field is checked when settings are loaded or changed; wrong values raise SettingsError naming each key and
+what it accepts. A settings file with values that cannot be used is kept aside (settings.toml.bad), each such value
+has its default and the others are kept, so a broken file never stops the app and is never silently lost.
 
 Where the threads run follows from these settings and the CPU topology: engine/runtime/placement.py.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -67,45 +68,61 @@ class Settings:
     font_size: int = 0  # 0: the system's
     sampling: dict[str, ModeSampling] = field(default_factory=lambda: dict(MODE_DEFAULTS))
 
-    def validated(self) -> "Settings":
-        def bad(key: str, what: str) -> SettingsError:
-            return SettingsError(f"setting {key} = {getattr(self, key, None)!r} is not valid: {what}")
+    def problems(self) -> list[tuple[str, str]]:
+        """Every value it cannot take, as (key, message): the key is a field's name or sampling.<mode>.<field>."""
+        out: list[tuple[str, str]] = []
+
+        def bad(key: str, what: str, shown: str | None = None) -> None:
+            out.append((key, f"setting {shown or key} = {getattr(self, shown or key, None)!r} is not valid: {what}"))
 
         if not isinstance(self.model, str):
-            raise bad("model", "a file path or a model name")
+            bad("model", "a file path or a model name")
         if not isinstance(self.threads, int) or not 0 <= self.threads <= MAX_THREADS:
-            raise bad("threads", f"0 (one per selected core) to {MAX_THREADS}")
+            bad("threads", f"0 (one per selected core) to {MAX_THREADS}")
         if self.cores not in CORE_PRESETS:
-            raise bad("cores", "one of " + ", ".join(CORE_PRESETS))
-        if self.cores == "custom":
-            if not self.custom_cpus:
-                raise bad("custom_cpus", "with cores = 'custom', a list of one or more CPU numbers")
+            bad("cores", "one of " + ", ".join(CORE_PRESETS))
+        elif self.cores == "custom" and not self.custom_cpus:
+            bad("cores", "with cores = 'custom', a list of one or more CPU numbers", shown="custom_cpus")
         if any(not isinstance(c, int) or c < 0 for c in self.custom_cpus) or \
                 len(set(self.custom_cpus)) != len(self.custom_cpus):
-            raise bad("custom_cpus", "distinct CPU numbers, 0 or more")
+            bad("custom_cpus", "distinct CPU numbers, 0 or more")
         if not isinstance(self.strict_pinning, bool):
-            raise bad("strict_pinning", "true or false")
+            bad("strict_pinning", "true or false")
         if self.weight_policy not in POLICIES:
-            raise bad("weight_policy", "one of " + ", ".join(POLICIES))
+            bad("weight_policy", "one of " + ", ".join(POLICIES))
         if not isinstance(self.context_length, int) or not 128 <= self.context_length <= 1 << 20:
-            raise bad("context_length", "128 to 1048576 tokens")
+            bad("context_length", "128 to 1048576 tokens")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
-            raise bad("batch_size", "1 to 4096 tokens")
+            bad("batch_size", "1 to 4096 tokens")
         if self.theme not in THEMES:
-            raise bad("theme", "one of " + ", ".join(THEMES))
+            bad("theme", "one of " + ", ".join(THEMES))
         if not isinstance(self.font_size, int) or not (self.font_size == 0 or 6 <= self.font_size <= 72):
-            raise bad("font_size", "0 (the system's) or 6 to 72")
+            bad("font_size", "0 (the system's) or 6 to 72")
         for mode in MODES:
             m = self.sampling.get(mode)
             if not isinstance(m, ModeSampling):
-                raise SettingsError(f"setting sampling.{mode} is missing")
-            try:
-                m.params().validated()
-            except ValueError as e:
-                raise SettingsError(f"setting sampling.{mode}: {e}") from None
-            if not isinstance(m.max_new_tokens, int) or not 1 <= m.max_new_tokens <= 1 << 16:
-                raise SettingsError(f"setting sampling.{mode}.max_new_tokens = {m.max_new_tokens!r} is not valid: "
-                                    "1 to 65536")
+                out.append((f"sampling.{mode}", f"setting sampling.{mode} is missing"))
+                continue
+            for f in fields(ModeSampling):
+                key, value = f"sampling.{mode}.{f.name}", getattr(m, f.name)
+                if f.name == "max_new_tokens":
+                    what = "" if isinstance(value, int) and 1 <= value <= 1 << 16 else "1 to 65536"
+                else:
+                    try:
+                        replace(MODE_DEFAULTS[mode], **{f.name: value}).params().validated()
+                        what = ""
+                    except (ValueError, TypeError) as e:
+                        found = re.search(r"\(([^()]*)\)$", str(e))
+                        what = found.group(1) if found else str(e)
+                if what:
+                    out.append((key, f"setting {key} = {value!r} is not valid: {what}"))
+        return out
+
+    def validated(self) -> "Settings":
+        """Itself, or SettingsError naming every value it cannot take."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError("; ".join(message for _, message in problems))
         return self
 
     def mode(self, name: str) -> ModeSampling:
@@ -195,40 +212,72 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     raise SettingsError(f"setting {name}: unsupported")
 
 
-def from_dict(data: dict) -> Settings:
-    """Settings from parsed TOML; unknown keys are errors (a typo should not pass unnoticed)."""
+def _read(data: dict) -> tuple[Settings, list[str]]:
+    """Settings from parsed TOML, each value that cannot be used replaced by its default, and what each such value
+    was; unknown keys are problems too (a typo should not pass unnoticed)."""
     base = Settings()
     kwargs: dict[str, Any] = {}
+    problems: list[str] = []
     known = {f.name for f in fields(Settings)}
     for key, value in data.items():
         if key not in known:
-            raise SettingsError(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
-        if key == "sampling":
+            problems.append(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        elif key == "sampling":
             if not isinstance(value, dict):
-                raise SettingsError("setting sampling must be a table of modes")
+                problems.append("setting sampling must be a table of modes")
+                continue
             sampling = dict(base.sampling)
             for mode, table in value.items():
                 if mode not in MODES or not isinstance(table, dict):
-                    raise SettingsError(f"unknown sampling mode {mode!r} (modes: {', '.join(MODES)})")
+                    problems.append(f"unknown sampling mode {mode!r} (modes: {', '.join(MODES)})")
+                    continue
                 current = asdict(sampling[mode])
                 for k, v in table.items():
                     if k not in current:
-                        raise SettingsError(f"unknown setting sampling.{mode}.{k} "
-                                            f"(known: {', '.join(current)})")
-                    current[k] = _coerce(f"sampling.{mode}.{k}", v, current[k])
+                        problems.append(f"unknown setting sampling.{mode}.{k} (known: {', '.join(current)})")
+                        continue
+                    try:
+                        current[k] = _coerce(f"sampling.{mode}.{k}", v, current[k])
+                    except SettingsError as e:
+                        problems.append(str(e))
                 sampling[mode] = ModeSampling(**current)
             kwargs["sampling"] = sampling
         else:
-            kwargs[key] = _coerce(key, value, getattr(base, key))
-    return Settings(**kwargs).validated()
+            try:
+                kwargs[key] = _coerce(key, value, getattr(base, key))
+            except SettingsError as e:
+                problems.append(str(e))
+    s = Settings(**kwargs)
+    while bad := s.problems():  # a reset can make another value wrong (custom cores without their CPUs)
+        problems += [message for _, message in bad]
+        sampling, resets = dict(s.sampling), {}
+        for key, _ in bad:
+            if key.startswith("sampling."):
+                _, mode, name = key.split(".")
+                sampling[mode] = replace(sampling[mode], **{name: getattr(MODE_DEFAULTS[mode], name)})
+            else:
+                resets[key] = getattr(base, key)
+        s = replace(s, sampling=sampling, **resets)
+    return s, problems
+
+
+def from_dict(data: dict) -> Settings:
+    """Settings from parsed TOML; SettingsError names every value that cannot be used, unknown keys included."""
+    s, problems = _read(data)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return s
+
+
+def _toml(text: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"the settings file is not valid TOML: {e}") from None
 
 
 def parse(text: str) -> Settings:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"the settings file is not valid TOML: {e}") from None
-    return from_dict(data)
+    return from_dict(_toml(text))
 
 
 @dataclass
@@ -238,25 +287,31 @@ class LoadResult:
 
 
 def load(path: Path | None = None) -> LoadResult:
-    """The saved settings, or the defaults when there is no file. An unreadable or invalid file is renamed to
-    settings.toml.bad (kept, never deleted) and the defaults are used; `problem` says what was wrong."""
+    """The saved settings, or the defaults when there is no file. Each value that cannot be used is replaced by its
+    default (the others are kept) and named in `problem`; such a file is renamed to settings.toml.bad (kept, never
+    deleted), and the next save writes a good one."""
     path = path or settings_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return LoadResult(Settings())
     except (OSError, UnicodeDecodeError) as e:
-        return LoadResult(Settings(), f"cannot read {path}: {e}")
+        return LoadResult(Settings(), f"cannot read {path}: {e}; every setting has its default")
     try:
-        return LoadResult(parse(text))
+        settings, problems = _read(_toml(text))
+        what = (f"{len(problems)} value{'s' if len(problems) > 1 else ''} could not be used and "
+                f"{'have their defaults' if len(problems) > 1 else 'has its default'}: " + "; ".join(problems))
     except SettingsError as e:
-        bad = path.with_name(path.name + ".bad")
-        try:
-            os.replace(path, bad)
-            kept = f"; the file was kept as {bad}"
-        except OSError:
-            kept = ""
-        return LoadResult(Settings(), f"{path}: {e}{kept}")
+        settings, problems, what = Settings(), [str(e)], f"{e}; every setting has its default"
+    if not problems:
+        return LoadResult(settings)
+    bad = path.with_name(path.name + ".bad")
+    try:
+        os.replace(path, bad)
+        kept = f"; the file was kept as {bad}"
+    except OSError:
+        kept = ""
+    return LoadResult(settings, f"{path}: {what}{kept}")
 
 
 def save(s: Settings, path: Path | None = None) -> Path:

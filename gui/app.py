@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from wren.engine import settings as wsettings
-    from wren.gui.main_window import MainWindow, apply_theme
+    from wren.gui.main_window import MainWindow
+    from wren.gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     app.setApplicationName("Wren")
@@ -33,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     store, store_note = open_store()
     apply_theme(loaded.settings.theme, loaded.settings.font_size)
     window = MainWindow(loaded.settings, store, settings_path=wsettings.settings_path())
-    notes = [n for n in (loaded.problem and f"Settings: {loaded.problem}; the defaults are in use.", store_note) if n]
-    if notes:
-        window.show_error("\n".join(notes))
+    if loaded.problem:
+        window.settings_banner.show_problem(loaded.problem)
+    if store_note:
+        window.show_error(store_note)
     window.show()
 
     loop = qasync.QEventLoop(app)

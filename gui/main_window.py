@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QButtonGroup, QFrame, QHBoxLayout, QInputDialog, QLabel,
-                               QLineEdit, QListView, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
-                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from wren.engine.library import catalog
 from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draft_email, refine_email, smart_reply,
                                    summarize)
 from wren.engine import settings as wsettings
-from wren.engine.engine import ContextTrimmed, Done, Engine, Token
+from wren.engine.engine import Engine
 from wren.engine.settings import Settings
+from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.settings.banner import SettingsBanner
+from wren.gui.theme import apply_theme
 from wren.engine.store import Store
+from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
@@ -36,41 +39,7 @@ def rss_bytes() -> int:
         return 0
 
 
-def dark_palette() -> QPalette:
-    p = QPalette()
-    colors = {
-        QPalette.Window: "#202124", QPalette.WindowText: "#e8eaed", QPalette.Base: "#17181a",
-        QPalette.AlternateBase: "#26272b", QPalette.ToolTipBase: "#2b2c30", QPalette.ToolTipText: "#e8eaed",
-        QPalette.Text: "#e8eaed", QPalette.Button: "#2b2c30", QPalette.ButtonText: "#e8eaed",
-        QPalette.BrightText: "#ff6b6b", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3d6bd6",
-        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9aa0a6", QPalette.Mid: "#5f6368",
-    }
-    for role, color in colors.items():
-        p.setColor(role, QColor(color))
-    for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
-        p.setColor(QPalette.Disabled, role, QColor("#80868b"))
-    return p
-
-
-def apply_theme(theme: str, font_size: int = 0) -> None:
-    """Light, dark, or the system's: the color scheme hint for platforms that follow it, and the palette itself
-    (Fusion draws with it), so that the choice holds everywhere."""
-    app = QApplication.instance()
-    if app is None:
-        return
-    scheme = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme, Qt.ColorScheme.Unknown)
-    app.styleHints().setColorScheme(scheme)
-    if theme == "dark":
-        app.setPalette(dark_palette())
-    else:
-        app.setPalette(app.style().standardPalette())
-    if font_size:
-        font = QFont(app.font())
-        font.setPointSize(font_size)
-        app.setFont(font)
-
-
-class MainWindow(QMainWindow):
+class MainWindow(ChatPanel, QMainWindow):
     def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
                  settings_path=None, parent=None):
         super().__init__(parent)
@@ -82,6 +51,7 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.busy = False
         self.task: asyncio.Future | None = None
+        self.pending_settings = self.settings_dialog = None  # settings chosen while a job ran; the open dialog
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
@@ -172,13 +142,10 @@ class MainWindow(QMainWindow):
         top.addWidget(self.mode_title, 1)
         top.addWidget(self.settings_button)
         rl.addLayout(top)
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setAccessibleName("Message")
-        self.banner.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.banner.setStyleSheet("QLabel { background: #fdecea; color: #611a15; padding: 8px; border-radius: 6px; }")
-        self.banner.setVisible(False)
+        self.banner = Banner()
         rl.addWidget(self.banner)
+        self.settings_banner = SettingsBanner()
+        rl.addWidget(self.settings_banner)
         self.fetch_row = QWidget()
         fr = QHBoxLayout(self.fetch_row)
         fr.setContentsMargins(0, 0, 0, 0)
@@ -208,11 +175,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = QLabel("No model")
+        self.status_model = StatusLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = QLabel("")
+        self.status_threads = StatusLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = QLabel("")
+        self.status_speed = StatusLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")
@@ -262,9 +229,10 @@ class MainWindow(QMainWindow):
     def current_mode(self) -> str:
         return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
 
-    def show_error(self, text: str) -> None:
-        self.banner.setText(text)
-        self.banner.setVisible(bool(text))
+    def show_error(self, text: str, about: str = "note") -> None:
+        """Show a problem in the banner: about "model" (cleared by a model that loads), "job" (cleared by the next
+        job), or a note the user dismisses; an empty text clears it."""
+        self.banner.show_problem(about, text)
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -277,16 +245,19 @@ class MainWindow(QMainWindow):
             coro.close()
             return None
 
+        self.set_busy(True)  # at once: nothing else starts between this call and the coroutine's first step
+
         async def guarded():
-            self.set_busy(True)
+            self.show_error("", "job")  # the last job's problem: this one shows it again if it is still there
             try:
                 await coro
             except asyncio.CancelledError:
                 pass
             except Exception as e:  # shown to the user; the window keeps running
-                self.show_error(str(e) or type(e).__name__)
+                self.show_error(str(e) or type(e).__name__, "job")
             finally:
                 self.set_busy(False)
+                self._apply_pending()
         self.task = asyncio.ensure_future(guarded())
         return self.task
 
@@ -305,19 +276,14 @@ class MainWindow(QMainWindow):
 
     def _show_engine(self) -> None:
         e = self.engine
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")
             return
         self.status_model.setText(e.model_name)
-        cpus = e.cpus
-        where = f"CPUs {','.join(map(str, cpus))}" if cpus else "any CPU"
-        pinned = ", pinned" if e.pinned else ""
-        self.status_threads.setText(f"{e.threads} threads on {where}{pinned}")
-
-    def _show_stats(self, st) -> None:
-        self.status_speed.setText(f"TTFT {1000 * st.ttft_seconds:.0f} ms · prefill {st.prefill_tokens_per_s:.0f} tok/s"
-                                  f" · decode {st.decode_tokens_per_s:.0f} tok/s")
+        self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -339,17 +305,18 @@ class MainWindow(QMainWindow):
             self._show_engine()
             return False
         except Exception as e:  # the loader's message, shown; the app keeps running
-            self.show_error(f"The model could not be loaded: {e}")
+            self.show_error(f"The model could not be loaded: {e}", "model")
             self._show_engine()
             return False
         finally:
             self.loading = False
             self.load_progress.setVisible(False)
+            self._apply_pending()
         old, self.engine = self.engine, engine
         if old is not None:
             await old.close()
         self.fetch_row.setVisible(False)
-        self.show_error("")
+        self.banner.clear("model", "job")
         self._show_engine()
         from wren.gui.settings.item_models import warm_model_cache
         from wren.gui.tasks import Task
@@ -380,11 +347,33 @@ class MainWindow(QMainWindow):
         self.fetch_row.setVisible(False)
         await self.load_engine()
 
-    async def apply_settings(self, new: Settings) -> None:
-        if self.settings_path is not None:
-            wsettings.save(new, self.settings_path)
+    def settings_chosen(self, new: Settings) -> None:
+        """OK or Apply: saved, theme and font at once; the engine's part now, or when the running job ends."""
+        if not (self.busy or self.loading):
+            self.start(self.apply_settings(new))
+            return
+        self._save_settings(new)
+        self.pending_settings = new
+        self.statusBar().showMessage("Settings saved: the model's settings apply when the current job ends", 8000)
+        self._show_engine()
+
+    def _apply_pending(self) -> None:
+        if self.pending_settings is not None and not (self.busy or self.loading):
+            new, self.pending_settings = self.pending_settings, None
+            self.start(self.apply_settings(new))
+
+    def _save_settings(self, new: Settings) -> None:
+        try:
+            if self.settings_path is not None:
+                wsettings.save(new, self.settings_path)
+                self.settings_banner.clear()  # the file is good again
+        except OSError as e:
+            self.show_error(f"The settings could not be saved: {e}")
         self.settings = new
         apply_theme(new.theme, new.font_size)
+
+    async def apply_settings(self, new: Settings) -> None:
+        self._save_settings(new)
         if self.engine is None:
             await self.load_engine(new)
             return
@@ -397,121 +386,11 @@ class MainWindow(QMainWindow):
         from wren.gui.settings.dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, parent=self)
-        dialog.settingsApplied.connect(lambda s: self.start(self.apply_settings(s)))
-        dialog.setModal(True)
-        dialog.show()
+        dialog.settingsApplied.connect(self.settings_chosen)
+        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
+        dialog.open()  # modal to the window
         self.settings_dialog = dialog
-
-    # ---- conversations -----------------------------------------------------------------------------------------
-
-    @property
-    def cid(self) -> int | None:
-        """The stored conversation shown in the chat view (None before its first message)."""
-        return self.conversation.cid
-
-    def refresh_conversations(self) -> None:
-        self.conv_model.refresh(self.search.text())
-        if self.cid is not None:
-            row = self.conv_model.row_of(self.cid)
-            if row is not None and row >= 0:
-                self.conv_list.setCurrentIndex(self.conv_model.index(row, 0))
-
-    def new_chat(self) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController(store=self.store)
-        self.chat.set_messages([])
-        self.show_mode("chat")
-        self.conv_list.clearSelection()
-        self.chat.input.setFocus()
-
-    def open_conversation(self, cid: int) -> None:
-        if self.busy:
-            return
-        self.conversation = ChatController.open(self.store, cid)
-        self.chat.set_messages(self.conversation.messages)
-        self.show_mode("chat")
-
-    def _conversation_clicked(self, index: QModelIndex) -> None:
-        cid = self.conv_model.conversation_id(index.row())
-        if cid is not None:
-            self.open_conversation(cid)
-
-    def _rename_dialog(self) -> None:
-        if self.cid is None:
-            return
-        title, ok = QInputDialog.getText(self, "Rename", "Title", text=self.store.conversation(self.cid).title)
-        if ok and title.strip():
-            self.store.rename(self.cid, title.strip())
-            self.refresh_conversations()
-
-    def _delete_current(self) -> None:
-        if self.cid is None or self.busy:
-            return
-        if QMessageBox.question(self, "Delete", "Delete this conversation?") != QMessageBox.Yes:
-            return
-        self.delete_conversation(self.cid)
-
-    def delete_conversation(self, cid: int) -> None:
-        self.store.delete(cid)
-        if cid == self.cid:
-            self.new_chat()
-        self.refresh_conversations()
-
-    def _export_dialog(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        if self.cid is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export as Markdown", "conversation.md", "Markdown (*.md)")
-        if path:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.store.export_markdown(self.cid))
-
-    # ---- chat ----------------------------------------------------------------------------------------------------
-
-    def _chat_send(self, text: str, edited) -> None:
-        self.start(self._chat_turn(text, edited))  # refused while busy
-
-    async def _chat_turn(self, text: str, edited=None) -> None:
-        self.need_engine()
-        chat = self.conversation
-        if edited is not None:
-            chat.edit(chat.index_of(edited), text)
-        else:
-            chat.add_user(text)
-        self.refresh_conversations()
-        await self._answer()
-
-    async def _chat_regenerate(self) -> None:
-        self.need_engine()
-        if self.conversation.regenerate():
-            await self._answer()
-
-    async def _answer(self) -> None:
-        engine = self.need_engine()
-        chat = self.conversation
-        self.chat.set_messages(chat.messages)
-        self.chat.begin_answer()
-        done = None
-        try:
-            async with aclosing(chat.answer(engine)) as events:
-                async for ev in events:
-                    if isinstance(ev, Token):
-                        self.chat.add_token(ev.text)
-                    elif isinstance(ev, ContextTrimmed):
-                        self.statusBar().showMessage(f"The conversation outgrew the context: its "
-                                                     f"{ev.dropped_messages} oldest messages are no longer sent to "
-                                                     "the model", 8000)
-                    elif isinstance(ev, Done):
-                        done = ev
-        finally:
-            self.chat.end_answer(chat.messages)
-            self.refresh_conversations()
-        if done is not None:
-            self._show_stats(done.stats)
-            if done.reason == "error":
-                self.show_error(done.error)
+        self._show_engine()
 
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 
@@ -564,7 +443,7 @@ class MainWindow(QMainWindow):
 
     def _last_stats(self) -> None:
         if self.engine is not None and self.engine.last_stats is not None:
-            self._show_stats(self.engine.last_stats)
+            self.status_speed.setText(speed_text(self.engine.last_stats))
 
     def summarize_clipboard(self) -> None:
         self.show_mode("summarize")

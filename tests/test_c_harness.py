@@ -56,6 +56,7 @@ def arm_harness(tmp_path_factory):
     ("cortex-a76", {"reference", "neon", "dotprod"}),
     ("max", {"reference", "neon", "dotprod", "i8mm"}),
 ])
+@pytest.mark.qemu
 def test_arm_harness_under_qemu(arm_harness, cpu, expected):
     out, exercised = run_harness(["qemu-aarch64", "-cpu", cpu, str(arm_harness)])
     assert exercised == expected, out

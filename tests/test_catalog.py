@@ -27,6 +27,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.model
 def test_describe_the_default_model():
     info = catalog.describe(model_or_skip("SmolLM2-135M-Instruct"))
     assert info.architecture == "llama" and info.quantization == "Q4_1"
@@ -38,6 +39,7 @@ def test_describe_the_default_model():
     assert info.ram_bytes(4096) - info.ram_bytes(1024) == 3072 * info.kv_bytes_per_token
 
 
+@pytest.mark.model
 def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
     path = model_or_skip("SmolLM2-135M-Instruct")
     need = catalog.check_memory(path, 2048, available=1 << 40)
@@ -48,6 +50,7 @@ def test_memory_check_refuses_with_a_clear_reason(monkeypatch):
         catalog.check_memory(path, 2048)
 
 
+@pytest.mark.model
 def test_ram_estimate_uses_the_native_contexts_exact_size():
     from wren.engine._native import lib
     from wren.engine.runtime.model import Model
@@ -102,6 +105,7 @@ def test_import_refuses_a_corrupt_file(library, tiny, tmp_path):
     assert not list(library.glob("*")) if library.exists() else True
 
 
+@pytest.mark.model
 def test_packaged_models_are_not_removed_here(library):
     model_or_skip("SmolLM2-135M-Instruct")
     with pytest.raises(catalog.CatalogError, match="not from Wren's library"):

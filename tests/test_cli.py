@@ -69,6 +69,7 @@ def smollm2():
     return str(model_or_skip("SmolLM2-135M-Instruct"))
 
 
+@pytest.mark.model
 def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path):
     import conftest
 
@@ -82,6 +83,7 @@ def test_tokenize_mirrors_llama_tokenize(smollm2, tmp_path):
         assert json.loads(proc.stdout) == entry[key]
 
 
+@pytest.mark.model
 def test_run_raw_greedy_streams_the_greedy_continuation(smollm2, tmp_path):
     """The streamed text is the model's greedy continuation (as the Python API computes it), with special tokens
     parsed and BOS added as llama.cpp does; it begins as llama.cpp's does (" Paris." - later tokens can part at
@@ -111,6 +113,7 @@ def test_run_raw_greedy_streams_the_greedy_continuation(smollm2, tmp_path):
     assert proc.stdout.startswith(" Paris.") and p["greedy_text"].startswith(" Paris.")
 
 
+@pytest.mark.model
 def test_model_bench_reports_every_figure(smollm2):
     proc = wren("bench", "-m", smollm2, "-t", "1", "-p", "32", "-n", "8", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -119,6 +122,7 @@ def test_model_bench_reports_every_figure(smollm2):
     assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["ttft_s"] > 0 and r["peak_rss_mib"] > 50
 
 
+@pytest.mark.model
 def test_run_and_bench_make_the_memory_check(smollm2, tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("Hello", encoding="utf-8")
@@ -128,6 +132,7 @@ def test_run_and_bench_make_the_memory_check(smollm2, tmp_path):
         assert "GiB is available" in proc.stderr
 
 
+@pytest.mark.model
 def test_wrong_flags_are_clear_errors(smollm2, tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("Hello", encoding="utf-8")

@@ -5,11 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import model_or_skip
 from test_cli import wren
+
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +83,12 @@ def test_ctrl_c_stops_the_answer_not_the_program(smollm2):
     proc.stdin.write(b"Write a very long story about a dragon, at least a thousand words.\n")
     proc.stdin.flush()
     first = proc.stdout.read(1)  # the answer is streaming
-    t0 = time.perf_counter()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(b"Say OK.\n", timeout=300)
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
     answers = [a for a in (first + out).decode().split("\n") if a.strip()]
     assert len(answers) >= 2  # the stopped story, then the answer to the next message
-    assert time.perf_counter() - t0 < 300
 
 
 def test_memory_check_and_corrupt_model_are_clear_errors(smollm2, tmp_path):

@@ -128,6 +128,7 @@ def test_a_display_that_does_not_answer_is_a_clear_message():
     assert "wren chat" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.model  # the window answers a chat turn with the default model
 def test_the_window_opens_on_an_x_display_and_answers(tmp_path):
     """As CI runs it, set up only by scripts/test.sh: the default model answers a turn; the window closes cleanly."""
     xvfb = tool_or_skip("Xvfb")

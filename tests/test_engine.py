@@ -2,9 +2,9 @@
 generation at a time, settings applied while running, the memory check, bad files, and every mode's output (the
 chat's turns and their KV cache: test_chat_controller.py)."""
 import asyncio
+import contextlib
 import os
 import threading
-import time
 
 import pytest
 from conftest import model_or_skip
@@ -15,6 +15,8 @@ from wren.engine.engine import Done, Engine, Progress, Request, Token
 from wren.engine.runtime.gguffile import GGUFError
 from wren.engine.runtime.sampling import GREEDY, SamplingParams
 from wren.engine.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.model
 
 MODEL = "SmolLM2-135M-Instruct"
 CTX = 1024
@@ -75,33 +77,68 @@ def test_prompt_longer_than_the_context_is_a_clear_error(loop, engine):
 
 
 def _cancel_after(loop, engine, request, when):
-    """Run request, cancel when when(event) first says so; returns (seconds from cancel to Done, events)."""
+    """Run request, cancel when when(event) first says so; the events, ending with Done."""
     async def run():
-        events, t_cancel = [], None
+        events, cancelled = [], False
         async for ev in engine.generate(request):
             events.append(ev)
-            if t_cancel is None and when(ev):
-                t_cancel = time.perf_counter()
+            if not cancelled and when(ev):
+                cancelled = True
                 engine.cancel()
-            if isinstance(ev, Done):
-                return time.perf_counter() - (t_cancel or time.perf_counter()), events
+        return events
     return loop.run_until_complete(run())
 
 
-def test_cancel_during_decode_and_prefill(loop, engine):
-    # decode: after the fifth token
-    tokens = []
-    latency, events = _cancel_after(loop, engine, Request(text="Once upon a time", max_new_tokens=500),
-                                    lambda ev: isinstance(ev, Token) and tokens.append(ev) is None and len(tokens) >= 5)
-    assert events[-1].reason == "cancelled" and latency < 0.2
-    assert events[-1].stats.generated_tokens < 20
-    # prefill: at the first progress report of a long prompt
+@contextlib.contextmanager
+def forward_steps(engine, on_step):
+    """on_step(name, layer, rows) after every step of every forward pass of the engine's context (the C trace hook,
+    on a pool thread while the others wait): counts of layers and decode steps, without a clock."""
+    from wren.engine.runtime.native import ffi, lib
+
+    @ffi.callback("void(void *, const char *, int32_t, const float *, int64_t, int64_t, int64_t)")
+    def trace(_user, name, layer, _data, rows, _cols, _stride):
+        on_step(ffi.string(name).decode(), layer, rows)
+
+    ctx = engine._gen.context._ptr
+    lib.wren_ctx_set_trace(ctx, trace, ffi.NULL)
+    try:
+        yield
+    finally:
+        lib.wren_ctx_set_trace(ctx, ffi.NULL, ffi.NULL)
+
+
+def test_cancel_stops_decoding_after_the_step_it_lands_in(loop, engine):
+    """A cancel during decode step 5 lets that step finish (its token is the last) and starts no other."""
+    steps = []  # decode steps begun, and how many had begun when the cancel came
+
+    def on_step(name, layer, rows):
+        if name == "inp_embd" and rows == 1:
+            steps.append(name)
+        if name == "l_out" and layer == 0 and rows == 1 and len(steps) == 5:
+            engine.cancel()
+    with forward_steps(engine, on_step):
+        events = _cancel_after(loop, engine, Request(text="Once upon a time", sampling=GREEDY, max_new_tokens=500),
+                               lambda ev: False)
+    done = events[-1]
+    assert done.reason == "cancelled" and len(steps) == 5
+    assert done.stats.generated_tokens == 6  # the prefill's token, then one per decode step
+
+
+def test_cancel_stops_a_prompt_batch_after_the_layer_it_lands_in(loop, engine):
+    """A cancel during layer 3 of the first prompt batch lets that layer finish and runs no further layer, batch or
+    token; the engine stays usable and the half-filled cache does not confuse the next request."""
+    seen = []  # (layer, rows) of every step
+
+    def on_step(name, layer, rows):
+        seen.append((layer, rows))
+        if name == "attn_norm" and layer == 3 and rows > 1:
+            engine.cancel()
     text = "The quick brown fox jumps over the lazy dog. " * 80
-    latency, events = _cancel_after(loop, engine, Request(text=text, max_new_tokens=50),
-                                    lambda ev: isinstance(ev, Progress))
-    assert events[-1].reason == "cancelled" and latency < 0.2
-    assert not any(isinstance(e, Token) for e in events)
-    # still usable, and the half-filled cache does not confuse the next request
+    with forward_steps(engine, on_step):
+        events = _cancel_after(loop, engine, Request(text=text, max_new_tokens=50), lambda ev: False)
+    assert events[-1].reason == "cancelled"
+    assert not any(isinstance(e, (Token, Progress)) for e in events)  # not even the first batch completed
+    assert max(layer for layer, _ in seen) == 3 and all(rows > 1 for _, rows in seen)
     done = collect(loop, engine.generate(Request(text="The capital of France is", sampling=GREEDY,
                                                  max_new_tokens=6)))[-1]
     assert done.reason == "length" and "Paris" in done.text

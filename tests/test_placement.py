@@ -30,8 +30,7 @@ def test_big_preset_pins_one_thread_per_fast_core():
 def test_big_preset_with_more_threads_than_fast_cores_takes_the_next_ones():
     # 6 threads on an RK3588: the 4 big cores and 2 little ones, pinned (not 6 threads on 4 cores)
     assert placement.place(Settings(threads=6), RK3588) == PoolSettings(6, (4, 5, 6, 7, 0, 1), strict=True)
-    # more threads than CPUs: the system places them
-    assert placement.place(Settings(threads=10), RK3588) == PoolSettings(10)
+    assert placement.place(Settings(threads=8), RK3588) == PoolSettings(8, (4, 5, 6, 7, 0, 1, 2, 3), strict=True)
 
 
 def test_all_system_and_custom_presets():
@@ -94,3 +93,38 @@ def test_context_threads_cover_every_allowed_cpu():
 ])
 def test_describe(pool, text):
     assert placement.describe(pool) == text
+
+
+@pytest.mark.parametrize("cores", ["big", "all", "system", "custom"])
+def test_more_threads_than_the_cpus_allowed_are_refused_naming_the_count(cores):
+    one = topo([0], allowed=[0])
+    s = Settings(threads=99, cores=cores, custom_cpus=(0,) if cores == "custom" else ())
+    with pytest.raises(SettingsError, match=r"threads = 99 .*1 CPU this process may use"):
+        placement.place(s, one)
+    with pytest.raises(SettingsError, match=r"8 CPUs this process may use"):
+        placement.place(Settings(threads=9, cores=cores, custom_cpus=(0,) if cores == "custom" else ()), RK3588)
+
+
+def test_pinning_is_possible_only_with_a_core_for_each_thread():
+    assert placement.can_pin(Settings(), RK3588)
+    assert placement.can_pin(Settings(threads=6), RK3588)  # the big cores and two little ones
+    assert not placement.can_pin(Settings(cores="system"), RK3588)
+    assert not placement.can_pin(Settings(cores="custom", custom_cpus=(0, 1), threads=3), RK3588)
+    assert placement.can_pin(Settings(cores="custom", custom_cpus=(0, 1), threads=2, strict_pinning=False), RK3588)
+    assert not placement.can_pin(Settings(threads=99), RK3588)
+
+
+def test_the_command_line_refuses_too_many_threads_before_loading_a_model(monkeypatch, tmp_path, capsys):
+    from wren.engine import cli
+    from wren.engine.runtime import loader, topology
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was opened")
+
+    monkeypatch.setattr(topology, "read_topology", lambda *a, **k: topo([0], allowed=[0]))
+    monkeypatch.setattr(loader, "open_generator", no_model)
+    text = tmp_path / "prompt.txt"
+    text.write_text("Once upon a time")
+    assert cli.main(["run", "--raw", "-t", "99", str(text)]) == 1
+    err = capsys.readouterr().err
+    assert "threads = 99" in err and "1 CPU this process may use" in err

@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.gui
+
 SCRIPT = """
 import asyncio, sys, threading
 import qasync
@@ -13,19 +17,23 @@ app = QApplication(sys.argv)
 loop = qasync.QEventLoop(app)
 asyncio.set_event_loop(loop)
 seen = []
+all_seen = asyncio.Event()
+def add(i):
+    seen.append(i)
+    if len(seen) == 20000:
+        all_seen.set()
 async def main():
     def worker():  # events from another thread, as the engine sends them
         for i in range(5000):
-            loop.call_soon_threadsafe(seen.append, i)
+            loop.call_soon_threadsafe(add, i)
     t = threading.Thread(target=worker)
     t.start()
     for i in range(15000):
-        loop.call_soon(seen.append, i)
+        loop.call_soon(add, i)
         if i % 500 == 0:
             await asyncio.sleep(0)
     t.join()
-    while len(seen) < 20000:
-        await asyncio.sleep(0.01)
+    await all_seen.wait()
 with loop:
     loop.run_until_complete(main())
 print(len(seen))

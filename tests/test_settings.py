@@ -63,3 +63,28 @@ def test_thread_limit_is_the_native_pools():
     assert S.Settings(threads=native.MAX_THREADS).validated()
     with pytest.raises(S.SettingsError, match=f"0 \\(one per selected core\\) to {native.MAX_THREADS}"):
         S.Settings(threads=native.MAX_THREADS + 1).validated()
+
+
+def test_bad_values_fall_back_one_by_one_and_are_all_named(tmp_path):
+    path = tmp_path / "settings.toml"
+    text = ("threads = 'many'\ntheme = 'dark'\nfont_size = 16\ncores = 'fastest'\ncolour = 'blue'\n"
+            "context_length = 2048\n[sampling.chat]\ntemperature = -2.0\nseed = 7\n")
+    path.write_text(text)
+    result = S.load(path)
+    s = result.settings
+    # every valid setting is kept, each bad one is its default
+    assert (s.theme, s.font_size, s.context_length) == ("dark", 16, 2048)
+    assert (s.threads, s.cores) == (S.Settings().threads, S.Settings().cores)
+    assert s.mode("chat").seed == 7 and s.mode("chat").temperature == S.MODE_DEFAULTS["chat"].temperature
+    for named in ("threads = 'many'", "cores = 'fastest'", "colour", "sampling.chat.temperature = -2.0"):
+        assert named in result.problem
+    assert "setting theme" not in result.problem and "setting font_size" not in result.problem
+    assert (tmp_path / "settings.toml.bad").read_text() == text  # the file is kept aside, as it was
+
+
+def test_custom_cores_without_cpus_fall_back_to_the_default_preset(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("cores = 'custom'\ntheme = 'light'\n")
+    result = S.load(path)
+    assert result.settings.cores == "big" and result.settings.theme == "light"
+    assert "custom_cpus" in result.problem

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,8 @@ from wren.engine.runtime import placement  # noqa: E402
 from wren.engine.runtime.topology import read_topology  # noqa: E402
 from wren.gui.settings.common import TOUCH_HEIGHT  # noqa: E402
 from wren.gui.settings.dialog import SettingsDialog  # noqa: E402
+
+pytestmark = pytest.mark.gui
 
 gguf = pytest.importorskip("gguf")
 
@@ -111,10 +112,11 @@ def test_presets_tick_the_cpus_they_mean_and_lock_the_boxes(qtbot, rk, library):
     assert d.settings().cores == "all"
     assert d.placement_label.text() == "8 threads on CPUs 0-7, pinned"
 
-    d.threads_spin.setValue(12)
-    assert d.placement_label.text() == "12 threads sharing CPUs 0-7, not pinned"
+    d.threads_spin.setValue(12)  # more threads than CPUs: refused
+    assert d.placement_label.text() == "" and "8 CPUs this process may use" in d.error_label.text()
+    d.threads_spin.setValue(6)
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("system"))
-    assert d.placement_label.text() == "12 threads, placed by the system"
+    assert d.placement_label.text() == "6 threads, placed by the system"
     assert not any(r["enabled"] for r in d.cpu_rows())
 
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("big"))
@@ -278,6 +280,7 @@ def test_every_control_has_an_accessible_name_and_a_touch_size(qtbot, rk, librar
 # ---- the model library -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_model_table_lists_the_default_model_with_its_ram_at_the_context(qtbot, rk, library):
     path = model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(context_length=1024), rk)
@@ -366,6 +369,7 @@ def test_a_damaged_library_file_is_listed_with_its_error(qtbot, rk, library, tin
     assert not d.use_button.isEnabled() and d.remove_button.isEnabled()
 
 
+@pytest.mark.model
 def test_packaged_models_are_not_removable_here(qtbot, rk, library):
     model_or_skip("SmolLM2-135M-Instruct")
     d = make(qtbot, Settings(), rk)
@@ -379,15 +383,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _Slow(_Quiet):
-    """Sends the file in pieces with pauses, so a download lasts long enough to be cancelled."""
+class _Gated(_Quiet):
+    """Sends the first 2 MiB, then holds the rest back until `release` is set: a download still running when the
+    test cancels it, however fast or slow the machine."""
+
+    release: threading.Event
 
     def copyfile(self, source, outputfile):
         try:
-            while block := source.read(64 << 10):
-                outputfile.write(block)
-                outputfile.flush()
-                time.sleep(0.03)
+            outputfile.write(source.read(2 << 20))
+            outputfile.flush()
+            self.release.wait(60)
+            shutil.copyfileobj(source, outputfile)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away: that is the cancel
 
@@ -445,19 +452,24 @@ def test_fetch_over_http_shows_progress_and_installs_the_model(qtbot, rk, librar
 
 def test_fetch_can_be_cancelled(qtbot, rk, library, tmp_path, www):
     big = tmp_path / "www" / "big.gguf"
-    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB, sent at about 2 MiB/s
+    big.write_bytes(bytes(range(256)) * (16 << 12))  # 16 MiB
+    gated = type("Gated", (_Gated,), {"release": threading.Event()})
     known = catalog.KnownModel("Big", "big.gguf", "0" * 64, big.stat().st_size, "test",
-                               urls=(f"{www(_Slow)}/big.gguf",))
+                               urls=(f"{www(gated)}/big.gguf",))
     d = make(qtbot, Settings(), rk, model_catalog={"Big": known})
     job = d.fetch_model("Big")
-    qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
-    assert 0 < d.progress.value() < d.progress.maximum() == known.size
-    cancelled_at = time.monotonic()
-    qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
-    assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    received = []
+    job.progressed.connect(lambda progress: received.append(progress[0]))  # (done, total, what)
+    try:
+        qtbot.waitUntil(lambda: d.last_progress is not None, timeout=30_000)  # the first MiB arrived
+        assert 0 < d.progress.value() < d.progress.maximum() == known.size
+        qtbot.mouseClick(d.cancel_job_button, Qt.LeftButton)
+        assert d.progress.isHidden() and "cancelled" in d.model_status.text() and d.fetch_button.isEnabled()
+    finally:
+        gated.release.set()  # the rest comes now: the job stops at the next block it reads
     qtbot.waitUntil(job.isFinished, timeout=30_000)
-    assert time.monotonic() - cancelled_at < 6  # stopped early: the whole file takes about 8 s to send
     assert (job.path, job.error) == ("", "cancelled")
+    assert max(received) <= 2 << 20  # nothing reported after the cancel: stopped early
     assert not (library / "big.gguf").exists() and not list(library.glob("**/*.partial"))
     assert all(r["name"] != "Big" for r in d.model_rows())
 
@@ -470,3 +482,75 @@ def test_on_this_machine_the_big_preset_ticks_the_recommended_cpus(qtbot, librar
     expected = list(placement.place(Settings(), topo).cpus)
     assert [r["id"] for r in d.cpu_rows() if r["checked"]] == expected
     assert d.settings() == Settings()
+
+
+# ---- threads, pinning, the model in use, the theme of an open dialog (issue 14) ---------------------------------
+
+
+def test_more_threads_than_cpus_are_refused_naming_the_cpu_count(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    d.threads_spin.setValue(99)
+    assert d.error_label.isVisibleTo(d) and "8 CPUs this process may use" in d.error_label.text()
+    with qtbot.assertNotEmitted(d.settingsApplied):
+        d.apply()
+    d.threads_spin.setValue(8)
+    assert d.error_label.isHidden()
+
+
+def test_pin_each_thread_cannot_stay_ticked_when_pinning_is_impossible(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    d.tabs.setCurrentIndex(1)
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled()
+    select_preset = d.preset_combo.setCurrentIndex
+    select_preset(d.preset_combo.findData("system"))  # the system places the threads
+    assert not d.strict_check.isChecked() and not d.strict_check.isEnabled()
+    assert d.pin_note.isVisibleTo(d) and "system" in d.pin_note.text()
+    select_preset(d.preset_combo.findData("big"))
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled() and d.pin_note.isHidden()
+    d.set_settings(Settings(cores="custom", custom_cpus=(0, 1), threads=3))  # more threads than chosen cores
+    assert not d.strict_check.isChecked() and not d.strict_check.isEnabled()
+    assert "3 threads" in d.pin_note.text() and "2 cores" in d.pin_note.text()
+    assert "not pinned" in d.placement_label.text()
+    d.threads_spin.setValue(2)
+    assert d.strict_check.isChecked() and d.strict_check.isEnabled()
+    assert d.settings().strict_pinning
+
+
+def test_a_selected_model_is_not_called_the_model_in_use(qtbot, rk, library):
+    d = make(qtbot, Settings(), rk)
+    default = catalog.DEFAULT_MODEL
+    assert "In use" in d.current_model_label.text() and default in d.current_model_label.text()
+    d.use_model("Gemma-3-270M")
+    text = d.current_model_label.text()
+    assert "Selected: <b>Gemma-3-270M</b>" in text and f"in use now: <b>{default}</b>" in text
+    assert "in use: <b>Gemma" not in text.lower()
+    d.set_model_in_use("Gemma-3-270M")  # the window loaded it
+    assert d.current_model_label.text().startswith("In use: <b>Gemma-3-270M</b>")
+    d.set_model_in_use(None)
+    assert "No model is loaded" in d.current_model_label.text()
+
+
+def test_dark_theme_and_font_apply_fully_to_an_open_dialog(qtbot, rk, library):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    from wren.gui.theme import apply_theme, dark_palette
+
+    d = make(qtbot, Settings(), rk)
+    d.show()
+    try:
+        for theme, size in (("dark", 16), ("light", 11)):
+            apply_theme(theme, size)
+            QApplication.processEvents()
+            want = dark_palette() if theme == "dark" else QApplication.style().standardPalette()
+            for w in [d] + d.findChildren(QWidget):
+                assert w.font().pointSize() == size, (type(w).__name__, w.accessibleName())
+                roles = (QPalette.Window, QPalette.Base) if "color:" in w.styleSheet() else \
+                    (QPalette.Window, QPalette.WindowText, QPalette.Base, QPalette.Text)  # red error text stays red
+                for role in roles:
+                    group = w.palette().currentColorGroup()
+                    assert w.palette().color(group, role) == want.color(group, role), \
+                        (type(w).__name__, w.accessibleName(), role)
+    finally:
+        apply_theme("system", 0)

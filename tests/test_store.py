@@ -178,7 +178,7 @@ def test_a_write_is_committed_at_once(store):
 
 
 KILLED_WRITER = textwrap.dedent("""
-    import sys, time
+    import sys
     from wren.engine.store import Store
     s = Store(sys.argv[1])
     cid = s.new_conversation("Killed mid-answer")
@@ -189,13 +189,14 @@ KILLED_WRITER = textwrap.dedent("""
         text += word
         s.update_message(mid, text)
     print("ready", cid, mid, flush=True)
-    time.sleep(120)
+    sys.stdin.read()  # until killed (or until the test's end of the pipe closes)
 """)
 
 
 def test_partial_answer_survives_kill_9(tmp_path):
     path = tmp_path / "wren.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().split()
         assert line[0] == "ready", line
@@ -208,6 +209,7 @@ def test_partial_answer_survives_kill_9(tmp_path):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+        proc.stdin.close()
     with Store(path) as s:
         assert [c.title for c in s.conversations()] == ["Killed mid-answer"]
         msgs = s.messages(cid)
@@ -303,7 +305,7 @@ def test_a_version_1_database_is_migrated(tmp_path):
         assert s.conversation(conv.id).first_kept == 1
 
 
-def test_two_openers_of_a_new_database_migrate_it_once(tmp_path):
+def test_two_openers_of_a_new_database_migrate_it_once(tmp_path, monkeypatch):
     # One process creates the database while another opens it: the second read the old version before the first
     # committed and must not run the migration again ("table conversations already exists").
     from wren.engine.store import _MIGRATIONS
@@ -314,6 +316,15 @@ def test_two_openers_of_a_new_database_migrate_it_once(tmp_path):
     for statement in _MIGRATIONS[1]:
         first.execute(statement)
     result = {}
+    waiting = threading.Event()  # the second opener has read version 0 and asks for the write lock
+    connect = sqlite3.connect
+
+    def traced_connect(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        # called as a statement starts, before it waits for a lock
+        db.set_trace_callback(lambda sql: sql.startswith("BEGIN IMMEDIATE") and waiting.set())
+        return db
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
 
     def second():
         try:
@@ -324,7 +335,7 @@ def test_two_openers_of_a_new_database_migrate_it_once(tmp_path):
 
     t = threading.Thread(target=second)
     t.start()
-    time.sleep(0.5)  # the second opener has read version 0 and waits for the write lock
+    assert waiting.wait(60)
     for target in range(2, SCHEMA_VERSION + 1):
         for statement in _MIGRATIONS[target]:
             first.execute(statement)

@@ -32,12 +32,13 @@ def quote_data(text: str, tag: str) -> str:
 
 async def complete(engine: Engine, messages: list[dict], sampling: SamplingParams, max_new_tokens: int,
                    on_token: Callable[[str], None] | None = None,
-                   on_prefill: Callable[[int, int], None] | None = None) -> Done:
+                   on_prefill: Callable[[int, int], None] | None = None, grammar: str | None = None) -> Done:
     """Run one generation from messages (never trimmed: a mode's prompt fits or fails) to its Done; a generation that
-    failed raises ModeError with the engine's message."""
+    failed raises ModeError with the engine's message. `grammar` names the mode's output format
+    (runtime/constrained.MODE_GRAMMARS): the sampler then only draws tokens that keep the answer in that format."""
     done = None
     async for ev in engine.generate(Request(messages=messages, sampling=sampling, max_new_tokens=max_new_tokens,
-                                            trim=False)):
+                                            trim=False, grammar=grammar)):
         if isinstance(ev, Token) and on_token:
             on_token(ev.text)
         elif isinstance(ev, Progress) and on_prefill:

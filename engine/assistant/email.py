@@ -107,7 +107,7 @@ async def draft_email(engine: Engine, points: str, to: str = "", thread: str = "
     params = sampling or mode.params()
     limit = min(mode.max_new_tokens, EMAIL_TOKENS[length.lower()])
     for attempt in range(attempts):
-        done = await complete(engine, msgs, params, limit, on_token)
+        done = await complete(engine, msgs, params, limit, on_token, grammar="email")
         draft = parse_email(done.text, points)
         draft.cancelled = done.reason == "cancelled"
         if draft.body or draft.cancelled:
@@ -125,7 +125,8 @@ async def refine_email(engine: Engine, draft: EmailDraft, how: str, sampling: Sa
     mode = engine.settings.mode("email")
     params = sampling or mode.params()
     for attempt in range(attempts):
-        done = await complete(engine, refine_messages(draft, how), params, mode.max_new_tokens, on_token)
+        done = await complete(engine, refine_messages(draft, how), params, mode.max_new_tokens, on_token,
+                              grammar="email")
         new = parse_email(done.text, draft.subject)
         if not new.body.strip():
             new.body = draft.body

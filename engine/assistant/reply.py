@@ -124,7 +124,7 @@ async def smart_reply(engine: Engine, message: str, sampling: SamplingParams | N
         return SmartReplies(no_reply_needed=True, reason=why)
     mode = engine.settings.mode("reply")
     params = sampling or mode.params()
-    done = await complete(engine, reply_messages(message), params, mode.max_new_tokens)
+    done = await complete(engine, reply_messages(message), params, mode.max_new_tokens, grammar="reply")
     if done.reason == "cancelled":
         return SmartReplies(parse_replies(done.text)[:3], reason="cancelled")
     replies = parse_replies(done.text)[:3]
@@ -141,7 +141,7 @@ async def smart_reply(engine: Engine, message: str, sampling: SamplingParams | N
                 break
             p = replace(params, seed=seed + 101 * (attempt + 1) + len(replies),
                         temperature=max(params.temperature, 0.7) + 0.1 * attempt)
-            one = await complete(engine, one_reply_messages(message, intent), p, 40)
+            one = await complete(engine, one_reply_messages(message, intent), p, 40, grammar="one_reply")
             if one.reason == "cancelled":
                 return SmartReplies(replies, reason="cancelled")
             for r in parse_replies(one.text)[:1]:

@@ -4,8 +4,10 @@ fallback when the model has none or it cannot be used.
 The template runs in jinja2's ImmutableSandboxedEnvironment, tightened further: attribute access to Python internals
 (``__class__``, ``__globals__``, ...) is refused by the sandbox; ranges, repetition (``*``), concatenation (``+``),
 ``%``-formatting, ``**`` and filters/methods with huge numeric arguments are bounded; and a render stops after
-RENDER_SECONDS or once its output exceeds the output budget. A template that fails to compile or to render a probe
-conversation is replaced by the fallback, and ``fallback_reason`` says why.
+RENDER_STEPS steps (loop iterations, calls, operators, lookups, filters; more for long conversations) or once its
+output exceeds the output budget. Both are counts, not times: a busy machine renders what an idle one does. A
+template that fails to compile or to render a probe conversation is replaced by the fallback, and
+``fallback_reason`` says why.
 
 The fallback format follows the turn markers the vocabulary has: ChatML (``<|im_start|>``/``<|im_end|>``) when
 present, else Gemma turns (``<start_of_turn>``/``<end_of_turn>``), else Llama 3 headers, else ChatML as plain text.
@@ -23,18 +25,19 @@ import datetime as _dt
 import functools
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.ext
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["ChatTemplate", "ChatTemplateError", "RENDER_SECONDS"]
+__all__ = ["ChatTemplate", "ChatTemplateError", "RENDER_STEPS"]
 
-RENDER_SECONDS = 2.0  # wall-clock budget of one render
+RENDER_STEPS = 100_000  # steps one render may take, or STEPS_PER_MESSAGE per message if more
+STEPS_PER_MESSAGE = 500  # real templates take about 10 per message
 MAX_INT_ARG = 1_000_000  # largest number a filter / method / repetition may be asked for
 MAX_RANGE = 100_000
 _MIN_OUTPUT = 1 << 20  # output budget: this, or 8x the size of the messages if larger
@@ -43,12 +46,23 @@ _MIN_OUTPUT = 1 << 20  # output budget: this, or 8x the size of the messages if 
 TURN_END_TEXTS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|eom_id|>",
                   "<|end_of_text|>", "<EOT>", "<end_of_utterance>", "<|return|>", "<|call|>")
 
-_budget: contextvars.ContextVar[tuple[float, int] | None] = contextvars.ContextVar("wren_chat_budget", default=None)
+
+
+class _Budget:
+    """What is left to a render: steps (of `limit`), and characters of output."""
+    __slots__ = ("steps", "limit", "output")
+
+    def __init__(self, steps: int, output: int):
+        self.steps = self.limit = steps
+        self.output = output
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("wren_chat_budget", default=None)
 
 
 class ChatTemplateError(Exception):
     """A chat template could not be rendered; the message says why. ``kind`` is "template" (the template's own
-    error, e.g. its raise_exception), "sandbox" (it reached for something the sandbox refuses) or "budget" (time or
+    error, e.g. its raise_exception), "sandbox" (it reached for something the sandbox refuses) or "budget" (steps or
     output size ran out)."""
 
     def __init__(self, message: str, kind: str = "template"):
@@ -60,15 +74,17 @@ class _Abort(Exception):
     """Raised inside a render when a budget runs out (converted to ChatTemplateError)."""
 
 
-def _check_deadline() -> None:
+def _step() -> None:
     b = _budget.get()
-    if b is not None and time.monotonic() > b[0]:
-        raise _Abort(f"rendering took longer than {RENDER_SECONDS:g} s")
+    if b is not None:
+        b.steps -= 1
+        if b.steps < 0:
+            raise _Abort(f"rendering took more than {b.limit} steps")
 
 
 def _check_size(n: int) -> None:
     b = _budget.get()
-    limit = b[1] if b is not None else _MIN_OUTPUT
+    limit = b.output if b is not None else _MIN_OUTPUT
     if n > limit:
         raise _Abort(f"template output would exceed {limit} characters")
 
@@ -80,20 +96,36 @@ def _check_args(args: Iterable[Any]) -> None:
 
 
 def _range(*args: int):
-    """range() that checks the time budget as it goes (nested loops cannot run away)."""
+    """range() that counts a step per item (nested loops cannot run away)."""
     _check_args(args)
     r = range(*args)
     if len(r) > MAX_RANGE:
         raise SecurityError(f"range of {len(r)} items is too large for a chat template")
-    for k, i in enumerate(r):
-        if k & 255 == 0:
-            _check_deadline()
+    for i in r:
+        _step()
         yield i
+
+
+def _counted(iterable):
+    """What every {% for %} iterates: its items, a step each."""
+    for item in iterable:
+        _step()
+        yield item
+
+
+def _count_loop_steps(ast: nodes.Template) -> nodes.Template:
+    """Wraps each loop's iterable in the environment's counted() (an attribute of the environment, which a template
+    cannot rebind), so that loops over anything, not only range(), take steps."""
+    for loop in ast.find_all(nodes.For):
+        loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None,
+                               lineno=loop.iter.lineno)
+    return ast
 
 
 def _guard_filter(f):
     @functools.wraps(f)  # keeps jinja's pass_context / pass_environment markers
     def guarded(*args, **kwargs):
+        _step()
         _check_args(args)
         _check_args(kwargs.values())
         return f(*args, **kwargs)
@@ -120,9 +152,10 @@ _BIG_WIDTH = re.compile(r"\d{7,}")
 
 class _Env(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    counted = staticmethod(_counted)
 
     def call_binop(self, context, operator, left, right):
-        _check_deadline()
+        _step()
         if operator == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:
                 raise SecurityError("exponent too large for a chat template")
@@ -138,12 +171,20 @@ class _Env(ImmutableSandboxedEnvironment):
                 raise SecurityError("format width too large for a chat template")
         return super().call_binop(context, operator, left, right)
 
+    def getattr(self, obj, attribute):
+        _step()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        _step()
+        return super().getitem(obj, argument)
+
     def unsafe_undefined(self, obj, attribute):
         # jinja's sandbox returns an Undefined that prints as ""; refusing outright makes the reason visible
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is unsafe")
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
-        _check_deadline()
+        _step()
         _check_args(args)
         _check_args(kwargs.values())
         return super().call(__context, __obj, *args, **kwargs)
@@ -283,7 +324,7 @@ class ChatTemplate:
     def _adopt(self, source: str) -> None:
         env = _make_env()
         try:
-            template = env.from_string(source)
+            template = env.from_string(_count_loop_steps(env.parse(source)))
         except TemplateError as e:
             self.fallback_reason = f"the model's chat template does not compile: {e}"
             return
@@ -321,7 +362,7 @@ class ChatTemplate:
                       extra: Mapping[str, Any]) -> str:
         size = sum(len(_text_of(m.get("content"))) for m in messages)
         limit = max(_MIN_OUTPUT, 8 * size)
-        token = _budget.set((time.monotonic() + RENDER_SECONDS, limit))
+        token = _budget.set(_Budget(max(RENDER_STEPS, STEPS_PER_MESSAGE * len(messages)), limit))
         try:
             ctx = dict(extra)
             ctx.update(messages=messages, add_generation_prompt=bool(add_generation_prompt),

@@ -13,7 +13,7 @@ import numpy as np
 
 from wren.engine.runtime import native
 from wren.engine.runtime.model import Context, Model
-from wren.engine.runtime.sampling import Sampler, loop_block
+from wren.engine.runtime.sampling import LogitsProcessor, Sampler, loop_block
 from wren.engine.runtime.tokenizer import Tokenizer
 
 
@@ -134,13 +134,15 @@ class Generator:
     def stream(self, prompt_ids: Sequence[int], max_new_tokens: int, sampler: Sampler,
                stop_ids: set[int] | None = None, stats: GenerationStats | None = None,
                cancelled: Callable[[], bool] | None = None,
-               on_prefill: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, str]]:
+               on_prefill: Callable[[int, int], None] | None = None,
+               constraint: LogitsProcessor | None = None) -> Iterator[tuple[int, str]]:
         """Yield (token id, text) for each new token; text pieces are whole UTF-8 characters.
 
         cancelled() is asked after every prompt batch and every decoded token; when it says yes the stream ends
         with finish_reason "cancelled" (set the context's abort flag too, to stop a prompt batch between layers).
         An answer whose end repeats one block sampler.params.loop_repeats times in a row ends with "repetition".
-        on_prefill(done, total) reports prefill progress after each batch."""
+        on_prefill(done, total) reports prefill progress after each batch. A constraint masks the logits before each
+        draw and is told each token drawn; when it is finished the stream ends with finish_reason "stop"."""
         stats = stats if stats is not None else GenerationStats()
         stop = set(stop_ids) if stop_ids is not None else set(self.tokenizer.eog_ids)
         start = time.perf_counter()
@@ -162,6 +164,8 @@ class Generator:
         stats.finish_reason = "length"
         t_decode = time.perf_counter()
         for i in range(max_new_tokens):
+            if constraint is not None:
+                logits = constraint.mask(logits)
             token = sampler.sample(logits, history)
             if i == 0:
                 stats.ttft_seconds = time.perf_counter() - start
@@ -173,6 +177,11 @@ class Generator:
             stats.generated_tokens += 1
             text = decoder.feed(token)
             yield token, text
+            if constraint is not None:
+                constraint.accept(token)
+                if constraint.finished:
+                    stats.finish_reason = "stop"
+                    break
             if cancelled and cancelled():
                 stats.finish_reason = "cancelled"
                 break

@@ -30,21 +30,18 @@ import numpy as np
 
 from wren.engine.runtime import gguffile, native
 from wren.engine._native import ffi, lib
+from wren.engine.runtime.formats import CONVERTS, FILE_BLOCKS, QK, Format
 from wren.engine.runtime.gguffile import GGUFError, GGUFFile
 from wren.engine.runtime.models import HParams, architecture_for
-from wren.engine.runtime.native import Format, PackedWeights, Pool
+from wren.engine.runtime.native import PackedWeights, Pool
 
 POLICIES = ("mixed", "int4")
 DEFAULT_BATCH = 256  # prompt tokens per forward batch
 ACT_BLOCKS = ("llama.cpp", "32")
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")  # llama.cpp quantizes their inputs with Q8_K: one scale per 256 values
 GGML_IDS = {name: tid for name, (tid, _, _) in gguffile.TENSOR_TYPES.items()}
-DIRECT = {"Q4_0": Format.Q4_0, "Q4_1": Format.Q4_1, "Q8_0": Format.Q8_0}
-# runtime formats whose plain blocks are the file's own bytes
-FILE_BLOCKS = {**DIRECT, "Q4_K": Format.Q4_K, "Q6_K": Format.Q6_K}
-# tensor types with a C conversion straight into a runtime format's blocks (no float pass); others are requantized
-CONVERTERS = {("Q5_0", Format.Q8_0): lib.wren_q5_0_to_q8_0, ("Q6_K", Format.Q8_16): lib.wren_q6_k_to_q8_16,
-              ("Q4_K", Format.Q4_1): lib.wren_q4_k_to_q4_1}
+# per policy: the format a type is requantized into where neither its own blocks nor C's direct conversion fit
+REQUANTIZED = {"mixed": Format.Q8_0, "int4": Format.Q4_0}
 
 
 @dataclass
@@ -62,19 +59,21 @@ def super_blocks_native(act_blocks: str = "llama.cpp") -> bool:
     """Q4_K and Q6_K load as they are when the kernels chosen for them are those of the other formats (x86: AVX2; a
     CPU whose SIMD set lacks them would fall back to the scalar reference) and their inputs share a scale per 256."""
     return act_blocks == "llama.cpp" and all(native.chosen_variant(f) == native.chosen_variant(Format.Q4_1)
-                                             for f in (Format.Q4_K, Format.Q6_K))
+                                             for f in Format if f.super_block)
 
 
 def runtime_format(type_name: str, policy: str, act_blocks: str = "llama.cpp") -> Format:
-    if type_name in DIRECT and (policy == "mixed" or type_name != "Q8_0"):
-        return DIRECT[type_name]
-    if type_name in ("Q4_K", "Q6_K") and policy == "mixed" and super_blocks_native(act_blocks):
-        return FILE_BLOCKS[type_name]
-    if type_name == "Q4_K":
-        return Format.Q4_1
-    if type_name == "Q6_K" and policy == "mixed":
-        return Format.Q8_16
-    return Format.Q8_0 if policy == "mixed" else Format.Q4_0
+    """The file's own blocks where the policy and the kernels take them, else the format C turns the type straight
+    into, else the policy's requantized format. int4 takes 4-bit blocks of 32 only."""
+    def allowed(f: Format) -> bool:
+        if policy == "int4":
+            return f.info.bits == 4 and not f.super_block
+        return not f.super_block or super_blocks_native(act_blocks)
+
+    for fmt in (FILE_BLOCKS.get(type_name), CONVERTS.get(type_name)):
+        if fmt is not None and allowed(fmt):
+            return fmt
+    return REQUANTIZED[policy]
 
 
 def _rows_bytes(t: gguffile.TensorInfo) -> int:
@@ -92,8 +91,8 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
         raise GGUFError(f"{g.path.name}: tensor '{name}' has shape {list(t.shape)}, expected a matrix")
     k = t.shape[0]
     n = t.shape[1] - row0 if n_rows is None else n_rows
-    if k % 32:
-        raise GGUFError(f"{g.path.name}: tensor '{name}' has rows of {k} values; the kernels need a multiple of 32")
+    if k % QK:
+        raise GGUFError(f"{g.path.name}: tensor '{name}' has rows of {k} values; the kernels need a multiple of {QK}")
     if row0 < 0 or n <= 0 or row0 + n > t.shape[1]:
         raise GGUFError(f"{g.path.name}: tensor '{name}' has {t.shape[1]} rows, not {row0 + n}")
     if t.type_name not in gguffile.SUPPORTED_TYPES:
@@ -104,14 +103,9 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
     if FILE_BLOCKS.get(t.type_name) == fmt:
         plain = raw
     else:
-        plain = np.empty(n * k // 32 * fmt.block_bytes, dtype=np.uint8)
-        convert = CONVERTERS.get((t.type_name, fmt))
-        if convert is not None:
-            status = convert(ffi.from_buffer(raw), raw.nbytes, n * k, ffi.from_buffer(plain), plain.nbytes)
-        else:
-            status = lib.wren_ggml_requantize(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, n * k, fmt,
-                                              ffi.from_buffer(plain), plain.nbytes)
-        native.check(status, f"convert {name}")
+        plain = np.empty(fmt.plain_bytes(n, k), dtype=np.uint8)
+        native.check(lib.wren_ggml_convert(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, n * k, fmt,
+                                           ffi.from_buffer(plain), plain.nbytes), f"convert {name}")
     packed = PackedWeights(fmt, plain, n, k, variant)
     del raw, plain
     if n_rows is None or row0 + n == t.shape[1]:

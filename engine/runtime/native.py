@@ -12,34 +12,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from wren.engine._native import ffi, lib
+from wren.engine.runtime.formats import QK, Format
 
-QK = lib.WREN_QK  # weights per block, every format
 MAX_THREADS = lib.WREN_MAX_THREADS
-
-
-class Format(enum.IntEnum):
-    Q4_0 = lib.WREN_Q4_0
-    Q4_1 = lib.WREN_Q4_1
-    Q8_0 = lib.WREN_Q8_0
-    Q8_16 = lib.WREN_Q8_16
-    Q4_K = lib.WREN_Q4_K  # GGUF's super-blocks of 256 weights, as the file has them (x86 and reference kernels)
-    Q6_K = lib.WREN_Q6_K
-
-    @property
-    def block_bytes(self) -> int:
-        return lib.wren_format_block_bytes(self)
-
-    @property
-    def block_weights(self) -> int:
-        return lib.wren_format_block_weights(self)
-
-    @property
-    def super_block(self) -> bool:
-        return self.block_weights > QK
-
-    @property
-    def label(self) -> str:
-        return ffi.string(lib.wren_format_name(self)).decode()
 
 
 class Variant(enum.IntEnum):
@@ -175,11 +150,11 @@ def _float_rows(x, k_multiple: bool = True) -> np.ndarray:
 
 
 def quantize(fmt: Format, x) -> np.ndarray:
-    """Reference quantization of (n, k) floats into plain (GGUF-identical) blocks: uint8 of shape (n, k/32*bytes)."""
+    """Reference quantization of (n, k) floats into plain (GGUF-identical) blocks: uint8 of shape (n, row bytes)."""
     fmt = Format(fmt)
     rows = _float_rows(x)
     n, k = rows.shape
-    out = np.empty((n, k // fmt.block_weights * fmt.block_bytes), dtype=np.uint8)
+    out = np.empty((n, fmt.plain_bytes(1, k)), dtype=np.uint8)
     check(
         lib.wren_quantize(fmt, ffi.from_buffer("float[]", rows), n, k, ffi.from_buffer(out), out.nbytes),
         f"quantize {fmt.label} {n}x{k}",
@@ -222,6 +197,7 @@ class PackedWeights:
         self.struct.variant = self.variant
         self.struct.n = self.n
         self.struct.k = self.k
+        self.struct.act_group = self.format.info.act_group  # the loader may ask for 256 where llama.cpp would
         self._data_ptr = ffi.from_buffer(self.data)
         self.struct.data = self._data_ptr
         self.struct.bytes = nbytes
@@ -247,8 +223,8 @@ class PackedWeights:
         return self.data.nbytes
 
     def unpack(self) -> np.ndarray:
-        """Back to plain blocks (n, k/32*bytes)."""
-        out = np.empty((self.n, self.k // self.format.block_weights * self.format.block_bytes), dtype=np.uint8)
+        """Back to plain blocks (n, row bytes)."""
+        out = np.empty((self.n, self.format.plain_bytes(1, self.k)), dtype=np.uint8)
         check(
             lib.wren_unpack(self.variant, self.format, self._data_ptr, self.nbytes, self.n, self.k,
                             ffi.from_buffer(out), out.nbytes),
@@ -306,7 +282,7 @@ def random_super_blocks(fmt: Format, n: int, k: int, rng: np.random.Generator) -
     """n x k weights of a K-quant format as random super-blocks (any quants and scales a file may hold) with
     moderate fp16 scales, for tests and benchmarks: floats are never quantized to these formats."""
     fmt = Format(fmt)
-    if not fmt.super_block or k % fmt.block_weights:
+    if fmt.info.quantizes or k % fmt.block_weights:
         raise ValueError(f"{fmt.label}: {k} is not a whole number of super-blocks")
     nb = k // fmt.block_weights
     blocks = rng.integers(0, 256, size=(n, nb, fmt.block_bytes), dtype=np.uint8)
@@ -405,10 +381,14 @@ class Pool:
         check(lib.wren_pool_probe_cpus(self.ptr, out, self.threads), "probe CPUs")
         return list(out)
 
-    def chunk_counts(self, n_chunks: int, work_us: int) -> list[int]:
-        """Run n_chunks chunks of work_us busy work each; how many each worker took."""
+    def chunk_counts(self, n_chunks: int, work: int, costs: Sequence[int] | None = None) -> list[int]:
+        """Run n_chunks chunks of `work` steps of busy work each, worker i repeating a chunk's work costs[i] times
+        (a core that many times slower); how many chunks each worker took."""
         out = ffi.new("int64_t[]", self.threads)
-        check(lib.wren_pool_chunk_counts(self.ptr, n_chunks, work_us, out, self.threads), "chunk counts")
+        if costs is not None and len(costs) != self.threads:
+            raise ValueError(f"{len(costs)} costs for {self.threads} workers")
+        c_costs = ffi.NULL if costs is None else ffi.new("int32_t[]", [int(c) for c in costs])
+        check(lib.wren_pool_chunk_counts(self.ptr, n_chunks, work, c_costs, out, self.threads), "chunk counts")
         return list(out)
 
 

@@ -7,6 +7,7 @@ By default one thread per core of the recommended (fastest) cluster, each pinned
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from wren.engine.runtime.native import PoolSettings
@@ -16,8 +17,14 @@ from wren.engine.settings import Settings, SettingsError
 
 def place(settings: Settings, topo: Topology, allowed: Sequence[int] | None = None) -> PoolSettings:
     """The thread pool's settings for `settings` on `topo`; `allowed`: the CPUs this process may use (by default
-    the topology's). Raises SettingsError for chosen CPUs that do not exist or that the process may not use."""
+    the topology's). Raises SettingsError for chosen CPUs that do not exist or that the process may not use, and for
+    more threads than the CPUs it may use (they would only wait for each other: 99 threads on one CPU give no token
+    for minutes)."""
     allowed = sorted(topo.allowed if allowed is None else allowed)
+    if settings.threads > len(allowed):
+        n = len(allowed)
+        raise SettingsError(f"setting threads = {settings.threads} is more than the {n} CPU{'s' if n != 1 else ''} "
+                            f"this process may use: choose 1 to {n}, or 0 for one per selected core")
     if settings.cores == "system":
         return PoolSettings(settings.threads or len(allowed))
     if settings.cores == "custom":
@@ -36,13 +43,20 @@ def place(settings: Settings, topo: Topology, allowed: Sequence[int] | None = No
             # the big preset with more threads than the fast cluster has cores: the next cores take the
             # rest (on an RK3588, 6 threads run on the 4 big cores and 2 little ones, not 6 on 4 cores)
             cpus = cpus + [c for c in allowed if c not in cpus]
-            if n > len(cpus):
-                return PoolSettings(n)  # more threads than CPUs: the system places them
     n = settings.threads or len(cpus)
     if settings.strict_pinning and n <= len(cpus):
         return PoolSettings(n, tuple(cpus[:n]), strict=True)
     # more threads than the chosen cores, or no strict pinning: the threads share the chosen cores
     return PoolSettings(n, tuple(cpus))
+
+
+def can_pin(settings: Settings, topo: Topology, allowed: Sequence[int] | None = None) -> bool:
+    """Whether each thread can be pinned alone to a core: not when the system places the threads, nor with more
+    threads than the chosen cores, nor when the settings cannot be placed at all."""
+    try:
+        return place(replace(settings, strict_pinning=True), topo, allowed).strict
+    except SettingsError:
+        return False
 
 
 def context_threads(pool: PoolSettings, allowed: Sequence[int]) -> int:

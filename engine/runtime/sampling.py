@@ -6,7 +6,7 @@ makes a run repeatable: the same seed, prompt and settings give the same text.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -47,6 +47,15 @@ class SamplingParams:
         if problems:
             raise ValueError("invalid sampling settings: " + ", ".join(problems))
         return self
+
+
+class LogitsProcessor(Protocol):
+    """What Generator.stream asks before and after each draw (runtime/constrained.Constraint is one)."""
+    finished: bool
+
+    def mask(self, logits: np.ndarray) -> np.ndarray: ...
+
+    def accept(self, token: int) -> None: ...
 
 
 GREEDY = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, loop_repeats=0)

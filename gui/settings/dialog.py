@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from wren.engine.library import catalog
@@ -38,12 +39,15 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
         self.setMinimumSize(640, 400)
-        self.resize(860, 600)
+        screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
+        room = screen.availableGeometry() if screen is not None else None
+        self.resize(min(860, room.width()) if room else 860, min(600, room.height()) if room else 600)  # on screen
         self._topology = topology if topology is not None else topology_mod.read_topology()
         self._allowed = sorted(allowed_cpus if allowed_cpus is not None else self._topology.allowed)
         self._catalog = model_catalog if model_catalog is not None else catalog.CATALOG
         self._base = settings  # fields the dialog does not show come from here
-        self._model = settings.model
+        self._model = settings.model  # the selected model
+        self._in_use: str | None = settings.model  # the model the engine runs, as the window says (set_model_in_use)
         self._sampling: dict[str, ModeSampling] = {m: settings.mode(m) for m in MODES}
         self._loading = True  # until set_settings: the pages' signals wait for the whole dialog
 
@@ -101,7 +105,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             threads=self.threads_spin.value(),
             cores=preset,
             custom_cpus=custom,
-            strict_pinning=self.strict_check.isChecked(),
+            strict_pinning=self._pin_wish,
             weight_policy=self.policy_combo.currentData(),
             context_length=self.context_spin.value(),
             batch_size=self.batch_spin.value(),
@@ -120,6 +124,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             self._sampling = {m: settings.mode(m) for m in MODES}
             self._custom_cpus = tuple(settings.custom_cpus)
             self.threads_spin.setValue(settings.threads)
+            self._pin_wish = settings.strict_pinning
             self.strict_check.setChecked(settings.strict_pinning)
             select(self.policy_combo, settings.weight_policy)
             self.context_spin.setValue(settings.context_length)
@@ -158,6 +163,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             self.placement_label.setText("")
             return
         self._show_error("")
+        self._show_pinning(s)
         try:
             self.placement_label.setText(placement.describe(placement.place(s, self._topology, self._allowed)))
         except SettingsError as e:

@@ -64,7 +64,8 @@ def _table_header(columns: tuple[str, ...], section: int, orientation, role) -> 
 
 class ModelLibraryModel(QAbstractTableModel):
     """One row per installed model: a dict with name, path, source, architecture, parameters, quantization,
-    file_size, ram_bytes (at the chosen context and weight policy), error (a damaged file's reason) and current."""
+    file_size, ram_bytes (at the chosen context and weight policy), error (a damaged file's reason), current (the
+    chosen model) and in_use (the model the engine runs)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -91,7 +92,7 @@ class ModelLibraryModel(QAbstractTableModel):
                            ram_bytes=info.ram_bytes(n_ctx, policy))
             except Exception as e:  # a damaged file is listed with the reason, never fatal
                 row["error"] = str(e) or type(e).__name__
-            row["current"] = is_current(row)
+            row["current"] = row["in_use"] = is_current(row)
             rows.append(row)
         try:
             available = catalog.available_memory()
@@ -102,9 +103,11 @@ class ModelLibraryModel(QAbstractTableModel):
         self.endResetModel()
         return problem
 
-    def mark_current(self, is_current: Callable[[dict], bool]) -> None:
+    def mark_current(self, is_current: Callable[[dict], bool], in_use: Callable[[dict], bool] | None = None) -> None:
+        """Mark the chosen model (current) and the one the engine runs (in_use; by default the chosen one)."""
         for r in self._rows:
             r["current"] = is_current(r)
+            r["in_use"] = r["current"] if in_use is None else in_use(r)
         if self._rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0))
 
@@ -160,7 +163,7 @@ class ModelLibraryModel(QAbstractTableModel):
     @staticmethod
     def _text(r: dict, col: int) -> str:
         if col == 0:
-            return r["name"] + ("  (in use)" if r["current"] else "")
+            return r["name"] + ("  (in use)" if r["in_use"] else "  (selected)" if r["current"] else "")
         if col == len(MODEL_COLUMNS) - 1:
             return SOURCE_LABELS.get(r["source"], r["source"])
         if r["error"]:

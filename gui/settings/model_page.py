@@ -43,7 +43,7 @@ class ModelPage:
         page = QWidget()
         v = QVBoxLayout(page)
         self.current_model_label = note()
-        self.current_model_label.setAccessibleName("Model in use")
+        self.current_model_label.setAccessibleName("Selected model and model in use")
         v.addWidget(self.current_model_label)
 
         self.library = ModelLibraryModel(page)
@@ -200,6 +200,11 @@ class ModelPage:
         if self._opened is not None:
             self.use_model(str(self._opened.path))
 
+    def set_model_in_use(self, model: str | None) -> None:
+        """The model the engine runs ("" the default one; None: no model is loaded)."""
+        self._in_use = model
+        self._show_current_model()
+
     def use_model(self, name: str) -> None:
         self._model = name
         self._show_current_model()
@@ -225,7 +230,7 @@ class ModelPage:
         text = f"Deleted {name}."
         if row and self._model and self._is_current(row):
             self._model = ""
-            text += " It was the model in use; the default model will be used."
+            text += " It was the selected model; the default model is selected now."
         self.model_status.setText(text)
         self.refresh_models()
         self._changed()
@@ -242,14 +247,28 @@ class ModelPage:
     # ---- the table ---------------------------------------------------------------------------------------------
 
     def _is_current(self, row: dict) -> bool:
-        model = self._model or catalog.DEFAULT_MODEL
+        return self._is_model(self._model, row)
+
+    @staticmethod
+    def _is_model(model: str, row: dict) -> bool:
+        model = model or catalog.DEFAULT_MODEL
         path = Path(row["path"])
         return catalog.matches(model, row["name"], path) or os.path.abspath(model) == str(path)
 
     def _show_current_model(self) -> None:
-        self.library.mark_current(self._is_current)
-        shown = self._model or f"{catalog.DEFAULT_MODEL} (the default)"
-        self.current_model_label.setText(f"Model in use: <b>{html(shown)}</b>")
+        """Say which model is selected and which one runs: a selection is used only after Apply or OK."""
+        in_use = self._in_use
+        self.library.mark_current(self._is_current, lambda r: in_use is not None and self._is_model(in_use, r))
+
+        def shown(model: str) -> str:
+            return f"<b>{html(model)}</b>" if model else f"<b>{html(catalog.DEFAULT_MODEL)}</b> (the default)"
+        if in_use is None:
+            text = f"Selected: {shown(self._model)}, loaded after Apply or OK. No model is loaded now."
+        elif (self._model or catalog.DEFAULT_MODEL) == (in_use or catalog.DEFAULT_MODEL):
+            text = f"In use: {shown(self._model)}"
+        else:
+            text = f"Selected: {shown(self._model)}, used after Apply or OK; in use now: {shown(in_use)}"
+        self.current_model_label.setText(text)
 
     def _selected_row(self) -> dict | None:
         rows = self.model_table.selectionModel().selectedRows()

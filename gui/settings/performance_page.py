@@ -83,9 +83,14 @@ class PerformancePage:
         v.addWidget(self.cpu_table)
 
         f2 = form()
+        self._pin_wish = True  # the box as the user left it; unticked while pinning is impossible
         self.strict_check = touch(QCheckBox("Pin each thread alone to one core"), "Strict pinning")
-        self.strict_check.toggled.connect(self._changed)
+        self.strict_check.toggled.connect(self._pin_toggled)
         f2.addRow("Pinning:", self.strict_check)
+        self.pin_note = note()
+        self.pin_note.setAccessibleName("Why the threads cannot be pinned")
+        self.pin_note.hide()
+        f2.addRow(self.pin_note)  # the whole width
         self.policy_combo = combo("Weight policy")
         for key, label in POLICY_LABELS.items():
             self.policy_combo.addItem(label, key)
@@ -147,6 +152,30 @@ class PerformancePage:
         if self.cpus.is_enabled(row) or (self._preset() != "custom" and self.cpus.usable(row)):
             index = self.cpus.index(row, 0)
             self.cpus.setData(index, Qt.Unchecked if self.cpus.is_checked(row) else Qt.Checked, Qt.CheckStateRole)
+
+    def _pin_toggled(self, checked: bool) -> None:
+        if self._loading or not self.strict_check.isEnabled():
+            return
+        self._pin_wish = checked
+        self._changed()
+
+    def _show_pinning(self, s: Settings) -> None:
+        """Tick "Pin each thread" only where each thread can have a core of its own, and say why not."""
+        possible = placement.can_pin(s, self._topology, self._allowed)
+        self.strict_check.blockSignals(True)
+        self.strict_check.setChecked(self._pin_wish and possible)
+        self.strict_check.blockSignals(False)
+        self.strict_check.setEnabled(possible)
+        if possible:
+            why = ""
+        elif s.cores == "system":
+            why = "The system places the threads: choose a preset or cores to pin them."
+        else:
+            cores = len(s.custom_cpus) if s.cores == "custom" else len(self._preset_cpus(s.cores))
+            why = (f"Pinning needs a core for each thread: {s.threads} threads on {cores} "
+                   f"core{'s' if cores != 1 else ''}. Choose fewer threads or more cores.")
+        self.pin_note.setText(why)
+        self.pin_note.setVisible(bool(why))
 
     def _memory_inputs_changed(self) -> None:
         if self._loading:

@@ -11,6 +11,8 @@ native) cc=${CC:-cc}; extra="" ;;
 aarch64) cc=${CROSS_CC:-aarch64-linux-gnu-gcc}; extra="-static" ;;
 *) echo "usage: $0 native|aarch64 OUTPUT" >&2; exit 2 ;;
 esac
-exec $cc -O2 -std=gnu11 -ffp-contract=off -Wall -Wno-unused-function $extra -I"$root/csrc" \
+# the extension's flags (engine/_build.py reads the same file)
+cflags=$(sed 's/#.*//' "$root/csrc/cflags")
+exec $cc $cflags $extra -I"$root/csrc" \
     "$root"/csrc/*.c "$root"/csrc/arch/x86/*.c "$root"/csrc/arch/arm/*.c "$here/harness.c" \
     -o "$out" -lm -lpthread

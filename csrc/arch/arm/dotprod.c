@@ -217,19 +217,7 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
     }
 }
 
-#define ENTRY(fmt, suffix)                                                                                         \
-    static void gemv_##suffix(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,   \
-                              float *y) {                                                                          \
-        gemv(fmt, w, n, k, t0, t1, a, y);                                                                          \
-    }                                                                                                              \
-    static void gemm_##suffix(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,   \
-                              float *y, int64_t ldy) {                                                             \
-        gemm(fmt, w, n, k, t0, t1, a, y, ldy);                                                                     \
-    }
-ENTRY(WREN_Q4_0, q4_0)
-ENTRY(WREN_Q4_1, q4_1)
-ENTRY(WREN_Q8_0, q8_0)
-ENTRY(WREN_Q8_16, q8_16)
+WREN_ENTRY_POINTS(gemv, gemm)
 
 const wren_kernel_set wren_kernels_dotprod = {
     .name = "dotprod",

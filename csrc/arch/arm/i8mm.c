@@ -158,22 +158,10 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
     }
 }
 
-static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                       int64_t ldy) {
-    gemm(WREN_Q8_16, w, n, k, t0, t1, a, y, ldy);
-}
+WREN_GEMM_ENTRY(gemm_q4_0, gemm, WREN_Q4_0)
+WREN_GEMM_ENTRY(gemm_q4_1, gemm, WREN_Q4_1)
+WREN_GEMM_ENTRY(gemm_q8_0, gemm, WREN_Q8_0)
+WREN_GEMM_ENTRY(gemm_q8_16, gemm, WREN_Q8_16)
 
 const wren_kernel_set wren_kernels_i8mm = {
     .name = "i8mm",

@@ -284,19 +284,7 @@ WREN_ARM_INLINE void gemm(const int fmt, const uint8_t *w, int64_t n, int64_t k,
     }
 }
 
-#define ENTRY_POINTS(fmt, FMT)                                                                                       \
-    static void gemv_##fmt(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,      \
-                           float *y) {                                                                               \
-        gemv(FMT, w, n, k, t0, t1, a, y);                                                                            \
-    }                                                                                                                \
-    static void gemm_##fmt(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a,      \
-                           float *y, int64_t ldy) {                                                                  \
-        gemm(FMT, w, n, k, t0, t1, a, y, ldy);                                                                       \
-    }
-ENTRY_POINTS(q4_0, WREN_Q4_0)
-ENTRY_POINTS(q4_1, WREN_Q4_1)
-ENTRY_POINTS(q8_0, WREN_Q8_0)
-ENTRY_POINTS(q8_16, WREN_Q8_16)
+WREN_ENTRY_POINTS(gemv, gemm)
 
 const wren_kernel_set wren_kernels_neon = {
     .name = "neon",

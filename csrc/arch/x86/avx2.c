@@ -208,7 +208,7 @@ AI __m256i q4_isum(const __m256i w[8], const int src, const __m256i *xe, const i
 AI void q4_block(const int fmt, const int src, const uint8_t *tile, const xq4 *e, const xrow *r, int64_t b,
                  const int NR, __m256 acc[4]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const uint8_t *qs = tile + (size_t)TR * (fmt == WREN_Q4_1 ? 4 : 2);
+    const uint8_t *qs = tile + (size_t)TR * wren_scale_bytes(fmt);
     __m256i w[8];
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
@@ -351,7 +351,7 @@ AI void lanes_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64
             const int8_t *x = xq + b * WREN_QK;
             const __m256 dd = _mm256_mul_ps(load_fp16x8(tile), _mm256_broadcast_ss(xd + b));
             if (fmt == WREN_Q4_1) {
-                const uint8_t *qs = tile + (size_t)TR * 4;
+                const uint8_t *qs = tile + (size_t)TR * wren_scale_bytes(fmt);
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
@@ -363,7 +363,7 @@ AI void lanes_tiles(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64
                 }
                 mins = _mm256_fmadd_ps(load_fp16x8(tile + 2 * TR), _mm256_broadcast_ss(xs + b), mins);
             } else {
-                const __m256i *qv = (const __m256i *)(tile + (size_t)TR * 2);
+                const __m256i *qv = (const __m256i *)(tile + (size_t)TR * wren_scale_bytes(fmt));
 #pragma GCC unroll 8
                 for (int c = 0; c < 8; c++) {
                     const __m256i wv = _mm256_loadu_si256(qv + c);
@@ -404,9 +404,7 @@ static void gemv_q4(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64
     }
 }
 
-static void gemv_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
-    gemv_q4(WREN_Q4_0, w, n, k, t0, t1, a, y);
-}
+WREN_GEMV_ENTRY(gemv_q4_0, gemv_q4, WREN_Q4_0)
 static void gemv_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y) {
     lanes_tiles(WREN_Q4_1, w, n, k, t0, t1, a, 0, y);
 }
@@ -436,25 +434,13 @@ AI void gemm_any(const int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t 
     }
 }
 
-static void gemm_q4_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    gemm_any(WREN_Q4_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q4_1(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    lanes_gemm(WREN_Q4_1, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_0(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                      int64_t ldy) {
-    lanes_gemm(WREN_Q8_0, w, n, k, t0, t1, a, y, ldy);
-}
-static void gemm_q8_16(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int64_t t1, const wren_act *a, float *y,
-                       int64_t ldy) {
-    gemm_any(WREN_Q8_16, w, n, k, t0, t1, a, y, ldy);
-}
+WREN_GEMM_ENTRY(gemm_q4_0, gemm_any, WREN_Q4_0)
+WREN_GEMM_ENTRY(gemm_q4_1, lanes_gemm, WREN_Q4_1)
+WREN_GEMM_ENTRY(gemm_q8_0, lanes_gemm, WREN_Q8_0)
+WREN_GEMM_ENTRY(gemm_q8_16, gemm_any, WREN_Q8_16)
 
 /* ---- Q4_K and Q6_K super-blocks (kquant.c has the arithmetic in words; these give its bits) ----
- * Tiles of 8 rows (internal.h), lane r of every vector = row r. */
+ * Tiles of 8 rows (formats.h), lane r of every vector = row r. */
 AI __m256i pair16(__m256i v) {      /* int32 lanes holding an int16 value -> that value in both int16 halves */
     return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
 }
@@ -470,11 +456,12 @@ AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_
         __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
             const __m256 dx = _mm256_broadcast_ss(a->d + i * nb + 8 * sb);
-            const __m256 dd = _mm256_mul_ps(load_fp16x8(tile), dx), dm = _mm256_mul_ps(load_fp16x8(tile + 16), dx);
+            const __m256 dd = _mm256_mul_ps(load_fp16x8(tile + WREN_Q4K_T_D * TR), dx);
+            const __m256 dm = _mm256_mul_ps(load_fp16x8(tile + WREN_Q4K_T_DMIN * TR), dx);
             __m256i iacc = _mm256_setzero_si256(), imin = _mm256_setzero_si256();
             for (int j = 0; j < 8; j++) {
                 const int8_t *x = xq + 256 * sb + 32 * j;
-                const uint8_t *qs = tile + 160 + 128 * j;
+                const uint8_t *qs = tile + (WREN_Q4K_T_QS + WREN_Q4K_T_SUB * j) * TR;
                 __m256i p = _mm256_setzero_si256();
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
@@ -485,13 +472,14 @@ AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_
                 }
                 /* row r's sc_j in both int16 halves of lane r: the 8 bytes in both 128-bit halves, then picked */
                 const __m256i sc = _mm256_shuffle_epi8(
-                    _mm256_castpd_si256(_mm256_broadcast_sd((const double *)(tile + 32 + 8 * j))),
+                    _mm256_castpd_si256(_mm256_broadcast_sd((const double *)(tile + (WREN_Q4K_T_SC + j) * TR))),
                     _mm256_setr_epi8(0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1, 4, -1, 4, -1, 5, -1, 5, -1,
                                      6, -1, 6, -1, 7, -1, 7, -1));
                 iacc = _mm256_add_epi32(iacc, _mm256_madd_epi16(p, sc));
                 if (j & 1) {    /* the pair of sub-blocks j - 1, j: m_(j-1) sum_(j-1) + m_j sum_j in one madd */
                     const int32_t *sx = a->sum + i * nb + 8 * sb + j - 1;
-                    const __m256i mp = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(tile + 96 + 8 * (j - 1))));
+                    const __m256i mp = _mm256_cvtepu8_epi16(
+                        _mm_loadu_si128((const __m128i *)(tile + (WREN_Q4K_T_M + j - 1) * TR)));
                     imin = _mm256_add_epi32(imin, _mm256_madd_epi16(mp, _mm256_set1_epi32(
                         (int32_t)(((uint32_t)sx[0] & 0xffffu) | ((uint32_t)sx[1] << 16)))));
                 }
@@ -515,8 +503,8 @@ AI void q4k_tiles(const int gemm, const uint8_t *w, int64_t n, int64_t k, int64_
 AI void q6k_unpack(const uint8_t *base, const int u, __m256i *lo, __m256i *hi) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const __m256i v = _mm256_loadu_si256((const __m256i *)(base + 32 * u));
-    const __m256i h0 = _mm256_loadu_si256((const __m256i *)(base + 128));
-    const __m256i h1 = _mm256_loadu_si256((const __m256i *)(base + 160));
+    const __m256i h0 = _mm256_loadu_si256((const __m256i *)(base + WREN_Q6K_T_H0 * TR));
+    const __m256i h1 = _mm256_loadu_si256((const __m256i *)(base + WREN_Q6K_T_H1 * TR));
     __m256i t0, t1;
     switch (u) {
     case 0: t0 = _mm256_slli_epi16(h0, 4); t1 = _mm256_slli_epi16(h1, 4); break;
@@ -530,7 +518,7 @@ AI void q6k_unpack(const uint8_t *base, const int u, __m256i *lo, __m256i *hi) {
 
 /* row r's scale pair (sc[2c], sc[2c + 1]) as int16 in 32-bit lane r; the low one or the high one in both halves */
 AI __m256i q6k_pairs(const uint8_t *tile, int c) {
-    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(tile + 16 + 16 * c)));
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(tile + (WREN_Q6K_T_SC + 2 * c) * TR)));
 }
 AI __m256i dup_lo16(__m256i p) {
     return _mm256_shuffle_epi8(p, _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5,
@@ -566,7 +554,7 @@ AI void q6k_tiles_lanes(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
         __m256 acc[8];
         for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
         for (int64_t sb = 0; sb < nsb; sb++, tile += tb) {
-            const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(a->d[i * nb + 8 * sb]), load_fp16x8(tile));
+            const __m256 dd = _mm256_mul_ps(_mm256_set1_ps(a->d[i * nb + 8 * sb]), load_fp16x8(tile + WREN_Q6K_T_D * TR));
             const int32_t *bs = bsum + 16 * sb;
             const int8_t *xs = xq + 256 * sb;
             __m256i s_lo[8], s_hi[8], sub[8];   /* per chunk: the scales of its two halves; lane c's offset term */
@@ -584,7 +572,7 @@ AI void q6k_tiles_lanes(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
 #pragma GCC unroll 8
                 for (int c = 0; c < 8; c++) {
                     __m256i lo, hi;
-                    q6k_unpack(tile + 144 + 192 * c, u, &lo, &hi);
+                    q6k_unpack(tile + (WREN_Q6K_T_QS + WREN_Q6K_T_CHUNK * c) * TR, u, &lo, &hi);
                     lu = _mm256_add_epi32(lu, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, bcast32(xs + 32 * c + 4 * u)),
                                                                 s_lo[c]));
                     hu = _mm256_add_epi32(hu, _mm256_madd_epi16(
@@ -614,7 +602,7 @@ AI void q6k_tiles_tiled(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
             __m256i tot[4];
             for (int j = 0; j < NR; j++) tot[j] = _mm256_setzero_si256();
             for (int c = 0; c < 8; c++) {
-                const uint8_t *base = tile + 144 + 192 * c;
+                const uint8_t *base = tile + (WREN_Q6K_T_QS + WREN_Q6K_T_CHUNK * c) * TR;
                 const __m256i p = q6k_pairs(tile, c), s_lo = dup_lo16(p), s_hi = dup_hi16(p);
                 for (int j = 0; j < NR; j++)
                     tot[j] = _mm256_sub_epi32(tot[j], _mm256_slli_epi32(
@@ -632,7 +620,7 @@ AI void q6k_tiles_tiled(const uint8_t *w, int64_t n, int64_t k, int64_t t0, int6
                     }
                 }
             }
-            const __m256 dw = load_fp16x8(tile);
+            const __m256 dw = load_fp16x8(tile + WREN_Q6K_T_D * TR);
             for (int j = 0; j < NR; j++)
                 yv[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_cvtepi32_ps(tot[j])),
                                         _mm256_set1_ps(a->d[(i0 + j) * nb + 8 * sb]), yv[j]);

@@ -2,19 +2,16 @@
 window runs the requests on the engine and feeds results back, so every view can be tested without a model."""
 from __future__ import annotations
 
-import email.message
-import email.utils
-import shutil
-import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextDocument
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
-                               QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser, QVBoxLayout,
-                               QWidget)
+                               QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser,
+                               QVBoxLayout, QWidget)
+
+from wren.gui import mail
 
 STREAM_INTERVAL_MS = 50  # streamed text reaches the screen in batches this often
 # model output is Markdown without raw HTML: a stray "<tag>" in an answer must not hide the text after it
@@ -366,7 +363,7 @@ class EmailView(QWidget):
 
     def open_in_mail_app(self) -> None:
         """Hand the email to the desktop's mail app; without one, say so and offer to save it as a .eml file."""
-        if mail_app_available() and QDesktopServices.openUrl(QUrl(self.mailto_url())):
+        if mail.app_available() and QDesktopServices.openUrl(QUrl(self.mailto_url())):
             self.note.setText("")
             return
         self.note.setText("No mail app is set up to open emails on this computer.")
@@ -386,18 +383,8 @@ class EmailView(QWidget):
         return f"mailto:{urllib.parse.quote(self.to.text()) if '@' in self.to.text() else ''}?{q}"
 
     def eml_bytes(self) -> bytes:
-        """The email as a message file: Date, Subject, and To and From where known (To: the recipient when it is an
-        address; From: the address the message replied to was sent to)."""
-        msg = email.message.EmailMessage()
-        msg["Date"] = email.utils.formatdate(localtime=True)
-        msg["Subject"] = self.subject.text()
-        if "@" in self.to.text():
-            msg["To"] = self.to.text()
-        me = email.message_from_string(self.thread.toPlainText().strip() + "\n").get("To", "")
-        if "@" in me:
-            msg["From"] = me
-        msg.set_content(self.body.toPlainText())
-        return bytes(msg)
+        return mail.message_file(self.subject.text(), self.body.toPlainText(), self.to.text(),
+                                 self.thread.toPlainText())
 
     def save_eml(self, path: str | Path) -> None:
         Path(path).write_bytes(self.eml_bytes())
@@ -406,21 +393,6 @@ class EmailView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save email", "email.eml", "Email (*.eml)")
         if path:
             self.save_eml(path)
-
-
-def mail_app_available() -> bool:
-    """Whether the desktop names a mail app for mailto: links (on Linux, asked of xdg-mime; elsewhere assumed)."""
-    if not sys.platform.startswith("linux"):
-        return True
-    xdg = shutil.which("xdg-mime")
-    if xdg is None:
-        return False
-    try:
-        out = subprocess.run([xdg, "query", "default", "x-scheme-handler/mailto"], capture_output=True, text=True,
-                             timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return bool(out.stdout.strip())
 
 
 # ---- smart reply -----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import email.policy
 
 import pytest
 
-from wren.gui import views
+from wren.gui import mail, views
 from wren.gui.views import EmailView
 
 pytestmark = pytest.mark.gui
@@ -49,7 +49,7 @@ def test_open_in_mail_app_without_one_says_so_and_offers_the_eml(qtbot, monkeypa
     qtbot.addWidget(v)
     v.show_draft("Lunch", "Hi Sam,\nNoon works.")
     opened, asked, saved = [], [], []
-    monkeypatch.setattr(views, "mail_app_available", lambda: False)
+    monkeypatch.setattr(mail, "app_available", lambda: False)
     monkeypatch.setattr(views.QDesktopServices, "openUrl", lambda url: opened.append(url) or False)
     monkeypatch.setattr(views.QMessageBox, "question",
                         lambda *a, **k: asked.append(a) or views.QMessageBox.StandardButton.Yes)

@@ -540,12 +540,14 @@ def cmd_window(args: argparse.Namespace) -> int:
     os.environ["QT_QPA_PLATFORM"] = choice.platform
     from wren.gui.app import main as window_main
 
-    return window_main()
+    return window_main(summarize_clipboard=args.summarize_clipboard)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wren", description="Private, fast local assistant.")
     parser.add_argument("--version", action="version", version=f"wren {_version()}")
+    parser.add_argument("--install-desktop", action="store_true", help="install the launcher and icons for this user")
+    parser.add_argument("--summarize-clipboard", action="store_true", help="summarize the clipboard in the window")
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("info", help="CPU features, chosen kernels and CPU topology")
@@ -640,9 +642,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if getattr(args, "func", None) and (args.install_desktop or args.summarize_clipboard):
+        parser.error("--install-desktop and --summarize-clipboard take no command")
+    if not getattr(args, "func", None) and not args.install_desktop:
         return cmd_window(args)
     try:
+        if args.install_desktop:
+            from wren.gui.desktop import install
+            print("\n".join(map(str, install())))
+            return 0
         return args.func(args)
     except KeyboardInterrupt:
         return 130

@@ -66,6 +66,7 @@ class Settings:
     batch_size: int = DEFAULT_BATCH
     theme: str = "system"
     font_size: int = 0  # 0: the system's
+    enter_sends: bool = False  # Enter sends a chat message (Shift+Enter: a new line); otherwise Ctrl+Enter does
     sampling: dict[str, ModeSampling] = field(default_factory=lambda: dict(MODE_DEFAULTS))
 
     def problems(self) -> list[tuple[str, str]]:

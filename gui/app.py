@@ -18,7 +18,56 @@ def open_store():
         return Store(), note
 
 
-def main(argv: list[str] | None = None) -> int:
+def window_icon():
+    """The theme's wren icon (installed by `wren --install-desktop`), else the SVG shipped with Wren."""
+    from importlib import resources
+
+    from PySide6.QtGui import QIcon
+
+    svg = resources.files("wren.resources").joinpath("icons", "hicolor", "scalable", "apps", "wren.svg")
+    return QIcon.fromTheme("wren", QIcon(str(svg)))
+
+
+def bring_forward(window) -> None:
+    from PySide6.QtCore import Qt
+
+    window.setWindowState(window.windowState() & ~Qt.WindowMinimized)
+    window.show()
+    window.raise_()
+    window.activateWindow()
+
+
+async def summarize_clipboard_when_ready(window) -> None:
+    while window.loading:  # a model still loading: the summary waits for it
+        await asyncio.sleep(0.1)
+    window.summarize_clipboard()
+
+
+def serve_later_starts(window):
+    """One window per user: later `wren` starts raise this one (and may ask for the clipboard's summary)."""
+    from wren.gui.desktop import InstanceServer
+
+    def handle(command: str) -> None:
+        bring_forward(window)
+        if command == "summarize-clipboard" and not window.loading:
+            window.summarize_clipboard()
+        elif command == "summarize-clipboard":
+            asyncio.ensure_future(summarize_clipboard_when_ready(window))
+    try:
+        return InstanceServer(handle, parent=window)
+    except OSError as e:
+        print(f"wren: {e}; a second `wren` will open a second window", file=sys.stderr)
+        return None
+
+
+def main(argv: list[str] | None = None, summarize_clipboard: bool = False) -> int:
+    from wren.gui.desktop import forward
+
+    if forward("summarize-clipboard" if summarize_clipboard else "raise"):
+        print("Wren is already open: " + ("it summarizes the clipboard." if summarize_clipboard
+                                          else "its window was brought forward."), file=sys.stderr)
+        return 0
+
     import qasync
     from PySide6.QtWidgets import QApplication
 
@@ -29,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     app.setApplicationName("Wren")
     app.setDesktopFileName("wren")
+    app.setWindowIcon(window_icon())
     app.setStyle("Fusion")
     loaded = wsettings.load()
     store, store_note = open_store()
@@ -39,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if store_note:
         window.show_error(store_note)
     window.show()
+    server = serve_later_starts(window)
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -51,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             pass
     with loop:
         loop.create_task(window.load_engine())
+        if summarize_clipboard:
+            loop.create_task(summarize_clipboard_when_ready(window))
         loop.run_until_complete(closed.wait())
+        if server is not None:
+            server.close()
         loop.run_until_complete(window.shutdown())
     store.close()
     return 0

@@ -3,12 +3,11 @@ qasync's event loop, so the window never waits for the model."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QMainWindow, QProgressBar, QPushButton, QSplitter, QStackedWidget, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -20,23 +19,17 @@ from wren.engine.engine import Engine
 from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
+from wren.gui.desktop import fit_to_screen, rss_bytes
+from wren.gui.empty_state import EmptyState
 from wren.gui.settings.banner import SettingsBanner
 from wren.gui.theme import apply_theme
 from wren.engine.store import Store
-from wren.gui.status import Banner, StatusLabel, engine_text, speed_text
+from wren.gui.status import Banner, ElidedLabel, engine_text, speed_text
 from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
 
 OpenEngine = Callable[..., Awaitable[Engine]]
-
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 class MainWindow(ChatPanel, QMainWindow):
@@ -55,8 +48,9 @@ class MainWindow(ChatPanel, QMainWindow):
         self.conversation = ChatController(store=store)  # the one shown in the chat view
         self.setWindowTitle("Wren")
         self.setMinimumSize(640, 420)
-        self.resize(1100, 720)
+        fit_to_screen(self, 1100, 720)
         self._build()
+        self.empty_state = EmptyState(self)  # what the chat shows before its first message
         self._shortcuts()
         self.memory_timer = QTimer(self)
         self.memory_timer.setInterval(2000)
@@ -97,7 +91,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda t: self.refresh_conversations())
         sl.addWidget(self.search)
-        row = QHBoxLayout()
+        row = QGridLayout()  # two by two: the labels keep their width at large font sizes
         self.new_button = QPushButton("New")
         self.new_button.setAccessibleName("New chat")
         self.rename_button = QPushButton("Rename")
@@ -106,9 +100,9 @@ class MainWindow(ChatPanel, QMainWindow):
         self.delete_button.setAccessibleName("Delete conversation")
         self.export_button = QPushButton("Export")
         self.export_button.setAccessibleName("Export conversation as Markdown")
-        for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
+        for i, b in enumerate((self.new_button, self.rename_button, self.delete_button, self.export_button)):
             b.setMinimumHeight(32)
-            row.addWidget(b)
+            row.addWidget(b, i // 2, i % 2)
         sl.addLayout(row)
         self.new_button.clicked.connect(self.new_chat)
         self.rename_button.clicked.connect(self._rename_dialog)
@@ -175,11 +169,11 @@ class MainWindow(ChatPanel, QMainWindow):
         self.setCentralWidget(self.splitter)
 
         sb = self.statusBar()
-        self.status_model = StatusLabel("No model")
+        self.status_model = ElidedLabel("No model")
         self.status_model.setAccessibleName("Model")
-        self.status_threads = StatusLabel("")
+        self.status_threads = ElidedLabel("")
         self.status_threads.setAccessibleName("Threads and cores")
-        self.status_speed = StatusLabel("")
+        self.status_speed = ElidedLabel("")
         self.status_speed.setAccessibleName("Speed of the last answer")
         self.status_memory = QLabel("")
         self.status_memory.setAccessibleName("Memory in use")
@@ -275,6 +269,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.status_memory.setText(f"{rss_bytes() / 2**20:.0f} MiB in use")
 
     def _show_engine(self) -> None:
+        self.empty_state.refresh()
         e = self.engine
         if self.settings_dialog is not None:
             self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
@@ -294,6 +289,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.load_progress.setVisible(True)
         self.load_progress.setValue(0)
         self.status_model.setText("Loading the model…")
+        self.empty_state.refresh()
 
         def progress(done: int, total: int) -> None:
             self.load_progress.setMaximum(max(total, 1))

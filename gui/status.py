@@ -61,21 +61,29 @@ class Banner(QFrame):
         self.setVisible(bool(self.problems))
 
 
-class StatusLabel(QLabel):
-    """A text in the status bar that a narrow window shortens with an ellipsis, not mid-letter; the whole text is
-    its tooltip."""
+class ElidedLabel(QLabel):
+    """A one-line label that may be narrower than its text: the text ends in "…" and the whole of it is the tooltip
+    (the status bar of a small screen)."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self.fontMetrics().horizontalAdvance("…") * 4, super().minimumSizeHint().height())
+
+    def shown(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.ElideRight, self.contentsRect().width())
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
         super().setText(text)
-        self.setToolTip(text)
+        self.setToolTip(text if self.shown() != text else "")
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(self.fontMetrics().horizontalAdvance("Wren…"), super().minimumSizeHint().height())
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self.setToolTip(self.text() if self.shown() != self.text() else "")
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.ElideRight, rect.width())
-        QPainter(self).drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, text)
+        shown = self.shown()
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(self.alignment() | Qt.AlignVCenter), shown)
 
 
 def plural(n: int, word: str) -> str:

@@ -513,6 +513,7 @@ class SummarizeView(QWidget):
         self.length.setCurrentText("Medium")
         self.size = QLabel()
         self.size.setAccessibleName("Input size")
+        self.size.setWordWrap(True)
         self.go = _button("Summarize", "Summarize", "Summarize (Ctrl+Enter)")
         self.stop = _button("Stop", "Stop")
         self.progress = QProgressBar()
@@ -529,8 +530,12 @@ class SummarizeView(QWidget):
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.result.toPlainText()))
         self.text.textChanged.connect(lambda: self.textChanged.emit(self.text.toPlainText()))
         _send_shortcut(self, self._go)
+        sources = QHBoxLayout()  # two rows: every label keeps its width on a small screen at a large font size
+        sources.addWidget(self.open)
+        sources.addWidget(self.paste)
+        sources.addStretch(1)
         row = QHBoxLayout()
-        for w in (self.open, self.paste, QLabel("Style"), self.style, QLabel("Length"), self.length):
+        for w in (QLabel("Style"), self.style, QLabel("Length"), self.length):
             row.addWidget(w)
         row.addStretch(1)
         row.addWidget(self.go)
@@ -538,6 +543,7 @@ class SummarizeView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.text, 2)
         layout.addWidget(self.size)
+        layout.addLayout(sources)
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.result, 2)

@@ -12,7 +12,7 @@ WREN_SYSTEM_PACKAGES=(gcc qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                       libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-xinerama0
                       libxcb-xkb1 libxkbcommon-x11-0 libwayland-client0 libwayland-cursor0 libwayland-egl1)
 # the tests also start real display servers: an X server (Xvfb) and a Wayland compositor (weston, headless)
-if [ "${WREN_SETUP_FOR:-run}" = test ]; then WREN_SYSTEM_PACKAGES+=(xvfb xauth weston); fi
+if [ "${WREN_SETUP_FOR:-run}" = test ]; then WREN_SYSTEM_PACKAGES+=(xvfb xauth weston appstream desktop-file-utils); fi
 
 install_system_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { echo "setup: not a Debian-like system; install the equivalents of: ${WREN_SYSTEM_PACKAGES[*]}" >&2; return 0; }

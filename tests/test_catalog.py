@@ -187,3 +187,40 @@ def test_fetched_file_that_is_not_a_model_never_lands(library, tmp_path):
     with pytest.raises(GGUFError):
         catalog.fetch("Junk", pip_args=("--no-index", "--find-links", str(index)), catalog={"Junk": known})
     assert not (library / "junk.gguf").exists()
+
+
+def test_listing_a_model_in_parts_reads_its_header_without_assembling_it(library, tiny, tmp_path, monkeypatch,
+                                                                         capsys):
+    from wren.engine import cli
+
+    data = tiny.read_bytes()
+    site = tmp_path / "site"
+    cuts = [0, 100, len(data) // 2, len(data)]  # the first part holds only part of the header
+    parts = []
+    for i in range(3):
+        pkg = site / f"wren_test_piece{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"m.part{i:02d}").write_bytes(data[cuts[i]:cuts[i + 1]])
+        parts.append((pkg.name, f"data/m.part{i:02d}"))
+    monkeypatch.syspath_prepend(str(site))
+    model = pypi_models.PyPIModel("Tiny", "tiny.gguf", sha(tiny), len(data), tuple(parts), ("wren-test-piece",))
+    monkeypatch.setattr(catalog, "CATALOG", {"Tiny": catalog.KnownModel("Tiny", "tiny.gguf", model.sha256,
+                                                                        model.size, "test", pypi=model)})
+    monkeypatch.setattr(pypi_models, "MODELS", {"Tiny": model})
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WREN_MODEL_CACHE", str(cache))
+    target = cache / "tiny.gguf"
+
+    [listed] = catalog.installed()
+    assert (listed.name, listed.path, listed.size, listed.source) == ("Tiny", target, len(data), "package")
+    info = catalog.describe(listed.path)
+    assert info.architecture == "llama" and info.file_size == len(data)
+    assert cli.main(["models", "list", "--json"]) == 0
+    assert '"installed": true' in capsys.readouterr().out
+    assert not target.exists() and not (cache.exists() and list(cache.iterdir()))
+
+    path = catalog.find("tiny")  # the first use assembles it, and says so
+    assert path == target and sha(target) == model.sha256
+    assert "assembling Tiny" in capsys.readouterr().err
+    assert catalog.describe(target).parameters == info.parameters

@@ -1,9 +1,12 @@
 """Screenshots of the real window with real model output, for the README: run under a real X server,
 
-    xvfb-run -a -s "-screen 0 1280x800x24" python tools/screenshots.py [--model NAME] [--out docs/screenshots]
+    xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb python tools/screenshots.py [--model NAME]
+    xvfb-run -a -s "-screen 0 800x480x24" env QT_QPA_PLATFORM=xcb python tools/screenshots.py --layout
 
-It opens the window as `wren` does, asks each mode something with the chosen model (the default model unless told
-otherwise), and saves one PNG per mode plus the core picker of the settings dialog.
+It opens the window as `wren` does (sized to the screen), asks each mode something with the chosen model (the default
+model unless told otherwise), and saves one PNG per mode plus the core picker of the settings dialog. With --layout it
+checks the layout instead, at 16 pt in the light and the dark theme, on whatever screen Xvfb has: the empty chat, a
+chat answer, a summary and the Settings pages, saved as {theme}-{width}x{height}-{what}.png.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from wren.engine.settings import Settings
-from wren.gui.main_window import MainWindow
+from wren.gui.main_window import MainWindow, apply_theme
 from wren.engine.store import Store
 
 DOC = """The town library will close for renovation from March 3 to June 28. During the closure, books can be
@@ -79,10 +82,43 @@ async def shoot(w: MainWindow, app: QApplication, out: Path) -> None:
     await w.shutdown()
 
 
+async def shoot_layout(w: MainWindow, app: QApplication, out: Path) -> None:
+    """The light and the dark theme at 16 pt: what a small screen and a large font must survive."""
+    geometry = app.primaryScreen().availableGeometry()
+    screen = f"{geometry.width()}x{geometry.height()}"
+    assert await w.load_engine(), w.banner.text()
+    for theme in ("light", "dark"):
+        w.settings = w.engine.settings = Settings(context_length=2048, theme=theme, font_size=16).with_mode(
+            "chat", temperature=0.2, seed=7)
+        apply_theme(theme, 16)
+        name = f"{theme}-{screen}"
+        w.new_chat()
+        w.show_mode("chat")
+        await asyncio.sleep(0.3)
+        w.grab().save(str(out / f"{name}-first-run.png"))
+        await w._chat_turn("Give me one tip for writing clear emails, in two sentences.")
+        await wait_idle(w)
+        w.grab().save(str(out / f"{name}-chat.png"))
+        w.show_mode("summarize")
+        w.summarize.text.setPlainText(DOC)
+        await w._summarize(DOC, "tldr", "short")
+        await wait_idle(w)
+        w.grab().save(str(out / f"{name}-summarize.png"))
+        w.open_settings()
+        dialog = w.settings_dialog
+        for i, page in ((0, "model"), (3, "appearance")):
+            dialog.tabs.setCurrentIndex(i)
+            await asyncio.sleep(0.5)
+            dialog.grab().save(str(out / f"{name}-settings-{page}.png"))
+        dialog.close()
+    await w.shutdown()
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--model", default="")
+    p.add_argument("--layout", action="store_true", help="light and dark at 16 pt, named by the screen's size")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,14 +126,15 @@ def main() -> int:
     app.setStyle("Fusion")
     import tempfile
 
+    if args.layout:
+        apply_theme("light", 16)
     store = Store(Path(tempfile.mkdtemp(prefix="wren-shots-")) / "wren.sqlite3")
     w = MainWindow(Settings(model=args.model, context_length=2048), store)
-    w.resize(1100, 720)
     w.show()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        loop.run_until_complete(shoot(w, app, out))
+        loop.run_until_complete((shoot_layout if args.layout else shoot)(w, app, out))
     store.close()
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
     return 0

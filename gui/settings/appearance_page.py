@@ -1,9 +1,9 @@
-"""The Appearance page: the theme and the font size."""
+"""The Appearance page: the theme, the font size, and whether Enter sends a chat message."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QSpinBox, QWidget
 
-from wren.gui.settings.common import combo, form, spin
+from wren.gui.settings.common import combo, form, spin, touch
 
 __all__ = ["AppearancePage"]
 
@@ -28,4 +28,8 @@ class AppearancePage:
         self.font_spin.setSuffix(" pt")
         self.font_spin.valueChanged.connect(self._changed)
         f.addRow("Font size:", self.font_spin)
+        self.enter_check = touch(QCheckBox("Enter sends a message"), "Enter sends a message",
+                                 "Shift+Enter starts a new line; when unticked, Ctrl+Enter sends")
+        self.enter_check.toggled.connect(self._changed)
+        f.addRow("Chat:", self.enter_check)
         return page

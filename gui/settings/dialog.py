@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from wren.engine.library import catalog
 from wren.engine.runtime import placement
 from wren.engine.runtime import topology as topology_mod
 from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError
+from wren.gui.desktop import fit_to_screen
 from wren.gui.settings.appearance_page import AppearancePage
 from wren.gui.settings.common import TOUCH_HEIGHT, scrolled, select, touch
 from wren.gui.settings.generation_page import GenerationPage
@@ -39,9 +39,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
         self.setMinimumSize(640, 400)
-        screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
-        room = screen.availableGeometry() if screen is not None else None
-        self.resize(min(860, room.width()) if room else 860, min(600, room.height()) if room else 600)  # on screen
+        fit_to_screen(self, 860, 600)
         self._topology = topology if topology is not None else topology_mod.read_topology()
         self._allowed = sorted(allowed_cpus if allowed_cpus is not None else self._topology.allowed)
         self._catalog = model_catalog if model_catalog is not None else catalog.CATALOG
@@ -111,6 +109,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             batch_size=self.batch_spin.value(),
             theme=self.theme_combo.currentData(),
             font_size=self.font_spin.value(),
+            enter_sends=self.enter_check.isChecked(),
             sampling=dict(self._sampling),
         ).validated()
         placement.place(s, self._topology, self._allowed)  # CPUs that exist and that this process may use
@@ -131,6 +130,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             self.batch_spin.setValue(settings.batch_size)
             select(self.theme_combo, settings.theme)
             self.font_spin.setValue(settings.font_size)
+            self.enter_check.setChecked(settings.enter_sends)
             select(self.preset_combo, settings.cores)
             self._apply_preset(settings.cores, settings.custom_cpus)
             self._show_mode(self.mode_combo.currentData())

@@ -57,6 +57,7 @@ def test_summarize_json(smollm2, tmp_path):
     out = json.loads(run_json("summarize", "-m", smollm2, str(doc), "--style", "key-points",
                               "--length", "short").stdout)
     assert set(out) == {"summary"} and out["summary"].strip()
+    assert all(line.startswith("- ") for line in out["summary"].splitlines())  # key points: bullet lines
 
 
 def test_chat_reads_turns_from_stdin_and_keeps_them_in_the_history(smollm2, tmp_path):

@@ -70,3 +70,12 @@ def test_eml_has_a_date_and_the_known_addresses(qtbot, tmp_path):
     assert msg["Date"] and msg["Subject"] == "Re: pull request"
     assert msg["To"] == "Priya Shah <priya@example.org>" and msg["From"] == "Ana <ana@example.org>"
     assert msg.get_content().startswith("Hi Priya")
+
+
+def test_an_answer_stopped_by_the_repetition_guard_says_so():
+    from wren.engine.engine import Stats
+    from wren.gui.status import speed_text
+
+    st = Stats(prompt_tokens=20, generated_tokens=90, prefill_seconds=0.1, decode_seconds=1.0, ttft_seconds=0.1,
+               finish_reason="repetition")
+    assert "repeating itself" in speed_text(st)

@@ -283,6 +283,10 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     terminal = sys.stderr.isatty() and not args.json
     state = {"parts": 0, "quarter": 0, "words": 0}
 
+    def redraw(line: str) -> None:
+        sys.stderr.write(f"\r{line:40}")
+        sys.stderr.flush()
+
     def on_parts(n: int) -> None:
         state["parts"] = n
         if not terminal and not args.json:
@@ -290,8 +294,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     def progress(frac: float) -> None:
         if terminal:
-            sys.stderr.write(f"\rsummarizing {100 * frac:3.0f}%")
-            sys.stderr.flush()
+            redraw(f"summarizing {100 * frac:3.0f}%")
         elif state["parts"] and not args.json and int(frac * 4) > state["quarter"]:
             state["quarter"] = int(frac * 4)
             print(f"wren: summarizing {25 * state['quarter']}%", file=sys.stderr, flush=True)
@@ -299,8 +302,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     def on_token(piece: str) -> None:
         state["words"] += piece.count(" ")
         if terminal:
-            sys.stderr.write(f"\rsummarizing, writing ({state['words']} words)")
-            sys.stderr.flush()
+            redraw(f"summarizing, writing ({state['words']} words)")
 
     async def job(engine):
         return await summarize(engine, text, style=args.style, length=args.length, progress=progress,
@@ -310,8 +312,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         result = _run_cancellable(args, job)
     finally:
         if terminal:
-            sys.stderr.write("\r" + " " * 40 + "\r")
-            sys.stderr.flush()
+            redraw("")
+            sys.stderr.write("\r")
     if args.json:
         _emit_json({"summary": result.summary})
     else:

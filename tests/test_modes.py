@@ -135,6 +135,8 @@ def test_tldr_is_one_or_two_sentences():
             "A review follows in May.")
     out = finish_summary(text, "tldr")
     assert out == "The council met on Monday. It agreed to close the library early."
+    assert finish_summary("A one-sentence TLDR of this document: The library opens a room.", "tldr") == \
+        "The library opens a room."
     assert finish_summary("- The council agreed to close the library early.", "tldr") == \
         "The council agreed to close the library early."
 

@@ -216,7 +216,7 @@ def finish_summary(text: str, style: str, cut: bool = False) -> str:
                 items.extend(_sentences(bare))
         return "\n".join(f"- {i}" for i in items if i) or text
     prose = " ".join(_BULLET.sub("", ln).strip() for ln in text.splitlines() if ln.strip())
-    prose = re.sub(r"^(?:tl;?dr|summary)\s*[:\-]\s*", "", prose, flags=re.I)
+    prose = re.sub(r"^[^:\n]{0,40}\b(?:tl;?dr|summary)\b[^:\n]{0,40}:\s*", "", prose, flags=re.I)  # "A TL;DR of it:"
     if style == "tldr":
         return " ".join(_sentences(_whole_sentences(prose))[:2]) or prose
     return _whole_sentences(prose)

@@ -452,6 +452,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     api_key = args.api_key or os.environ.get("WREN_API_KEY") or None
     server.check_bind(args.host, api_key)  # refused before the long model load
+    if args.advertise:
+        from wren.engine.serve.mdns import check_host
+
+        check_host(args.host)
     if args.queue < 0 or args.max_body_mb <= 0:
         raise ValueError("--queue must be 0 or more and --max-body-mb above 0")
     server.configure_logging()
@@ -463,7 +467,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine = await _open_engine(args)
         try:
             await server.serve(engine, args.host, args.port, api_key, args.queue, int(args.max_body_mb * 2**20),
-                               ready)
+                               ready, args.advertise)
         finally:
             await engine.close()
 
@@ -631,6 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="require Authorization: Bearer KEY (default: $WREN_API_KEY)")
     p.add_argument("--queue", type=int, default=4, help="requests that may wait for the running one (default 4)")
     p.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body in MiB (default 4)")
+    p.add_argument("--advertise", action="store_true",
+                   help="announce this server on the local network (mDNS _wren._tcp), for windows to find")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, fetch, import or remove models")

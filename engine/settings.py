@@ -67,6 +67,8 @@ class Settings:
     theme: str = "system"
     font_size: int = 0  # 0: the system's
     enter_sends: bool = False  # Enter sends a chat message (Shift+Enter: a new line); otherwise Ctrl+Enter does
+    engine_url: str = ""  # an OpenAI-compatible server that answers instead of this computer ("": this computer)
+    engine_key: str = ""  # its API key (sent as Authorization: Bearer), "" for none
     sampling: dict[str, ModeSampling] = field(default_factory=lambda: dict(MODE_DEFAULTS))
 
     def problems(self) -> list[tuple[str, str]]:
@@ -99,6 +101,10 @@ class Settings:
             bad("theme", "one of " + ", ".join(THEMES))
         if not isinstance(self.font_size, int) or not (self.font_size == 0 or 6 <= self.font_size <= 72):
             bad("font_size", "0 (the system's) or 6 to 72")
+        if not isinstance(self.engine_url, str) or (self.engine_url and not _is_server_url(self.engine_url)):
+            bad("engine_url", "empty (this computer) or a server's address, http://host:port")
+        if not isinstance(self.engine_key, str) or any(c.isspace() or not c.isprintable() for c in self.engine_key):
+            bad("engine_key", "empty or a key without spaces")
         for mode in MODES:
             m = self.sampling.get(mode)
             if not isinstance(m, ModeSampling):
@@ -133,6 +139,18 @@ class Settings:
         sampling = dict(self.sampling)
         sampling[name] = replace(self.mode(name), **changes)
         return replace(self, sampling=sampling)
+
+
+def _is_server_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment \
+        and url.strip() == url
 
 
 # ---- TOML ------------------------------------------------------------------------------------------------------

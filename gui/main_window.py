@@ -16,6 +16,7 @@ from wren.engine.assistant import (MODE_LABELS, ChatController, EmailDraft, draf
                                    summarize)
 from wren.engine import settings as wsettings
 from wren.engine.engine import Engine
+from wren.engine.remote import RemoteEngine, open_engine
 from wren.engine.settings import Settings
 from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
@@ -33,7 +34,7 @@ OpenEngine = Callable[..., Awaitable[Engine]]
 
 
 class MainWindow(ChatPanel, QMainWindow):
-    def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = Engine.open,
+    def __init__(self, settings: Settings, store: Store, open_engine: OpenEngine = open_engine,
                  settings_path=None, parent=None):
         super().__init__(parent)
         self.settings = settings
@@ -272,13 +273,15 @@ class MainWindow(ChatPanel, QMainWindow):
         self.empty_state.refresh()
         e = self.engine
         if self.settings_dialog is not None:
-            self.settings_dialog.set_model_in_use(None if e is None else e.settings.model)
+            local = e is not None and not isinstance(e, RemoteEngine)  # a server's model is not this library's
+            self.settings_dialog.set_model_in_use(e.settings.model if local else None)
         if e is None:
             self.status_model.setText("No model")
             self.status_threads.setText("")
             return
         self.status_model.setText(e.model_name)
-        self.status_threads.setText(engine_text(e.threads, e.cpus, e.pinned))
+        self.status_threads.setText(f"answered by {e.host}" if isinstance(e, RemoteEngine) else
+                                    engine_text(e.threads, e.cpus, e.pinned))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 
@@ -369,8 +372,9 @@ class MainWindow(ChatPanel, QMainWindow):
         apply_theme(new.theme, new.font_size)
 
     async def apply_settings(self, new: Settings) -> None:
+        elsewhere = (new.engine_url, new.engine_key) != (self.settings.engine_url, self.settings.engine_key)
         self._save_settings(new)
-        if self.engine is None:
+        if self.engine is None or elsewhere:
             await self.load_engine(new)
             return
         reopen = await self.engine.apply_settings(new)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from wren.engine.engine import Done, Engine, Request, Token
+from wren.engine.engine import ContextTrimmed, Done, Engine, Request, Token
 from wren.engine.runtime.chat_template import ChatTemplateError
 from wren.engine.runtime.constrained import Constraint, ConstraintError
 from wren.engine.runtime.generate import ContextFullError
@@ -150,7 +150,7 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
                 raise ApiError(400, str(e), param="messages") from None
         else:
             n = len(engine.tokenizer.encode(req.text, add_special=True, parse_special=True))
-        if n + 1 >= engine.n_ctx:
+        if n + 1 >= engine.n_ctx and not req.trim:
             raise ApiError(400, f"the prompt has {n} tokens and the context holds {engine.n_ctx}",
                            code="context_length_exceeded", param="messages" if req.messages else "prompt")
         constraint = None
@@ -160,9 +160,9 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
                 constraint = Constraint.json_schema(req.response_format["schema"], engine.tokenizer, stops)
             except ConstraintError as e:
                 raise ApiError(400, str(e), param="response_format") from None
-        limit = req.max_tokens or engine.n_ctx - n - 1
+        limit = req.max_tokens or max(engine.n_ctx - n - 1, engine.n_ctx // 4)
         return Request(messages=req.messages, text=req.text, sampling=req.sampling, max_new_tokens=limit,
-                       trim=False, constraint=constraint)
+                       trim=req.trim, constraint=constraint, grammar=req.grammar)
 
     try:
         return await asyncio.to_thread(build)
@@ -171,12 +171,14 @@ async def _prepare(engine: Engine, req: P.GenRequest) -> Request:
 
 
 async def _events(engine: Engine, request: Request, stops: P.StopStrings):
-    """(text piece, None) as they may be shown, then (None, (stats, reason)). A stop string cancels the
-    generation; what comes after it is not shown."""
+    """(text piece, None) as they may be shown, then (None, (stats, reason)); (ContextTrimmed, None) when the oldest
+    messages were left out (wren_trim). A stop string cancels the generation; what comes after it is not shown."""
     stopped = False
     async with contextlib.aclosing(engine.generate(request)) as gen:
         async for ev in gen:
-            if isinstance(ev, Token) and not stopped:
+            if isinstance(ev, ContextTrimmed):
+                yield ev, None
+            elif isinstance(ev, Token) and not stopped:
                 shown, stopped = stops.feed(ev.text)
                 if shown:
                     yield shown, None
@@ -208,6 +210,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
                 return await _stream(request, events, rid, model, chat, req.include_usage)
             parts = []
             async for piece, end in events:
+                if isinstance(piece, ContextTrimmed):
+                    continue
                 if piece is not None:
                     parts.append(piece)
                 else:
@@ -240,6 +244,10 @@ async def _stream(request: web.Request, events, rid: str, model: str, chat: bool
                 started = True
                 if chat:
                     await send(chunk(None, role=True))
+            if isinstance(piece, ContextTrimmed):  # only asked for by wren_trim: a chunk that says so
+                await send({**chunk(None), "wren_trimmed": {"dropped_messages": piece.dropped_messages,
+                                                            "prompt_tokens": piece.prompt_tokens}})
+                continue
             if piece is not None:
                 await send(chunk(piece))
                 continue
@@ -276,7 +284,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 def make_app(engine: Engine, api_key: str | None = None, queue: int = DEFAULT_QUEUE,
              max_body: int = DEFAULT_MAX_BODY) -> web.Application:
-    from wren.engine.serve import modes
+    from wren.engine.serve import admin, modes
 
     app = web.Application(middlewares=[errors, auth(api_key)], client_max_size=max_body)
     app[ENGINE] = engine
@@ -286,13 +294,15 @@ def make_app(engine: Engine, api_key: str | None = None, queue: int = DEFAULT_QU
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     modes.add_routes(app)
+    admin.add_routes(app)
     return app
 
 
 async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_PORT, api_key: str | None = None,
                 queue: int = DEFAULT_QUEUE, max_body: int = DEFAULT_MAX_BODY,
-                ready=None) -> None:
-    """Serve until cancelled. ready(url) is called once the socket listens."""
+                ready=None, advertise: bool = False) -> None:
+    """Serve until cancelled. ready(url) is called once the socket listens; with advertise, the server is
+    announced on the local network (mDNS, engine/serve/mdns.py) while it runs."""
     check_bind(host, api_key)
     # tokenizing prompts and compiling grammars off the loop: one helper thread, so the thread count stays flat
     asyncio.get_running_loop().set_default_executor(
@@ -300,14 +310,22 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
     runner = web.AppRunner(make_app(engine, api_key, queue, max_body), handler_cancellation=True,
                            access_log=None)
     await runner.setup()
+    advertiser = None
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
+        bound = runner.addresses[0]
+        if advertise:
+            from wren.engine.serve.mdns import Advertiser
+
+            advertiser = Advertiser(host, bound[1], engine.model_name, bool(api_key))
+            await advertiser.start()
         if ready is not None:
-            bound = runner.addresses[0]
             ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}")
         await asyncio.Event().wait()
     finally:
+        if advertiser is not None:
+            await advertiser.stop()
         await runner.cleanup()
 
 

@@ -107,6 +107,8 @@ class GenRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: list[str] = field(default_factory=list)
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", "schema": {...}}
+    grammar: str | None = None  # Wren's extension: an assistant mode's output format (constrained.MODE_GRAMMARS)
+    trim: bool = False  # Wren's extension: leave out the oldest messages that outgrow the context
 
 
 _COMMON_NEUTRAL = {"n": 1, "frequency_penalty": 0, "presence_penalty": 0, "logprobs": False,
@@ -215,6 +217,15 @@ def chat_request(body: dict, defaults: SamplingParams, n_ctx: int) -> GenRequest
         out.append({"role": "system" if role == "developer" else role, "content": _content(m.get("content"), i)})
     req.messages = out
     _common(f, req, defaults, n_ctx)
+    req.grammar = f.get("wren_grammar", str)
+    req.trim = f.get("wren_trim", bool, False)
+    if req.grammar is not None:
+        from wren.engine.runtime.constrained import MODE_GRAMMARS
+
+        if req.grammar not in MODE_GRAMMARS:
+            raise ApiError(400, f"wren_grammar must be one of {', '.join(MODE_GRAMMARS)}", param="wren_grammar")
+        if req.response_format is not None:
+            raise ApiError(400, "wren_grammar and response_format exclude each other", param="wren_grammar")
     f.finish()
     return req
 

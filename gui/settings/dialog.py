@@ -20,6 +20,7 @@ from wren.engine.settings import MODES, ModeSampling, Settings, SettingsError
 from wren.gui.desktop import fit_to_screen
 from wren.gui.settings.appearance_page import AppearancePage
 from wren.gui.settings.common import TOUCH_HEIGHT, scrolled, select, touch
+from wren.gui.settings.engine_page import EnginePage
 from wren.gui.settings.generation_page import GenerationPage
 from wren.gui.settings.model_page import ModelPage
 from wren.gui.settings.performance_page import PerformancePage
@@ -27,7 +28,7 @@ from wren.gui.settings.performance_page import PerformancePage
 __all__ = ["SettingsDialog"]
 
 
-class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage, QDialog):
+class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage, EnginePage, QDialog):
     """Settings editor. `settingsApplied(Settings)` on Apply and OK, with validated settings only."""
 
     settingsApplied = Signal(object)
@@ -57,6 +58,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
         self.tabs.addTab(scrolled(self._build_performance_page()), "Performance")
         self.tabs.addTab(scrolled(self._build_generation_page()), "Generation")
         self.tabs.addTab(scrolled(self._build_appearance_page()), "Appearance")
+        self.tabs.addTab(scrolled(self._build_engine_page()), "Engine")
 
         self.error_label = QLabel()
         self.error_label.setAccessibleName("Settings error")
@@ -110,6 +112,8 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             theme=self.theme_combo.currentData(),
             font_size=self.font_spin.value(),
             enter_sends=self.enter_check.isChecked(),
+            engine_url=self._engine_url(),
+            engine_key=self._engine_key(),
             sampling=dict(self._sampling),
         ).validated()
         placement.place(s, self._topology, self._allowed)  # CPUs that exist and that this process may use
@@ -131,6 +135,7 @@ class SettingsDialog(ModelPage, PerformancePage, GenerationPage, AppearancePage,
             select(self.theme_combo, settings.theme)
             self.font_spin.setValue(settings.font_size)
             self.enter_check.setChecked(settings.enter_sends)
+            self._set_engine(settings.engine_url, settings.engine_key)
             select(self.preset_combo, settings.cores)
             self._apply_preset(settings.cores, settings.custom_cpus)
             self._show_mode(self.mode_combo.currentData())

@@ -275,34 +275,47 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
+    """The summary alone goes to stdout, once it is final (tidied to its style); how the job gets on goes to stderr:
+    a redrawn line on a terminal, else a line per quarter when the text is long enough to be cut into parts."""
     from wren.engine.assistant import summarize
 
     text = _read_arg_file(args.file)
-    show = sys.stderr.isatty() and not args.json
-    streamed = []
+    terminal = sys.stderr.isatty() and not args.json
+    state = {"parts": 0, "quarter": 0, "words": 0}
+
+    def redraw(line: str) -> None:
+        sys.stderr.write(f"\r{line:40}")
+        sys.stderr.flush()
+
+    def on_parts(n: int) -> None:
+        state["parts"] = n
+        if not terminal and not args.json:
+            print(f"wren: summarizing a long text in {n} parts", file=sys.stderr, flush=True)
 
     def progress(frac: float) -> None:
-        if show:
-            sys.stderr.write(f"\rsummarizing {100 * frac:3.0f}%")
-            sys.stderr.flush()
+        if terminal:
+            redraw(f"summarizing {100 * frac:3.0f}%")
+        elif state["parts"] and not args.json and int(frac * 4) > state["quarter"]:
+            state["quarter"] = int(frac * 4)
+            print(f"wren: summarizing {25 * state['quarter']}%", file=sys.stderr, flush=True)
 
     def on_token(piece: str) -> None:
-        if not args.json:
-            if show and not streamed:
-                sys.stderr.write("\r" + " " * 20 + "\r")
-            streamed.append(piece)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        state["words"] += piece.count(" ")
+        if terminal:
+            redraw(f"summarizing, writing ({state['words']} words)")
 
     async def job(engine):
         return await summarize(engine, text, style=args.style, length=args.length, progress=progress,
-                               on_token=on_token)
+                               on_token=on_token, on_parts=on_parts)
 
-    result = _run_cancellable(args, job)
+    try:
+        result = _run_cancellable(args, job)
+    finally:
+        if terminal:
+            redraw("")
+            sys.stderr.write("\r")
     if args.json:
         _emit_json({"summary": result.summary})
-    elif streamed:
-        print()
     else:
         print(result.summary)
     return 130 if result.cancelled else 0
@@ -317,6 +330,21 @@ def _open_history():
     except StoreError as e:
         print(f"wren: {e}; this chat is not kept", file=sys.stderr)
         return None
+
+
+CHAT_COMMANDS = (("/help", "lists these commands"), ("/new", "starts a new conversation"),
+                 ("/regen", "answers the last message again"), ("/quit", "leaves (so does Ctrl+D)"))
+
+
+def read_prompt(prompt: str) -> str | None:
+    """One line typed at the chat prompt; Ctrl+C clears the line (""), Ctrl+D (end of input) gives None."""
+    try:
+        return input(prompt)
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        print("\n(line cleared; Ctrl+D or /quit leaves)", file=sys.stderr)
+        return ""
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -339,7 +367,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if interactive and not args.json:
         print(f"{engine.model_name} · {engine.threads} threads on CPUs "
               f"{','.join(map(str, engine.cpus)) if engine.cpus else 'any'} · context {engine.n_ctx}\n"
-              "Ctrl+C stops an answer; /regen answers again, /new starts over, /quit (or Ctrl+D) leaves.",
+              "Ctrl+C stops an answer or clears the line; /help lists the commands; Ctrl+D leaves.",
               file=sys.stderr)
 
     async def turn() -> None:
@@ -367,20 +395,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     try:
         while True:
-            try:
-                line = input("> " if interactive and not args.json else "")
-            except EOFError:
-                break
-            except KeyboardInterrupt:
-                print()
+            line = read_prompt("> " if interactive and not args.json else "")
+            if line is None:
                 break
             text = line.strip()
             if not text:
                 continue
             if text in ("/quit", "/exit"):
                 break
+            if text == "/help":
+                print("\n".join(f"{c:7} {what}" for c, what in CHAT_COMMANDS), file=sys.stderr)
+                continue
             if text == "/new":
                 chat = ChatController(args.system or "", store)
+                print("[new conversation]", file=sys.stderr)
+                continue
+            if text.startswith("/") and text[1:].isalpha() and text != "/regen":
+                print(f"unknown command {text}; /help lists the commands", file=sys.stderr)
                 continue
             if text == "/regen":
                 if not chat.regenerate():
@@ -408,7 +439,8 @@ def _show_turn(done, as_json: bool, interactive: bool) -> None:
     if done.reason == "error":
         print(f"wren: {done.error}", file=sys.stderr)
     elif interactive:
-        note = " (stopped)" if done.reason == "cancelled" else ""
+        note = {"cancelled": " (stopped)", "repetition": " (stopped: the answer began repeating itself)"}.get(
+            done.reason, "")
         print(f"[{1000 * st.ttft_seconds:.0f} ms to first token · prefill {st.prefill_tokens_per_s:.0f} tok/s · "
               f"decode {st.decode_tokens_per_s:.0f} tok/s{note}]", file=sys.stderr)
 

@@ -423,8 +423,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self._last_stats()
 
     def _expand_reply(self, chip: str, message: str) -> None:
-        self.email.points.setPlainText(chip)
-        self.email.thread.setPlainText(message)
+        self.email.start_reply(chip, message)
         self.show_mode("email")
         self.start(self._draft(self.email.request()))
 

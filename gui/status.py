@@ -111,4 +111,6 @@ def speed_text(st) -> str:
             parts.append(f"decode {st.decode_tokens_per_s:.0f} tok/s")
     if st.finish_reason == "cancelled":
         parts.append("stopped" if parts else "Stopped before the first token")
+    elif st.finish_reason == "repetition":
+        parts.append("stopped: the answer was repeating itself")
     return " · ".join(parts)

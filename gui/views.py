@@ -2,15 +2,16 @@
 window runs the requests on the engine and feeds results back, so every view can be tested without a model."""
 from __future__ import annotations
 
-import email.message
 import urllib.parse
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextDocument
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
-                               QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser, QVBoxLayout,
-                               QWidget)
+                               QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser,
+                               QVBoxLayout, QWidget)
+
+from wren.gui import mail
 
 STREAM_INTERVAL_MS = 50  # streamed text reaches the screen in batches this often
 # model output is Markdown without raw HTML: a stray "<tag>" in an answer must not hide the text after it
@@ -286,8 +287,7 @@ class EmailView(QWidget):
         for label, how in (("Shorter", "shorter"), ("Longer", "longer"), ("More formal", "formal"),
                            ("Friendlier", "friendlier")):
             act = menu.addAction(label)
-            act.triggered.connect(lambda _=False, h=how: self.refineRequested.emit(h, self.subject.text(),
-                                                                                 self.body.toPlainText()))
+            act.triggered.connect(lambda _=False, h=how: self._refine(h))
         self.refine.setMenu(menu)
         self.mailto = _button("Open in mail app", "Open in mail app")
         self.save = _button("Save as .eml", "Save as eml")
@@ -296,8 +296,11 @@ class EmailView(QWidget):
         self.stop.clicked.connect(self.stopRequested)
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(
             f"Subject: {self.subject.text()}\n\n{self.body.toPlainText()}"))
-        self.mailto.clicked.connect(lambda: QDesktopServices.openUrl(QUrl(self.mailto_url())))
+        self.mailto.clicked.connect(self.open_in_mail_app)
         self.save.clicked.connect(self._save_dialog)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self._refining: tuple[str, str] | None = None  # the email a refinement started from
         _send_shortcut(self, self._draft)
 
         form = QFormLayout()
@@ -321,8 +324,21 @@ class EmailView(QWidget):
         layout.addWidget(QLabel("Subject"))
         layout.addWidget(self.subject)
         layout.addWidget(self.body, 1)
+        layout.addWidget(self.note)
         layout.addLayout(actions)
         self.set_busy(False)
+
+    def start_reply(self, reply: str, message: str) -> None:
+        """Set up an email from a smart reply to message: its recipient is the message's sender (or nobody), tone
+        and length the defaults; nothing of the draft before stays."""
+        from wren.engine.assistant.reply import reply_sender
+
+        self.points.setPlainText(reply)
+        self.thread.setPlainText(message)
+        self.to.setText(reply_sender(message))
+        self.tone.setCurrentText("Neutral")
+        self.length.setCurrentText("Short")
+        self.show_draft("", "")
 
     def request(self) -> dict:
         return {"points": self.points.toPlainText().strip(), "to": self.to.text().strip(),
@@ -333,9 +349,28 @@ class EmailView(QWidget):
         if self.generate.isEnabled() and self.points.toPlainText().strip():
             self.draftRequested.emit(self.request())
 
+    def _refine(self, how: str) -> None:
+        self._refining = (self.subject.text(), self.body.toPlainText())
+        self.refineRequested.emit(how, *self._refining)
+
     def show_draft(self, subject: str, body: str) -> None:
+        """Show a draft; after a refinement that gave the same email back, say so."""
+        same = self._refining is not None and (subject, body.split()) == (self._refining[0], self._refining[1].split())
+        self._refining = None
+        self.note.setText("The refinement came back unchanged: try it again, or another one." if same else "")
         self.subject.setText(subject)
         self.body.setPlainText(body)
+
+    def open_in_mail_app(self) -> None:
+        """Hand the email to the desktop's mail app; without one, say so and offer to save it as a .eml file."""
+        if mail.app_available() and QDesktopServices.openUrl(QUrl(self.mailto_url())):
+            self.note.setText("")
+            return
+        self.note.setText("No mail app is set up to open emails on this computer.")
+        ask = QMessageBox.question(self, "No mail app", "No mail app is set up to open emails. Save the email as "
+                                   "a .eml file instead (most mail apps open those)?")
+        if ask == QMessageBox.StandardButton.Yes:
+            self._save_dialog()
 
     def set_busy(self, busy: bool) -> None:
         for b in (self.generate, self.regen, self.refine):
@@ -348,12 +383,8 @@ class EmailView(QWidget):
         return f"mailto:{urllib.parse.quote(self.to.text()) if '@' in self.to.text() else ''}?{q}"
 
     def eml_bytes(self) -> bytes:
-        msg = email.message.EmailMessage()
-        msg["Subject"] = self.subject.text()
-        if "@" in self.to.text():
-            msg["To"] = self.to.text()
-        msg.set_content(self.body.toPlainText())
-        return bytes(msg)
+        return mail.message_file(self.subject.text(), self.body.toPlainText(), self.to.text(),
+                                 self.thread.toPlainText())
 
     def save_eml(self, path: str | Path) -> None:
         Path(path).write_bytes(self.eml_bytes())

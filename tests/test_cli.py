@@ -9,10 +9,10 @@ import pytest
 from wren.engine.runtime import native
 
 
-def wren(*args, env=None, timeout=300):
+def wren(*args, env=None, timeout=300, stdin=None):
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "wren.engine.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+                          timeout=timeout, env=full_env, input=stdin)
     return proc
 
 
@@ -149,3 +149,22 @@ def test_corrupt_model_is_a_clear_error(tmp_path):
     bad.write_bytes(b"GGUF" + bytes(40))
     proc = wren("run", "-m", str(bad), "--raw", str(bad))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "bad.gguf" in proc.stderr
+
+
+def test_chat_prompt_ctrl_c_clears_the_line_and_ctrl_d_quits(monkeypatch, capsys):
+    """At `wren chat`'s prompt Ctrl+C throws away what was typed and asks again; only Ctrl+D (end of input) leaves."""
+    from wren.engine import cli
+
+    answers = iter([KeyboardInterrupt, "hello", EOFError])
+
+    def fake_input(prompt=""):
+        a = next(answers)
+        if isinstance(a, type) and issubclass(a, BaseException):
+            raise a
+        return a
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    assert cli.read_prompt("> ") == ""
+    assert "Ctrl+D" in capsys.readouterr().err
+    assert cli.read_prompt("> ") == "hello"
+    assert cli.read_prompt("> ") is None

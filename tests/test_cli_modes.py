@@ -57,6 +57,7 @@ def test_summarize_json(smollm2, tmp_path):
     out = json.loads(run_json("summarize", "-m", smollm2, str(doc), "--style", "key-points",
                               "--length", "short").stdout)
     assert set(out) == {"summary"} and out["summary"].strip()
+    assert all(line.startswith("- ") for line in out["summary"].splitlines())  # key points: bullet lines
 
 
 def test_chat_reads_turns_from_stdin_and_keeps_them_in_the_history(smollm2, tmp_path):
@@ -115,3 +116,29 @@ def test_models_list_json(smollm2):
     assert names["SmolLM2-135M-Instruct"]["installed"]
     proc = wren("models", "remove", "no-such-model")
     assert proc.returncode == 1 and "no installed model" in proc.stderr
+
+
+@pytest.mark.model
+def test_summarize_output_is_the_summary_alone_and_long_jobs_show_progress(smollm2, tmp_path):
+    """stdout holds the summary only (no progress line over it); stderr, not a terminal here, says how a long job
+    (a text cut into parts) gets on, line by line."""
+    doc = tmp_path / "long.txt"
+    doc.write_text("\n\n".join(f"Section {i}. The team met on day {i} and agreed on step {i} of the plan. "
+                               f"Each member will report on it within {i + 2} days." for i in range(60)))
+    proc = wren("summarize", "-m", smollm2, "-t", "1", "--ctx", "512", "--style", "tldr", str(doc))
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout and "summarizing" not in proc.stdout and "%" not in proc.stdout
+    assert proc.stdout.strip() and len(proc.stdout.strip().splitlines()) == 1
+    assert "\r" not in proc.stderr  # not a terminal: no redrawn line
+    assert "summarizing" in proc.stderr and "parts" in proc.stderr
+
+
+@pytest.mark.model
+def test_chat_commands_are_handled_locally(smollm2):
+    proc = wren("chat", "-m", smollm2, "--no-save", "--json", stdin="/help\n/new\n/nonsense\n/quit\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""  # nothing was sent to the model
+    for cmd in ("/help", "/new", "/regen", "/quit"):
+        assert cmd in proc.stderr
+    assert "new conversation" in proc.stderr.lower()
+    assert "unknown command /nonsense" in proc.stderr

@@ -1,11 +1,13 @@
 """The modes' prompt builders and output handling, on text alone (no model): parsing what a small model may write,
 splitting long text, keeping pasted text as data."""
+import re
+
 import pytest
 
 from wren.engine.assistant import EmailDraft, ModeError
 from wren.engine.assistant.email import email_messages, parse_email, refine_messages
-from wren.engine.assistant.reply import clean_reply, needs_no_reply, parse_replies
-from wren.engine.assistant.summarize import _tidy, split_text, summary_messages
+from wren.engine.assistant.reply import clean_reply, needs_no_reply, parse_replies, reply_sender
+from wren.engine.assistant.summarize import _tidy, finish_summary, split_text, summary_messages
 
 
 def test_email_with_subject_line():
@@ -109,3 +111,85 @@ def test_summary_tidy_drops_prefaces_and_echoed_markers():
     assert _tidy("Here is a summary of the document:\n\n<document>\nThe library closes.\n</document>") == \
         "The library closes."
     assert _tidy("Here are the key points:") == "Here are the key points:"  # nothing else: kept
+
+
+def test_summary_prompts_do_not_name_parts():
+    """The part a prompt summarizes is not named in it: a small model echoes "summary of part 2 of 3"."""
+    for msgs in (summary_messages("x", "paragraph", "medium", part=True),
+                 summary_messages("x", "paragraph", "medium", combine=True)):
+        assert not re.search(r"part \d|of \d+", msgs[-1]["content"])
+    assert _tidy("This is a summary of part 2 of 3 of a document. The budget rose by 4%.") == "The budget rose by 4%."
+    assert "part" not in _tidy("Part 1 of 2: The budget rose.\n\nIn part 2 of 2, the budget fell.").lower()
+
+
+def test_summary_never_ends_mid_sentence():
+    assert finish_summary("The library closes at six. It opens again on Monday and the", "paragraph") == \
+        "The library closes at six."
+    assert finish_summary("The library closes at six", "paragraph") == "The library closes at six"  # nothing to cut to
+    assert finish_summary("- The library closes.\n- It opens on Monday.\n- New books arri", "key_points", cut=True) == \
+        "- The library closes.\n- It opens on Monday."
+
+
+def test_tldr_is_one_or_two_sentences():
+    text = ("The council met on Monday.\n\nIt agreed to close the library early. Staff will be moved. "
+            "A review follows in May.")
+    out = finish_summary(text, "tldr")
+    assert out == "The council met on Monday. It agreed to close the library early."
+    assert finish_summary("A one-sentence TLDR of this document: The library opens a room.", "tldr") == \
+        "The library opens a room."
+    assert finish_summary("- The council agreed to close the library early.", "tldr") == \
+        "The council agreed to close the library early."
+
+
+def test_key_points_are_bullet_lines():
+    prose = "The council met on Monday. It agreed to close the library early. Staff will be moved."
+    assert finish_summary(prose, "key_points") == ("- The council met on Monday.\n- It agreed to close the library "
+                                                   "early.\n- Staff will be moved.")
+    assert finish_summary("No action items.", "action_items") == "No action items."
+    mixed = "Key points:\n1. The council met.\n* It agreed to close early.\n\u2022 Staff will be moved."
+    assert finish_summary(mixed, "key_points") == "- The council met.\n- It agreed to close early.\n- Staff will be moved."
+
+
+def test_refined_email_has_no_markup_left():
+    d = parse_email("<draft>\nSubject: Lunch\n\nHi Sam,\nNoon works.\nBest, Ana\n</draft>\n</email>")
+    assert d.subject == "Lunch" and d.body == "Hi Sam,\nNoon works.\nBest, Ana"
+    assert parse_email("Subject: X\n\nWrite to <ana@example.org> today.").body == "Write to <ana@example.org> today."
+
+
+def test_refine_prompts_ask_for_a_measurable_change():
+    draft = EmailDraft("Lunch", " ".join(["word"] * 100))
+    assert "at most 50 words" in refine_messages(draft, "shorter")[-1]["content"]
+    assert "at least 150 words" in refine_messages(draft, "longer")[-1]["content"]
+
+
+class FakeEngine:
+    """Answers each generation with the next of its texts."""
+
+    def __init__(self, *texts):
+        from wren.engine.settings import Settings
+        self.settings, self.texts, self.seeds = Settings(), list(texts), []
+
+    async def generate(self, request):
+        from wren.engine.engine import Done, Stats
+        self.seeds.append(request.sampling.seed)
+        yield Done(Stats(finish_reason="stop"), self.texts.pop(0))
+
+
+def test_refine_asks_again_when_the_email_came_back_unchanged():
+    import asyncio
+    from wren.engine.assistant import refine_email
+
+    draft = EmailDraft("Lunch", "Hi Sam,\nNoon works for me on Friday.\nBest, Ana")
+    same = "Subject: Lunch\n\nHi Sam,\nNoon works for me on Friday.\nBest, Ana\n</draft>"
+    engine = FakeEngine(same, "Subject: Lunch\n\nHi Sam, noon Friday works.\nAna")
+    new = asyncio.run(refine_email(engine, draft, "shorter"))
+    assert new.body == "Hi Sam, noon Friday works.\nAna" and len(engine.seeds) == 2
+    assert engine.seeds[0] != engine.seeds[1]
+
+
+def test_the_sender_of_a_message_is_found():
+    assert reply_sender("Hi, can you review my pull request today?\n\nThanks,\nPriya") == "Priya"
+    assert reply_sender("Could you send the report by Friday? Thanks, Dana") == "Dana"
+    assert reply_sender("From: Priya Shah <priya@example.org>\nSubject: PR\n\nCan you review it?") == \
+        "Priya Shah <priya@example.org>"
+    assert reply_sender("Are you coming to lunch?") == ""

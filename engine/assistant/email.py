@@ -13,11 +13,14 @@ from wren.engine.runtime.sampling import SamplingParams
 
 TONES = ("formal", "neutral", "friendly", "direct")
 LENGTHS = ("short", "medium", "long")
-REFINEMENTS = {
-    "shorter": "Make it noticeably shorter; keep every point.",
-    "longer": "Make it somewhat longer and more complete; do not invent facts.",
-    "formal": "Make it more formal and polite.",
-    "friendlier": "Make it warmer and friendlier.",
+REFINEMENTS = {  # {words}: the body's length now; a target a small model can see it must change the text for
+    "shorter": "Rewrite it much shorter: at most {half} words (it has {words} now). Keep every point; drop "
+               "pleasantries and repetition.",
+    "longer": "Rewrite it longer: at least {more} words (it has {words} now). Explain each point more fully; do "
+              "not invent facts.",
+    "formal": "Rewrite it in a formal, polite register: a formal greeting and sign-off, no contractions, no "
+              "casual words.",
+    "friendlier": "Rewrite it warmer and friendlier: a friendly greeting, a personal touch, a warm sign-off.",
 }
 
 
@@ -55,7 +58,9 @@ def refine_messages(draft: EmailDraft, how: str) -> list[dict]:
     how = check_choice(how, tuple(REFINEMENTS), "refinement")
     system = ("You revise emails. Answer with the revised email only, in this form:\n"
               "Subject: <subject>\n\n<body>")
-    user = (f"{REFINEMENTS[how]}\n\nThe email:\n"
+    words = len(draft.body.split())
+    ask = REFINEMENTS[how].format(words=words, half=max(words // 2, 10), more=max(words * 3 // 2, words + 20))
+    user = (f"{ask} Change the wording; do not answer with the same email.\n\nThe email:\n"
             + quote_data(f"Subject: {draft.subject}\n\n{draft.body}", "draft"))
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -66,6 +71,7 @@ _SUBJECT = re.compile(r"^\s*(?:\*\*|#+\s*)?subject\s*(?:line)?\s*[:\-]\s*(?:\*\*
 def parse_email(text: str, points: str = "") -> EmailDraft:
     """Subject and body from what the model wrote. Without a "Subject:" line, the subject is made from the
     body's first sentence (or the points)."""
+    text = re.sub(r"</?\s*[A-Za-z][\w-]*\s*/?>", "", text)  # markup a model echoes (<draft>, </email>, <br/>)
     lines = text.replace("\r\n", "\n").strip().split("\n")
     subject = ""
     for i, line in enumerate(lines[:6]):
@@ -76,7 +82,7 @@ def parse_email(text: str, points: str = "") -> EmailDraft:
             break
     while lines and (not lines[0].strip() or _SUBJECT.match(lines[0])):  # a repeated subject line is not body
         lines = lines[1:]
-    body_lines = [ln for ln in lines if not re.match(r"^\s*(?:\*\*)?body\s*:?\s*(?:\*\*)?\s*$", ln, re.I)]
+    body_lines = [ln.rstrip() for ln in lines if not re.match(r"^\s*(?:\*\*)?body\s*:?\s*(?:\*\*)?\s*$", ln, re.I)]
     body = "\n".join(body_lines).strip()
     body = re.sub(r"\n{3,}", "\n\n", body)
     if not subject:
@@ -113,12 +119,20 @@ async def draft_email(engine: Engine, points: str, to: str = "", thread: str = "
 
 
 async def refine_email(engine: Engine, draft: EmailDraft, how: str, sampling: SamplingParams | None = None,
-                       on_token: Callable[[str], None] | None = None) -> EmailDraft:
+                       on_token: Callable[[str], None] | None = None, attempts: int = 2) -> EmailDraft:
+    """The draft rewritten as asked; an answer that gives the same email back is asked again (another seed, a little
+    warmer). What comes back may still be unchanged: the caller compares and says so."""
     mode = engine.settings.mode("email")
-    done = await complete(engine, refine_messages(draft, how), sampling or mode.params(), mode.max_new_tokens,
-                          on_token, grammar="email")
-    new = parse_email(done.text, draft.subject)
-    if not new.body.strip():
-        new.body = draft.body
-    new.cancelled = done.reason == "cancelled"
+    params = sampling or mode.params()
+    for attempt in range(attempts):
+        done = await complete(engine, refine_messages(draft, how), params, mode.max_new_tokens, on_token,
+                              grammar="email")
+        new = parse_email(done.text, draft.subject)
+        if not new.body.strip():
+            new.body = draft.body
+        new.cancelled = done.reason == "cancelled"
+        if new.cancelled or new.body.split() != draft.body.split():
+            break
+        params = replace(params, seed=(params.seed or 0) + 7919 * (attempt + 1),
+                         temperature=max(params.temperature, 0.6))
     return new

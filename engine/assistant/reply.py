@@ -95,6 +95,21 @@ def parse_replies(text: str) -> list[str]:
     return out
 
 
+_FROM = re.compile(r"^from:\s*(.+?)\s*$", re.I | re.M)
+_SIGN_OFF = re.compile(r"(?:thanks|thank you|best|regards|cheers|kind regards|best regards|all the best|yours)"
+                       r"[,.!]?\s+([A-Z][\w'\-]+(?:\s[A-Z][\w'\-]+)?)[.!]?\s*$", re.I)
+
+
+def reply_sender(message: str) -> str:
+    """Who wrote a received message: its From header, else the name after its sign-off ("Thanks, Priya"); "" when
+    neither is there."""
+    m = _FROM.search(message)
+    if m:
+        return m.group(1)
+    m = _SIGN_OFF.search(message.strip())
+    return m.group(1) if m and m.group(1)[0].isupper() else ""
+
+
 def needs_no_reply(message: str) -> str:
     """Why a message needs no reply (an automated notice), or "" when it may."""
     m = _AUTOMATED.search(message)

@@ -13,7 +13,7 @@ import numpy as np
 
 from wren.engine.runtime import native
 from wren.engine.runtime.model import Context, Model
-from wren.engine.runtime.sampling import LogitsProcessor, Sampler
+from wren.engine.runtime.sampling import LogitsProcessor, Sampler, loop_block
 from wren.engine.runtime.tokenizer import Tokenizer
 
 
@@ -28,7 +28,7 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     ttft_seconds: float = 0.0  # from the request to the first generated token
-    finish_reason: str = ""  # stop, length, cancelled (the engine adds error)
+    finish_reason: str = ""  # stop, length, cancelled, repetition (the engine adds error)
     cached_tokens: int = 0  # prompt tokens the KV cache already held (not prefilled again)
     error: str = ""
 
@@ -140,6 +140,7 @@ class Generator:
 
         cancelled() is asked after every prompt batch and every decoded token; when it says yes the stream ends
         with finish_reason "cancelled" (set the context's abort flag too, to stop a prompt batch between layers).
+        An answer whose end repeats one block sampler.params.loop_repeats times in a row ends with "repetition".
         on_prefill(done, total) reports prefill progress after each batch. A constraint masks the logits before each
         draw and is told each token drawn; when it is finished the stream ends with finish_reason "stop"."""
         stats = stats if stats is not None else GenerationStats()
@@ -183,6 +184,9 @@ class Generator:
                     break
             if cancelled and cancelled():
                 stats.finish_reason = "cancelled"
+                break
+            if loop_block(history[len(prompt_ids):], sampler.params.loop_repeats):
+                stats.finish_reason = "repetition"
                 break
             if i + 1 == max_new_tokens:
                 break

@@ -22,6 +22,7 @@ class SamplingParams:
     repeat_penalty: float = 1.1  # 1: off
     repeat_last_n: int = 64
     seed: int | None = None
+    loop_repeats: int = 3  # the answer stops when its end is one block said this many times in a row (0: off)
 
     @property
     def greedy(self) -> bool:
@@ -41,6 +42,8 @@ class SamplingParams:
             problems.append(f"repeat_penalty {self.repeat_penalty} (above 0, at most 10)")
         if self.repeat_last_n < 0:
             problems.append(f"repeat_last_n {self.repeat_last_n} (0 or more)")
+        if self.loop_repeats < 0 or self.loop_repeats == 1:
+            problems.append(f"loop_repeats {self.loop_repeats} (0: off, or 2 or more)")
         if problems:
             raise ValueError("invalid sampling settings: " + ", ".join(problems))
         return self
@@ -55,7 +58,25 @@ class LogitsProcessor(Protocol):
     def accept(self, token: int) -> None: ...
 
 
-GREEDY = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+GREEDY = SamplingParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, loop_repeats=0)
+
+LOOP_MIN_TOKENS = 32  # a loop spans at least this many tokens: "!!!" or a ruler of dashes is not one
+LOOP_MAX_BLOCK = 256  # the longest repeated block looked for, in tokens
+
+
+def loop_block(tokens: Sequence[int], repeats: int, min_tokens: int = LOOP_MIN_TOKENS,
+               max_block: int = LOOP_MAX_BLOCK) -> int:
+    """The length of the block of tokens that the end of tokens repeats at least `repeats` times in a row (and over
+    at least min_tokens tokens), or 0 when it does not end in such a loop."""
+    if repeats < 2 or len(tokens) < min_tokens:
+        return 0
+    tail = np.asarray(tokens[-max(min_tokens, repeats * max_block):], dtype=np.int64)
+    n = tail.size
+    for size in np.flatnonzero(tail[n - 1] == tail[n - 2 - np.arange(min(max_block, n - 1))]) + 1:
+        span = size * max(repeats, -(-min_tokens // size))
+        if span <= n and np.array_equal(tail[n - span + size:], tail[n - span:n - size]):
+            return int(size)
+    return 0
 
 
 def apply_repetition_penalty(logits: np.ndarray, recent: Sequence[int], penalty: float) -> np.ndarray:

@@ -153,7 +153,7 @@ def test_corrupt_model_is_a_clear_error(tmp_path):
 
 def test_chat_prompt_ctrl_c_clears_the_line_and_ctrl_d_quits(monkeypatch, capsys):
     """At `wren chat`'s prompt Ctrl+C throws away what was typed and asks again; only Ctrl+D (end of input) leaves."""
-    from wren.engine import cli
+    from wren.engine.cli import chat as cli
 
     answers = iter([KeyboardInterrupt, "hello", EOFError])
 

@@ -26,7 +26,8 @@ from wren.gui.settings.banner import SettingsBanner
 from wren.gui.theme import apply_theme
 from wren.engine.store import Store
 from wren.gui.status import Banner, ElidedLabel, engine_text, speed_text
-from wren.gui.views import ChatView, EmailView, ReplyView, StreamBuffer, SummarizeView
+from wren.gui.chat_view import ChatView
+from wren.gui.views import EmailView, ReplyView, StreamBuffer, SummarizeView
 
 NARROW = 900  # below this width the sidebar folds away
 

@@ -1,4 +1,4 @@
-"""The four mode views: chat, draft email, smart reply, summarize. They hold widgets and emit requests; the main
+"""The mode views: draft email, smart reply, summarize (the chat view is gui/chat_view.py), and what they share. They hold widgets and emit requests; the main
 window runs the requests on the engine and feeds results back, so every view can be tested without a model."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def set_markdown(browser: QTextBrowser, text: str) -> None:
     browser.document().setMarkdown(text, MARKDOWN)
 
 
-def _button(text: str, name: str, tip: str = "") -> QPushButton:
+def button(text: str, name: str, tip: str = "") -> QPushButton:
     b = QPushButton(text)
     b.setAccessibleName(name)
     b.setMinimumHeight(36)
@@ -32,7 +32,7 @@ def _button(text: str, name: str, tip: str = "") -> QPushButton:
     return b
 
 
-def _send_shortcut(widget: QWidget, slot) -> None:
+def send_shortcut(widget: QWidget, slot) -> None:
     for seq in ("Ctrl+Return", "Ctrl+Enter"):
         sc = QShortcut(QKeySequence(seq), widget)
         sc.setContext(Qt.WidgetWithChildrenShortcut)
@@ -71,184 +71,6 @@ class StreamBuffer:
 # ---- chat ------------------------------------------------------------------------------------------------------
 
 
-class ChatView(QWidget):
-    """The conversation as Markdown, an input box, and Send / Stop / Regenerate / Copy. Each user message has an
-    "edit" link: its text comes back into the input, and sending replaces it and what followed. The input box and an
-    edit in progress belong to the conversation shown: another conversation has its own, and coming back brings them
-    back. A message leaves the input only once the window has taken it (sent())."""
-    sendRequested = Signal(str, object)  # text, id of the user message being edited (None for a new one)
-    stopRequested = Signal()
-    regenerateRequested = Signal()
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.messages: list[dict] = []  # {"id", "role", "content", "complete"}
-        self.key: object = None  # the conversation shown (None: a new one)
-        self.drafts: dict[object, tuple[str, object, str]] = {}  # other conversations' (input, editing, before_edit)
-        self.editing: object = None
-        self.before_edit = ""  # what the input held when the edit began: cancelling the edit brings it back
-        self.busy = False
-        self.streaming = False
-        self.transcript = QTextBrowser()
-        self.transcript.setAccessibleName("Conversation")
-        self.transcript.setOpenLinks(False)
-        self.transcript.anchorClicked.connect(self._anchor)
-        self.input = QPlainTextEdit()
-        self.input.setAccessibleName("Message")
-        self.input.setPlaceholderText("Ask anything. Ctrl+Enter sends, Esc stops.")
-        self.input.setMaximumHeight(120)
-        self.edit_label = QLabel("Editing an earlier message: sending replaces it and everything after it.")
-        self.edit_label.setWordWrap(True)
-        self.cancel_edit = _button("Cancel edit", "Cancel edit", "Keep the message as it was")
-        self.edit_row = QWidget()
-        edit_layout = QHBoxLayout(self.edit_row)
-        edit_layout.setContentsMargins(0, 0, 0, 0)
-        edit_layout.addWidget(self.edit_label, 1)
-        edit_layout.addWidget(self.cancel_edit)
-        self.edit_row.setVisible(False)
-        self.send = _button("Send", "Send", "Send (Ctrl+Enter)")
-        self.stop = _button("Stop", "Stop", "Stop the answer (Esc)")
-        self.regen = _button("Regenerate", "Regenerate", "Answer the last message again")
-        self.copy = _button("Copy", "Copy answer", "Copy the last answer")
-        self.send.clicked.connect(self._send)
-        self.stop.clicked.connect(self.stopRequested)
-        self.regen.clicked.connect(self.regenerateRequested)
-        self.copy.clicked.connect(self._copy_last)
-        self.cancel_edit.clicked.connect(self._cancel_edit)
-        _send_shortcut(self, self._send)
-        buttons = QHBoxLayout()
-        for b in (self.send, self.stop, self.regen, self.copy):
-            buttons.addWidget(b)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.transcript, 1)
-        layout.addWidget(self.edit_row)
-        layout.addWidget(self.input)
-        layout.addLayout(buttons)
-        self.stream = StreamBuffer(self, self._show_partial)
-        self._update_buttons()
-
-    # what the window calls
-    def show_conversation(self, key, messages: list[dict]) -> None:
-        """Show another conversation (key: its id, None for a new one), with its own input and edit."""
-        if key != self.key:
-            text = self.input.toPlainText()
-            if text.strip() or self.editing is not None:
-                self.drafts[self.key] = (text, self.editing, self.before_edit)
-            text, self.editing, self.before_edit = self.drafts.pop(key, ("", None, ""))
-            self.key = key
-            self.input.setPlainText(text)
-            self.edit_row.setVisible(self.editing is not None)
-        self.set_messages(messages)
-
-    def sent(self, key) -> None:
-        """The window took the message in the input (to the conversation `key`): the input is free again."""
-        self.key = key
-        self.editing, self.before_edit = None, ""
-        self.edit_row.setVisible(False)
-        self.input.clear()
-
-    def forget(self, key) -> None:
-        """The conversation `key` is gone, and so is what was typed for it."""
-        self.drafts.pop(key, None)
-        if key == self.key:
-            self.sent(None)
-
-    def set_messages(self, messages: list[dict]) -> None:
-        self.messages = [dict(m) for m in messages]
-        self.render()
-        self._update_buttons()
-
-    def begin_answer(self) -> None:
-        self.messages.append({"id": None, "role": "assistant", "content": "", "complete": False})
-        self.streaming = True
-        self.stream.start()
-        self.render()
-
-    def add_token(self, piece: str) -> None:
-        self.stream.add(piece)
-
-    def end_answer(self, messages: list[dict]) -> None:
-        """The answer is over (or never came): the conversation as it now stands."""
-        self.stream.stop()
-        self.streaming = False
-        self.set_messages(messages)
-
-    def set_busy(self, busy: bool) -> None:
-        self.busy = busy
-        self._update_buttons()
-
-    def _update_buttons(self) -> None:
-        """Regenerate answers the last question again: also one whose answer was stopped before it began."""
-        self.send.setEnabled(not self.busy)
-        self.regen.setEnabled(not self.busy and any(m["role"] == "user" for m in self.messages))
-        self.copy.setEnabled(any(m["role"] == "assistant" and m["content"] for m in self.messages))
-        self.stop.setEnabled(self.busy)
-
-    def markdown(self) -> str:
-        parts = []
-        for m in self.messages:
-            if m["role"] == "system":
-                continue
-            if m["role"] == "user":
-                link = f" [edit](edit:{m['id']})" if m.get("id") is not None else ""
-                parts.append(f"**You**{link}\n\n{m['content']}")
-            else:
-                streaming = self.streaming and m is self.messages[-1]
-                note = "" if m.get("complete", True) or streaming else "\n\n*(stopped)*"
-                parts.append(f"**Wren**\n\n{m['content'] or '…'}{note}")
-        return "\n\n---\n\n".join(parts)
-
-    def render(self) -> None:
-        """Draw the conversation again; the view follows the end only when it was there, else it stays put."""
-        bar = self.transcript.verticalScrollBar()
-        place = bar.value()
-        at_end = place >= bar.maximum() - 4
-        set_markdown(self.transcript, self.markdown())
-        bar.setValue(bar.maximum() if at_end else place)
-
-    def _show_partial(self, text: str) -> None:
-        if self.messages and self.messages[-1]["role"] == "assistant":
-            self.messages[-1]["content"] = text
-            self.render()
-
-    def _send(self) -> None:
-        if not self.send.isEnabled():
-            return
-        text = self.input.toPlainText().strip()
-        if text:
-            self.sendRequested.emit(text, self.editing)
-
-    def _anchor(self, url: QUrl) -> None:
-        if url.scheme() == "edit":
-            mid = url.path() or url.toString().split(":", 1)[1]
-            for m in self.messages:
-                if str(m.get("id")) == mid and m["role"] == "user":
-                    self.start_edit(m["id"], m["content"])
-
-    def start_edit(self, mid, text: str) -> None:
-        if self.editing is None:
-            self.before_edit = self.input.toPlainText()
-        self.editing = mid
-        self.input.setPlainText(text)
-        self.edit_row.setVisible(True)
-        self.input.setFocus()
-
-    def _cancel_edit(self) -> None:
-        self.editing = None
-        self.input.setPlainText(self.before_edit)
-        self.before_edit = ""
-        self.edit_row.setVisible(False)
-
-    def _copy_last(self) -> None:
-        for m in reversed(self.messages):
-            if m["role"] == "assistant":
-                QGuiApplication.clipboard().setText(m["content"])
-                return
-
-
-# ---- draft email -----------------------------------------------------------------------------------------------
-
-
 class EmailView(QWidget):
     draftRequested = Signal(dict)  # points, to, thread, tone, length
     refineRequested = Signal(str, str, str)  # how, subject, body
@@ -274,23 +96,23 @@ class EmailView(QWidget):
         self.length.setAccessibleName("Length")
         self.length.addItems(["Short", "Medium", "Long"])
         self.length.setCurrentText("Medium")
-        self.generate = _button("Draft", "Draft email", "Write the email (Ctrl+Enter)")
-        self.stop = _button("Stop", "Stop")
+        self.generate = button("Draft", "Draft email", "Write the email (Ctrl+Enter)")
+        self.stop = button("Stop", "Stop")
         self.subject = QLineEdit()
         self.subject.setAccessibleName("Subject")
         self.body = QPlainTextEdit()
         self.body.setAccessibleName("Body")
-        self.copy = _button("Copy", "Copy email")
-        self.regen = _button("Regenerate", "Regenerate email")
-        self.refine = _button("Refine", "Refine email")
+        self.copy = button("Copy", "Copy email")
+        self.regen = button("Regenerate", "Regenerate email")
+        self.refine = button("Refine", "Refine email")
         menu = QMenu(self.refine)
         for label, how in (("Shorter", "shorter"), ("Longer", "longer"), ("More formal", "formal"),
                            ("Friendlier", "friendlier")):
             act = menu.addAction(label)
             act.triggered.connect(lambda _=False, h=how: self._refine(h))
         self.refine.setMenu(menu)
-        self.mailto = _button("Open in mail app", "Open in mail app")
-        self.save = _button("Save as .eml", "Save as eml")
+        self.mailto = button("Open in mail app", "Open in mail app")
+        self.save = button("Save as .eml", "Save as eml")
         self.generate.clicked.connect(self._draft)
         self.regen.clicked.connect(self._draft)
         self.stop.clicked.connect(self.stopRequested)
@@ -301,7 +123,7 @@ class EmailView(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self._refining: tuple[str, str] | None = None  # the email a refinement started from
-        _send_shortcut(self, self._draft)
+        send_shortcut(self, self._draft)
 
         form = QFormLayout()
         form.addRow("Say", self.points)
@@ -408,8 +230,8 @@ class ReplyView(QWidget):
         self.message = QPlainTextEdit()
         self.message.setAccessibleName("Received message")
         self.message.setPlaceholderText("Paste a message you received.")
-        self.suggest = _button("Suggest replies", "Suggest replies", "Three short replies (Ctrl+Enter)")
-        self.stop = _button("Stop", "Stop")
+        self.suggest = button("Suggest replies", "Suggest replies", "Three short replies (Ctrl+Enter)")
+        self.stop = button("Stop", "Stop")
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.chips: list[tuple[QLabel, QPushButton, QPushButton]] = []
@@ -421,8 +243,8 @@ class ReplyView(QWidget):
             label.setAccessibleName(f"Reply {i + 1}")
             label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
             label.setStyleSheet("QLabel { border: 1px solid palette(mid); border-radius: 14px; padding: 8px; }")
-            copy = _button("Copy", f"Copy reply {i + 1}")
-            expand = _button("Expand", f"Expand reply {i + 1} into an email")
+            copy = button("Copy", f"Copy reply {i + 1}")
+            expand = button("Expand", f"Expand reply {i + 1} into an email")
             copy.clicked.connect(lambda _=False, n=i: QGuiApplication.clipboard().setText(self.chips[n][0].text()))
             expand.clicked.connect(lambda _=False, n=i: self.expandRequested.emit(
                 self.chips[n][0].text(), self.message.toPlainText()))
@@ -434,7 +256,7 @@ class ReplyView(QWidget):
             self.chips.append((label, copy, expand))
         self.suggest.clicked.connect(self._suggest)
         self.stop.clicked.connect(self.stopRequested)
-        _send_shortcut(self, self._suggest)
+        send_shortcut(self, self._suggest)
         top = QHBoxLayout()
         top.addStretch(1)
         top.addWidget(self.suggest)
@@ -501,8 +323,8 @@ class SummarizeView(QWidget):
         self.text.setAccessibleName("Text to summarize")
         self.text.setPlaceholderText("Paste text, drop a .txt/.md/.eml file, or open one.")
         self.text.fileDropped.connect(self.load_file)
-        self.open = _button("Open file…", "Open file")
-        self.paste = _button("Paste clipboard", "Paste clipboard")
+        self.open = button("Open file…", "Open file")
+        self.paste = button("Paste clipboard", "Paste clipboard")
         self.style = QComboBox()
         self.style.setAccessibleName("Summary style")
         for label, _ in self.STYLES:
@@ -514,22 +336,22 @@ class SummarizeView(QWidget):
         self.size = QLabel()
         self.size.setAccessibleName("Input size")
         self.size.setWordWrap(True)
-        self.go = _button("Summarize", "Summarize", "Summarize (Ctrl+Enter)")
-        self.stop = _button("Stop", "Stop")
+        self.go = button("Summarize", "Summarize", "Summarize (Ctrl+Enter)")
+        self.stop = button("Stop", "Stop")
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Summary progress")
         self.progress.setRange(0, 1000)
         self.progress.setVisible(False)
         self.result = QTextBrowser()
         self.result.setAccessibleName("Summary")
-        self.copy = _button("Copy", "Copy summary")
+        self.copy = button("Copy", "Copy summary")
         self.open.clicked.connect(self._open_dialog)
         self.paste.clicked.connect(self.paste_clipboard)
         self.go.clicked.connect(self._go)
         self.stop.clicked.connect(self.stopRequested)
         self.copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.result.toPlainText()))
         self.text.textChanged.connect(lambda: self.textChanged.emit(self.text.toPlainText()))
-        _send_shortcut(self, self._go)
+        send_shortcut(self, self._go)
         sources = QHBoxLayout()  # two rows: every label keeps its width on a small screen at a large font size
         sources.addWidget(self.open)
         sources.addWidget(self.paste)

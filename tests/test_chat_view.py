@@ -3,7 +3,7 @@ how a stopped answer shows, and whose the text in the input box and an edit in p
 import pytest
 from PySide6.QtCore import QUrl
 
-from wren.gui.views import ChatView
+from wren.gui.chat_view import ChatView
 
 pytestmark = pytest.mark.gui
 

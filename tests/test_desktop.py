@@ -283,7 +283,7 @@ def test_enter_sends_when_the_setting_says_so(qtbot):
     from PySide6.QtCore import Qt
 
     from wren.gui.empty_state import EnterSends
-    from wren.gui.views import ChatView
+    from wren.gui.chat_view import ChatView
 
     chat = ChatView()
     qtbot.addWidget(chat)

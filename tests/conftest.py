@@ -111,17 +111,42 @@ def tiny(tmp_path):
 # ---- the window's event loop, and `wren serve` processes ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def loop(qapp):
-    """A qasync event loop on the Qt application (the window's; the remote engine's coroutines run on it too)."""
+def _finish_pending(lp) -> None:
+    """Let what the module's windows and dialogs left running end on the loop (a network listener letting go of its
+    sockets, say); what does not end within a minute is cancelled."""
     import asyncio
 
+    pending = [t for t in asyncio.all_tasks(lp) if not t.done()]
+    if pending:
+        _, late = lp.run_until_complete(asyncio.wait(pending, timeout=60))
+        for t in late:
+            t.cancel()
+        if late:
+            lp.run_until_complete(asyncio.wait(late))
+
+
+@pytest.fixture(scope="session")
+def _qt_event_loop(qapp):
+    """One qasync loop for the whole run, closed at its end on the main thread. A loop per module, once closed,
+    would be freed by whichever thread next collects garbage (an engine's worker, say): its Qt objects (timers,
+    socket notifiers) deleted off the GUI thread crash the next Qt event."""
     import qasync
 
     lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
     yield lp
+    _finish_pending(lp)
+    lp.run_until_complete(lp.shutdown_asyncgens())
     lp.close()
+
+
+@pytest.fixture(scope="module")
+def loop(_qt_event_loop):
+    """The qasync event loop on the Qt application (the window's; the remote engine's coroutines run on it too)."""
+    import asyncio
+
+    asyncio.set_event_loop(_qt_event_loop)
+    yield _qt_event_loop
+    _finish_pending(_qt_event_loop)
     asyncio.set_event_loop(None)
 
 

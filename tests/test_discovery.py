@@ -94,6 +94,7 @@ def test_the_engine_page_lists_engines_on_the_network(qtbot, loop, advertised):
         dialog.key_edit.setText("k")
         s = dialog.settings()
         dialog.reject()
+        await dialog.stopping_browsing()  # its sockets are closed before the loop goes
         return s
     s = run(loop, scenario())
     assert s.engine_url == advertised and s.engine_key == "k"

@@ -115,7 +115,7 @@ def test_report_after_cancel_raises_cancelled(qtbot):
         task.report(1)
 
 
-def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, qapp):
+def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, loop):
     async def count(report):
         for i in range(3):
             report(i)
@@ -140,13 +140,7 @@ def test_an_async_task_runs_on_the_loop_and_can_be_cancelled(qtbot, qapp):
             await asyncio.sleep(0)
         return seen, stuck_seen, done, stuck
 
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    try:
-        seen, stuck_seen, done, stuck = loop.run_until_complete(asyncio.wait_for(main(), 60))
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    seen, stuck_seen, done, stuck = loop.run_until_complete(asyncio.wait_for(main(), 60))
     assert seen.done == ["three"] and seen.partial[-1] == 2 and done.result == "three"
     assert stuck_seen.failed == ["cancelled"] and stuck_seen.done == [] and stuck.error == "cancelled"
     assert seen.threads == stuck_seen.threads == {QThread.currentThread()}

@@ -73,6 +73,7 @@ class EnginePage:
         v.addStretch(1)
 
         self._browser = None
+        self._browser_stopped: asyncio.Future | None = None
         self._remote_task: asyncio.Future | None = None
         self.finished.connect(self._stop_browsing)
         self._start_browsing()
@@ -117,9 +118,15 @@ class EnginePage:
             self.found_list.addItem(f"Cannot listen on the network: {e}")
 
     def _stop_browsing(self, *_) -> None:
+        """The dialog closed: the browser lets go of its sockets (stopping_browsing() is when that is done)."""
         if self._browser is not None:
-            asyncio.ensure_future(self._browser.stop())
+            self._browser_stopped = asyncio.ensure_future(self._browser.stop())
             self._browser = None
+
+    async def stopping_browsing(self) -> None:
+        """Until the network listener of a closed dialog has closed its sockets."""
+        if self._browser_stopped is not None:
+            await self._browser_stopped
 
     def _show_found(self, found) -> None:
         self.found_list.clear()

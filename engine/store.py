@@ -1,4 +1,5 @@
-"""Conversations and messages in SQLite (stdlib sqlite3, WAL journal) in the data dir.
+"""Conversations and messages, and the results of the other modes (drafts, replies, summaries), in SQLite (stdlib
+sqlite3, WAL journal) in the data dir.
 
 Every write is committed at once: a message when it is added, a partial answer at each `update_message`, so a crash
 or a `kill -9` loses at most the text produced since the last update. Synchronous mode is NORMAL, which in WAL mode
@@ -24,7 +25,8 @@ from wren.engine.library import catalog
 
 FILE_NAME = "wren.sqlite3"
 ROLES = ("system", "user", "assistant")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+HISTORY_MODES = ("email", "reply", "summarize")  # the modes whose results are kept (a chat is a conversation)
 
 # _MIGRATIONS[n] takes a database from version n - 1 to version n
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -49,6 +51,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # how many of a chat's first messages the model no longer sees (the conversation outgrew the context)
     2: ("ALTER TABLE conversations ADD COLUMN first_kept INTEGER NOT NULL DEFAULT 0",),
+    # the results of the other modes (drafts, replies, summaries): what was asked and what came back, as JSON
+    3: (
+        """CREATE TABLE history (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               mode TEXT NOT NULL,
+               title TEXT NOT NULL,
+               input TEXT NOT NULL,
+               output TEXT NOT NULL,
+               created REAL NOT NULL,
+               updated REAL NOT NULL)""",
+        "CREATE INDEX history_by_mode ON history(mode, updated)",
+    ),
 }
 
 
@@ -83,7 +97,19 @@ class Message:
     stats: dict | None  # generation figures of an answer (ttft, tok/s, ...)
 
 
+@dataclass
+class HistoryItem:
+    id: int
+    mode: str  # one of HISTORY_MODES
+    title: str
+    input: dict  # what the mode was asked (an email's points, tone, ...; the message; the text)
+    output: dict  # what came back (the email and its earlier versions; the replies; the summary)
+    created: float
+    updated: float  # creation or last change of the output (a refinement)
+
+
 _CONVERSATION_COLUMNS = "id, title, mode, system, created, updated, first_kept"
+_HISTORY_COLUMNS = "id, mode, title, input, output, created, updated"
 
 
 def default_path() -> Path:
@@ -269,6 +295,42 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    # ---- the other modes' history ----------------------------------------------------------------------------
+    def add_history(self, mode: str, title: str, input: dict, output: dict) -> int:
+        if mode not in HISTORY_MODES:
+            raise ValueError(f"mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
+        now = time.time()
+        cur = self._db.execute("INSERT INTO history (mode, title, input, output, created, updated)"
+                               " VALUES (?, ?, ?, ?, ?, ?)", (mode, title, json.dumps(input), json.dumps(output),
+                                                              now, now))
+        return cur.lastrowid
+
+    def update_history(self, hid: int, output: dict) -> None:
+        """Replace what an item's mode gave (a refined email)."""
+        self._update_one("UPDATE history SET output = ?, updated = ? WHERE id = ?",
+                         (json.dumps(output), time.time(), hid), f"no history item {hid}")
+
+    def history(self, mode: str, limit: int = 50) -> list[HistoryItem]:
+        """The mode's items, most recently changed first."""
+        rows = self._db.execute(f"SELECT {_HISTORY_COLUMNS} FROM history WHERE mode = ?"
+                                " ORDER BY updated DESC, id DESC LIMIT ?", (mode, limit))
+        return [self._history_item(row) for row in rows]
+
+    def history_item(self, hid: int) -> HistoryItem:
+        row = self._db.execute(f"SELECT {_HISTORY_COLUMNS} FROM history WHERE id = ?", (hid,)).fetchone()
+        if row is None:
+            raise KeyError(f"no history item {hid}")
+        return self._history_item(row)
+
+    def delete_history(self, mode: str) -> None:
+        """Forget every item of a mode."""
+        self._db.execute("DELETE FROM history WHERE mode = ?", (mode,))
+
+    @staticmethod
+    def _history_item(row: tuple) -> HistoryItem:
+        hid, mode, title, input, output, created, updated = row
+        return HistoryItem(hid, mode, title, json.loads(input), json.loads(output), created, updated)
 
     # ---- export -----------------------------------------------------------------------------------------------
     def export_markdown(self, cid: int) -> str:

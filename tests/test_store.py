@@ -421,3 +421,46 @@ def test_list_model_edit_renames(store, qtmodeltester, qtbot):
     assert not model.setData(index, "Ignored", Qt.DisplayRole)
     assert store.conversation(cid).title == "Trip to Lisbon"
     qtmodeltester.check(model)
+
+
+# ---- the other modes' history (schema 3) --------------------------------------------------------------------------
+def test_a_version_2_database_is_migrated_to_keep_the_other_modes_history(tmp_path):
+    from wren.engine.store import _MIGRATIONS
+    path = tmp_path / "wren.sqlite3"
+    with sqlite3.connect(path) as db:
+        for version in (1, 2):
+            for statement in _MIGRATIONS[version]:
+                db.execute(statement)
+        db.execute("INSERT INTO conversations (title, mode, system, created, updated) VALUES ('old', 'chat', "
+                   "'Be brief.', 1, 1)")
+        db.execute("PRAGMA user_version = 2")
+    with Store(path) as s:
+        (conv,) = s.conversations()
+        assert (conv.title, conv.system) == ("old", "Be brief.")
+        hid = s.add_history("email", "Lunch", {"points": "noon"}, {"versions": [["Lunch", "Hi"]], "current": 0})
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+    with Store(path) as s:
+        item = s.history_item(hid)
+        assert (item.mode, item.title, item.input) == ("email", "Lunch", {"points": "noon"})
+        assert item.output == {"versions": [["Lunch", "Hi"]], "current": 0}
+
+
+def test_history_per_mode_most_recent_first(store):
+    a = store.add_history("email", "Lunch", {"points": "noon"}, {"versions": [["Lunch", "Hi"]], "current": 0})
+    b = store.add_history("summarize", "Report", {"text": "long"}, {"summary": "short"})
+    c = store.add_history("email", "Invoice", {"points": "pay"}, {"versions": [["Invoice", "Please"]], "current": 0})
+    assert [h.id for h in store.history("email")] == [c, a]
+    assert [h.id for h in store.history("summarize")] == [b] and store.history("reply") == []
+    store.update_history(a, {"versions": [["Lunch", "Hi"], ["Lunch", "Hey"]], "current": 1})  # a refinement
+    assert [h.id for h in store.history("email")] == [a, c]
+    assert store.history_item(a).output["current"] == 1
+    assert [h.id for h in store.history("email", limit=1)] == [a]
+    store.delete_history("email")
+    assert store.history("email") == [] and [h.id for h in store.history("summarize")] == [b]
+    with pytest.raises(ValueError):
+        store.add_history("chat", "x", {}, {})
+    with pytest.raises(KeyError):
+        store.history_item(a)
+    with pytest.raises(KeyError):
+        store.update_history(a, {})

@@ -34,6 +34,7 @@ class ChatPanel:
             return
         self.conversation = ChatController(store=self.store)
         self.chat.show_conversation(None, [])
+        self.chat.show_system("")
         self.show_mode("chat")
         self.conv_list.clearSelection()
         self.chat.input.setFocus()
@@ -43,6 +44,7 @@ class ChatPanel:
             return
         self.conversation = ChatController.open(self.store, cid)
         self.chat.show_conversation(cid, self.conversation.messages)
+        self.chat.show_system(self.conversation.system)
         self.show_mode("chat")
 
     def _conversation_clicked(self, index: QModelIndex) -> None:
@@ -79,6 +81,18 @@ class ChatPanel:
         if path:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(self.store.export_markdown(self.cid))
+
+    def edit_system_prompt(self) -> None:
+        text, ok = QInputDialog.getMultiLineText(
+            self, "System prompt", "How the model should behave in this conversation (empty for none):",
+            self.conversation.system)
+        if ok:
+            self.set_system_prompt(text)
+
+    def set_system_prompt(self, text: str) -> None:
+        """The shown conversation's system prompt, from its next answer on (kept with it in the store)."""
+        self.conversation.set_system(text)
+        self.chat.show_system(self.conversation.system)
 
     # ---- chat ----------------------------------------------------------------------------------------------------
 

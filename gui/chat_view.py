@@ -1,11 +1,12 @@
-"""The chat view: the transcript (Markdown, streamed), the message box, Send / Stop / Regenerate / Copy, and editing
-an earlier message."""
+"""The chat view: the conversation's system prompt when it has one, the transcript (Markdown, streamed), the message
+box, Send / Stop / Regenerate / Copy, and editing an earlier message."""
 from __future__ import annotations
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QTextBrowser, QVBoxLayout, QWidget
 
+from wren.gui.status import ElidedLabel
 from wren.gui.views import StreamBuffer, button, send_shortcut, set_markdown
 
 
@@ -17,6 +18,7 @@ class ChatView(QWidget):
     sendRequested = Signal(str, object)  # text, id of the user message being edited (None for a new one)
     stopRequested = Signal()
     regenerateRequested = Signal()
+    systemRequested = Signal()  # the user asks to set or change the conversation's system prompt
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -27,6 +29,16 @@ class ChatView(QWidget):
         self.before_edit = ""  # what the input held when the edit began: cancelling the edit brings it back
         self.busy = False
         self.streaming = False
+        self.system_label = ElidedLabel()
+        self.system_label.setAccessibleName("System prompt of this conversation")
+        self.system_edit = button("Edit", "Edit the system prompt", "Change how the model behaves in this conversation")
+        self.system_edit.clicked.connect(self.systemRequested)
+        self.system_row = QWidget()
+        system_layout = QHBoxLayout(self.system_row)
+        system_layout.setContentsMargins(0, 0, 0, 0)
+        system_layout.addWidget(self.system_label, 1)
+        system_layout.addWidget(self.system_edit)
+        self.system_row.setVisible(False)
         self.transcript = QTextBrowser()
         self.transcript.setAccessibleName("Conversation")
         self.transcript.setOpenLinks(False)
@@ -58,6 +70,7 @@ class ChatView(QWidget):
         for b in (self.send, self.stop, self.regen, self.copy):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.system_row)
         layout.addWidget(self.transcript, 1)
         layout.addWidget(self.edit_row)
         layout.addWidget(self.input)
@@ -77,6 +90,11 @@ class ChatView(QWidget):
             self.input.setPlainText(text)
             self.edit_row.setVisible(self.editing is not None)
         self.set_messages(messages)
+
+    def show_system(self, text: str) -> None:
+        """The conversation's system prompt, on one line above the transcript; nothing when it has none."""
+        self.system_label.setText("System prompt: " + " ".join(text.split()))
+        self.system_row.setVisible(bool(text.strip()))
 
     def sent(self, key) -> None:
         """The window took the message in the input (to the conversation `key`): the input is free again."""

@@ -22,6 +22,7 @@ from wren.gui.chat_panel import ChatPanel
 from wren.gui.conversation_model import ConversationListModel
 from wren.gui.desktop import fit_to_screen, rss_bytes
 from wren.gui.empty_state import EmptyState
+from wren.gui.mode_history import ModeHistory
 from wren.gui.settings.banner import SettingsBanner
 from wren.gui.theme import apply_theme
 from wren.engine.store import Store
@@ -131,12 +132,16 @@ class MainWindow(ChatPanel, QMainWindow):
         f = self.mode_title.font()
         f.setBold(True)
         self.mode_title.setFont(f)
+        self.system_button = QPushButton("System prompt")
+        self.system_button.setAccessibleName("System prompt of this conversation")
+        self.system_button.setToolTip("How the model should behave in this conversation")
+        self.system_button.clicked.connect(self.edit_system_prompt)
         self.settings_button = QPushButton("Settings")
         self.settings_button.setAccessibleName("Settings")
         self.settings_button.clicked.connect(self.open_settings)
         top.addWidget(self.sidebar_toggle)
         top.addWidget(self.mode_title, 1)
-        top.addWidget(self.settings_button)
+        top.addWidget(self.system_button)
         rl.addLayout(top)
         self.banner = Banner()
         rl.addWidget(self.banner)
@@ -161,6 +166,9 @@ class MainWindow(ChatPanel, QMainWindow):
         self.views = {"chat": self.chat, "email": self.email, "reply": self.reply, "summarize": self.summarize}
         for v in self.views.values():
             self.stack.addWidget(v)
+        self.history = ModeHistory(self.store, self.views, self)
+        top.addWidget(self.history.button)
+        top.addWidget(self.settings_button)
         rl.addWidget(self.stack, 1)
 
         self.splitter = QSplitter()
@@ -190,6 +198,7 @@ class MainWindow(ChatPanel, QMainWindow):
 
         self.chat.sendRequested.connect(self._chat_send)
         self.chat.regenerateRequested.connect(lambda: self.start(self._chat_regenerate()))
+        self.chat.systemRequested.connect(self.edit_system_prompt)
         self.email.draftRequested.connect(lambda req: self.start(self._draft(req)))
         self.email.refineRequested.connect(lambda how, s, b: self.start(self._refine(how, s, b)))
         self.reply.repliesRequested.connect(lambda text: self.start(self._replies(text)))
@@ -221,6 +230,8 @@ class MainWindow(ChatPanel, QMainWindow):
         self.stack.setCurrentWidget(self.views[key])
         self.mode_buttons[key].setChecked(True)
         self.mode_title.setText(MODE_LABELS[key])
+        self.system_button.setVisible(key == "chat")
+        self.history.show_for(key)
 
     def current_mode(self) -> str:
         return next(k for k, v in self.views.items() if v is self.stack.currentWidget())
@@ -234,6 +245,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.busy = busy
         for v in self.views.values():
             v.set_busy(busy)
+        self.history.set_busy(busy)
 
     def start(self, coro) -> asyncio.Future | None:
         """Run a coroutine on the event loop; its errors land in the banner, never in a crash."""
@@ -404,6 +416,8 @@ class MainWindow(ChatPanel, QMainWindow):
         finally:
             self.email_stream.stop()
         self.email.show_draft(draft.subject, draft.body)
+        if draft.body.strip():
+            self.history.record("email", req)
         self._last_stats()
 
     async def _refine(self, how: str, subject: str, body: str) -> None:
@@ -414,6 +428,7 @@ class MainWindow(ChatPanel, QMainWindow):
         finally:
             self.email_stream.stop()
         self.email.show_draft(draft.subject, draft.body)
+        self.history.record("email", new=False)
         self._last_stats()
 
     async def _replies(self, text: str) -> None:
@@ -421,6 +436,8 @@ class MainWindow(ChatPanel, QMainWindow):
         self.reply.show_replies([])
         result = await smart_reply(engine, text)
         self.reply.show_replies(result.replies, result.no_reply_needed, result.reason)
+        if result.replies or result.no_reply_needed:
+            self.history.record("reply", {"message": text})
         self._last_stats()
 
     def _expand_reply(self, chip: str, message: str) -> None:
@@ -440,6 +457,8 @@ class MainWindow(ChatPanel, QMainWindow):
             stream.stop()
             self.summarize.set_progress(None)
         self.summarize.show_summary(result.summary)
+        if result.summary.strip():
+            self.history.record("summarize", {"text": text, "style": style, "length": length})
         self._last_stats()
 
     def _last_stats(self) -> None:

@@ -1,11 +1,13 @@
-"""The mode views: draft email, smart reply, summarize (the chat view is gui/chat_view.py), and what they share. They hold widgets and emit requests; the main
-window runs the requests on the engine and feeds results back, so every view can be tested without a model."""
+"""The mode views: draft email, smart reply, summarize (the chat view is gui/chat_view.py), and what they share. They
+hold widgets and emit requests; the main window runs the requests on the engine and feeds results back, so every view
+can be tested without a model. Each view's state() is what it was asked and what it shows, as JSON-able dicts, and
+restore() brings such a pair back (the window keeps them in the store's history)."""
 from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut, QTextDocument
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMenu,
                                QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy, QTextBrowser,
@@ -68,13 +70,22 @@ class StreamBuffer:
         self._tick()
 
 
-# ---- chat ------------------------------------------------------------------------------------------------------
+def editor_can_undo(editor: QObject, redo: bool = False) -> bool:
+    """Whether a text box has typing of its own to undo (or redo)."""
+    if isinstance(editor, QLineEdit):
+        return editor.isRedoAvailable() if redo else editor.isUndoAvailable()
+    doc = editor.document()
+    return doc.isRedoAvailable() if redo else doc.isUndoAvailable()
 
 
 class EmailView(QWidget):
+    """An email from points, and its refinements. Each refinement is a new version of the email: Undo goes back to
+    the one before, Redo forward again. Ctrl+Z in the subject or body first undoes the typing there, then the
+    refinement; edits made to a version are kept when the user moves away from it."""
     draftRequested = Signal(dict)  # points, to, thread, tone, length
     refineRequested = Signal(str, str, str)  # how, subject, body
     stopRequested = Signal()
+    versionChanged = Signal()  # Undo or Redo showed another version of the email
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -120,10 +131,24 @@ class EmailView(QWidget):
             f"Subject: {self.subject.text()}\n\n{self.body.toPlainText()}"))
         self.mailto.clicked.connect(self.open_in_mail_app)
         self.save.clicked.connect(self._save_dialog)
+        self.undo = button("Undo", "Undo the refinement", "Back to the version before the refinement (Ctrl+Z)")
+        self.redo = button("Redo", "Redo the refinement", "Forward to the refined version again (Ctrl+Shift+Z)")
+        self.undo.clicked.connect(self.undo_version)
+        self.redo.clicked.connect(self.redo_version)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self._refining: tuple[str, str] | None = None  # the email a refinement started from
+        self.versions: list[list[str]] = []  # [subject, body] of the draft, then of each refinement
+        self.current = -1  # the version shown
+        self.busy = False
         send_shortcut(self, self._draft)
+        for seq, slot in ((QKeySequence.StandardKey.Undo, self.undo_version),
+                          (QKeySequence.StandardKey.Redo, self.redo_version)):
+            sc = QShortcut(QKeySequence(seq), self)  # the focus out of the subject and body (on a button, say)
+            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        for editor in (self.subject, self.body):
+            editor.installEventFilter(self)
 
         form = QFormLayout()
         form.addRow("Say", self.points)
@@ -143,7 +168,12 @@ class EmailView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(opts)
-        layout.addWidget(QLabel("Subject"))
+        versions = QHBoxLayout()
+        versions.addWidget(QLabel("Subject"))
+        versions.addStretch(1)
+        versions.addWidget(self.undo)
+        versions.addWidget(self.redo)
+        layout.addLayout(versions)
         layout.addWidget(self.subject)
         layout.addWidget(self.body, 1)
         layout.addWidget(self.note)
@@ -160,7 +190,9 @@ class EmailView(QWidget):
         self.to.setText(reply_sender(message))
         self.tone.setCurrentText("Neutral")
         self.length.setCurrentText("Short")
-        self.show_draft("", "")
+        self._refining = None
+        self._set_versions([], -1)
+        self.note.setText("")
 
     def request(self) -> dict:
         return {"points": self.points.toPlainText().strip(), "to": self.to.text().strip(),
@@ -169,19 +201,86 @@ class EmailView(QWidget):
 
     def _draft(self) -> None:
         if self.generate.isEnabled() and self.points.toPlainText().strip():
+            self._refining = None  # what comes back is a new draft (a refinement that failed is over)
             self.draftRequested.emit(self.request())
 
     def _refine(self, how: str) -> None:
+        self._keep_edits()
+        del self.versions[self.current + 1:]  # a refinement of an earlier version: the later ones are left behind
         self._refining = (self.subject.text(), self.body.toPlainText())
         self.refineRequested.emit(how, *self._refining)
 
     def show_draft(self, subject: str, body: str) -> None:
-        """Show a draft; after a refinement that gave the same email back, say so."""
-        same = self._refining is not None and (subject, body.split()) == (self._refining[0], self._refining[1].split())
-        self._refining = None
-        self.note.setText("The refinement came back unchanged: try it again, or another one." if same else "")
+        """Show a new draft, or the result of the refinement asked for (a new version; one that gave the same email
+        back is no version, and is said)."""
+        refining, self._refining = self._refining, None
+        if refining is None:
+            self._set_versions([[subject, body]], 0)
+            self.note.setText("")
+        elif (subject, body.split()) == (refining[0], refining[1].split()):
+            self.note.setText("The refinement came back unchanged: try it again, or another one.")
+            self._show_version()
+        else:
+            self._set_versions(self.versions + [[subject, body]], len(self.versions))
+            self.note.setText("Refined. Undo (Ctrl+Z) brings back the version before.")
+
+    # ---- versions ------------------------------------------------------------------------------------------------
+    def undo_version(self) -> None:
+        self._go_to(self.current - 1)
+
+    def redo_version(self) -> None:
+        self._go_to(self.current + 1)
+
+    def _go_to(self, index: int) -> None:
+        if self.busy or not 0 <= index < len(self.versions) or index == self.current:
+            return
+        self._keep_edits()
+        self._set_versions(self.versions, index)
+        self.note.setText(f"Version {index + 1} of {len(self.versions)}.")
+        self.versionChanged.emit()
+
+    def _keep_edits(self) -> None:
+        """What the user changed in the version shown stays with it."""
+        shown = [self.subject.text(), self.body.toPlainText()]
+        if 0 <= self.current < len(self.versions):
+            self.versions[self.current] = shown
+        elif any(shown):
+            self._set_versions([shown], 0)
+
+    def _set_versions(self, versions: list[list[str]], current: int) -> None:
+        self.versions, self.current = versions, current
+        self._show_version()
+
+    def _show_version(self) -> None:
+        subject, body = self.versions[self.current] if 0 <= self.current < len(self.versions) else ("", "")
         self.subject.setText(subject)
-        self.body.setPlainText(body)
+        self.body.setPlainText(body)  # the typing to undo is the new version's own
+        self._update_buttons()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Ctrl+Z (Ctrl+Shift+Z) in the subject or body: once the typing there is undone (redone), the version."""
+        if event.type() == QEvent.Type.KeyPress and obj in (self.subject, self.body):
+            for seq, redo in ((QKeySequence.StandardKey.Undo, False), (QKeySequence.StandardKey.Redo, True)):
+                if event.matches(seq) and not editor_can_undo(obj, redo):
+                    self.redo_version() if redo else self.undo_version()
+                    return True
+        return super().eventFilter(obj, event)
+
+    # ---- history ------------------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict]:
+        self._keep_edits()
+        return self.request(), {"versions": [list(v) for v in self.versions], "current": self.current}
+
+    def restore(self, request: dict, output: dict) -> None:
+        self.points.setPlainText(request.get("points", ""))
+        self.to.setText(request.get("to", ""))
+        self.thread.setPlainText(request.get("thread", ""))
+        self.tone.setCurrentText(request.get("tone", "neutral").capitalize())
+        self.length.setCurrentText(request.get("length", "medium").capitalize())
+        versions = [list(v) for v in output.get("versions", [])]
+        self._refining = None
+        self._set_versions(versions, min(max(output.get("current", 0), 0), len(versions) - 1))
+        self.note.setText(f"Version {self.current + 1} of {len(versions)}." if len(versions) > 1 else "")
 
     def open_in_mail_app(self) -> None:
         """Hand the email to the desktop's mail app; without one, say so and offer to save it as a .eml file."""
@@ -195,9 +294,15 @@ class EmailView(QWidget):
             self._save_dialog()
 
     def set_busy(self, busy: bool) -> None:
+        self.busy = busy
         for b in (self.generate, self.regen, self.refine):
             b.setEnabled(not busy)
         self.stop.setEnabled(busy)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.undo.setEnabled(not self.busy and self.current > 0)
+        self.redo.setEnabled(not self.busy and 0 <= self.current < len(self.versions) - 1)
 
     def mailto_url(self) -> str:
         q = urllib.parse.urlencode({"subject": self.subject.text(), "body": self.body.toPlainText()},
@@ -235,6 +340,7 @@ class ReplyView(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.chips: list[tuple[QLabel, QPushButton, QPushButton]] = []
+        self.result = {"replies": [], "no_reply_needed": False, "reason": ""}  # what the chips show
         chips = QVBoxLayout()
         for i in range(3):
             label = QLabel()
@@ -275,6 +381,7 @@ class ReplyView(QWidget):
             self.repliesRequested.emit(self.message.toPlainText())
 
     def show_replies(self, replies: list[str], no_reply_needed: bool = False, reason: str = "") -> None:
+        self.result = {"replies": list(replies), "no_reply_needed": no_reply_needed, "reason": reason}
         self.note.setText(f"No reply needed: {reason}." if no_reply_needed else "")
         for i, (label, copy, expand) in enumerate(self.chips):
             text = replies[i] if i < len(replies) else ""
@@ -284,6 +391,13 @@ class ReplyView(QWidget):
 
     def replies(self) -> list[str]:
         return [label.text() for label, _, _ in self.chips if label.text()]
+
+    def state(self) -> tuple[dict, dict]:
+        return {"message": self.message.toPlainText()}, dict(self.result)
+
+    def restore(self, request: dict, output: dict) -> None:
+        self.message.setPlainText(request.get("message", ""))
+        self.show_replies(output.get("replies", []), output.get("no_reply_needed", False), output.get("reason", ""))
 
     def set_busy(self, busy: bool) -> None:
         self.suggest.setEnabled(not busy)
@@ -344,6 +458,7 @@ class SummarizeView(QWidget):
         self.progress.setVisible(False)
         self.result = QTextBrowser()
         self.result.setAccessibleName("Summary")
+        self.summary = ""  # the summary shown, as the model wrote it (Markdown)
         self.copy = button("Copy", "Copy summary")
         self.open.clicked.connect(self._open_dialog)
         self.paste.clicked.connect(self.paste_clipboard)
@@ -419,7 +534,20 @@ class SummarizeView(QWidget):
             self.progress.setValue(int(fraction * 1000))
 
     def show_summary(self, text: str) -> None:
+        self.summary = text
         set_markdown(self.result, text)
+
+    def state(self) -> tuple[dict, dict]:
+        request = {"text": self.text.toPlainText(), "style": self.style_key(),
+                   "length": self.length.currentText().lower()}
+        return request, {"summary": self.summary}
+
+    def restore(self, request: dict, output: dict) -> None:
+        self.text.setPlainText(request.get("text", ""))
+        keys = [key for _, key in self.STYLES]
+        self.style.setCurrentIndex(keys.index(request["style"]) if request.get("style") in keys else 0)
+        self.length.setCurrentText(request.get("length", "medium").capitalize())
+        self.show_summary(output.get("summary", ""))
 
     def set_busy(self, busy: bool) -> None:
         self.go.setEnabled(not busy)

@@ -136,3 +136,17 @@ def test_after_trimming_the_next_turn_prefills_only_the_new_text(loop, small_eng
         st = turn(loop, engine, again, text)[-1].stats
         assert st.prefilled_tokens <= new
         assert [m.content for m in store.messages(chat.cid)] == [m["content"] for m in again.messages]
+
+
+def test_a_system_prompt_set_for_a_conversation_is_kept_and_sent(tmp_path):
+    with Store(tmp_path / "wren.sqlite3") as store:
+        chat = ChatController(store=store)
+        chat.set_system("  Answer like a pirate. ")  # before the first message: stored when the conversation is
+        chat.add_user("Hello")
+        assert store.conversation(chat.cid).system == "Answer like a pirate."
+        chat.set_system("Answer in French.")
+        assert chat.prompt_messages()[0] == {"role": "system", "content": "Answer in French."}
+        again = ChatController.open(store, chat.cid)
+        assert again.system == "Answer in French." and again.prompt_messages()[0]["content"] == "Answer in French."
+        again.set_system("")
+        assert store.conversation(chat.cid).system == "" and again.prompt_messages()[0]["role"] == "user"

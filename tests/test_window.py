@@ -56,6 +56,7 @@ class ScriptedEngine:
 
     async def generate(self, request: Request):
         self.cancelled = False
+        self.request = request  # what the model was sent last
         stats = Stats(prompt_tokens=10, ttft_seconds=0.01, prefill_seconds=0.01)
         out = []
         for word in self.answer.split(" "):
@@ -544,6 +545,7 @@ class GatedEngine(ScriptedEngine):
 
     async def generate(self, request: Request):
         self.cancelled = False
+        self.request = request  # what the model was sent last
         self.gate.clear()
         stats = Stats(prompt_tokens=40, cached_tokens=self.cached, prefill_seconds=0.002)
         out = []
@@ -765,3 +767,74 @@ def test_a_bad_settings_file_is_named_in_a_banner_that_stays_until_dismissed_or_
     banner.show_problem(loaded.problem)
     run(loop, w.apply_settings(loaded.settings))  # saved: the file is good again
     assert not banner.isVisible() and wsettings.load(path).problem is None
+
+
+def test_a_system_prompt_belongs_to_its_conversation(qtbot, loop, tmp_path, monkeypatch):
+    from wren.gui import chat_panel
+
+    engine = ScriptedEngine(answer="Arr.")
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    assert w.system_button.isVisible() and not w.chat.system_row.isVisible()
+    monkeypatch.setattr(chat_panel.QInputDialog, "getMultiLineText", lambda *a: ("Answer like a pirate.", True))
+    w.system_button.click()  # a new chat, before its first message
+    assert w.chat.system_row.isVisible() and "Answer like a pirate." in w.chat.system_label.text()
+    run(loop, w._chat_turn("Hello"))
+    assert engine.request.messages[0] == {"role": "system", "content": "Answer like a pirate."}
+    pirate = w.cid
+    assert store.conversation(pirate).system == "Answer like a pirate."
+    w.new_chat()  # another conversation has none
+    assert not w.chat.system_row.isVisible()
+    run(loop, w._chat_turn("Hi"))
+    assert engine.request.messages[0]["role"] == "user" and store.conversation(w.cid).system == ""
+    w.open_conversation(pirate)  # coming back shows it, and the next answer uses it
+    assert w.chat.system_row.isVisible()
+    monkeypatch.setattr(chat_panel.QInputDialog, "getMultiLineText", lambda *a: ("Answer in French.", True))
+    w.chat.system_edit.click()
+    run(loop, w._chat_turn("Again"))
+    assert engine.request.messages[0]["content"] == "Answer in French."
+    assert store.conversation(pirate).system == "Answer in French." and "French" in w.chat.system_label.text()
+    w.show_mode("email")
+    assert not w.system_button.isVisible() and w.history.button.isVisible()
+
+
+def test_every_mode_keeps_its_results_and_reopens_them(qtbot, loop, tmp_path):
+    engine = ScriptedEngine(answer="Subject: Lunch\n\nHi Sam,\nNoon works for me, see you there.\nBest")
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    w.show_mode("email")
+    w.email.points.setPlainText("lunch at noon works")
+    w.email.tone.setCurrentText("Friendly")
+    run(loop, w._draft(w.email.request()))
+    engine.answer = "Subject: Lunch\n\nHi Sam, noon."
+    w.email.refine.menu().actions()[0].trigger()  # Shorter
+    run(loop, idle(w))
+    assert w.email.body.toPlainText() == "Hi Sam, noon."
+    engine.answer = "1. Sure, see you then!\n2. Sorry, I can't.\n3. Where exactly?"
+    run(loop, w._replies("Lunch tomorrow?"))
+    engine.answer = "A short summary."
+    w.summarize.length.setCurrentText("Short")
+    run(loop, w._summarize("Some text to summarize. " * 10, "key_points", "short"))
+
+    w2, _ = make_window(tmp_path / "again", engine, qtbot) if (tmp_path / "again").mkdir() is None else None
+    w2.store = w2.history.store = store  # a new window on the same database: nothing of the first one's widgets
+    w2.show_mode("email")
+    w2.history.fill()
+    entries = [a.text() for a in w2.history.menu.actions() if a.isEnabled() and not a.isSeparator()]
+    assert entries[0].startswith("Lunch") and entries[-1] == "Clear this list…"
+    w2.history.menu.actions()[0].trigger()
+    assert w2.email.points.toPlainText() == "lunch at noon works" and w2.email.tone.currentText() == "Friendly"
+    assert w2.email.body.toPlainText() == "Hi Sam, noon."  # the refined version, and the one before it
+    w2.email.undo.click()
+    assert w2.email.body.toPlainText().startswith("Hi Sam,\nNoon works")
+    assert store.history("email")[0].output["current"] == 0  # going back is kept too
+    w2.show_mode("reply")
+    w2.history.fill()
+    w2.history.menu.actions()[0].trigger()
+    assert w2.reply.message.toPlainText() == "Lunch tomorrow?" and w2.reply.replies()[0] == "Sure, see you then!"
+    w2.show_mode("summarize")
+    w2.history.fill()
+    w2.history.menu.actions()[0].trigger()
+    assert w2.summarize.text.toPlainText().startswith("Some text") and w2.summarize.style_key() == "key_points"
+    assert "A short summary." in w2.summarize.result.toPlainText()
+    assert [len(store.history(m)) for m in ("email", "reply", "summarize")] == [1, 1, 1]

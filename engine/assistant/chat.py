@@ -58,6 +58,12 @@ class ChatController:
         head = [{"role": "system", "content": self.system}] if self.system else []
         return head + [{"role": m["role"], "content": m["content"]} for m in self.messages[self.first_kept:]]
 
+    def set_system(self, text: str) -> None:
+        """The conversation's system prompt ("" for none) from the next answer on; kept with the conversation."""
+        self.system = text.strip()
+        if self.store is not None and self.cid is not None:
+            self.store.set_system(self.cid, self.system)
+
     def index_of(self, mid: int) -> int:
         for i, m in enumerate(self.messages):
             if m["id"] == mid:

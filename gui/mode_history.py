@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QMenu, QMessageBox, QToolButton, QWidget
+from PySide6.QtWidgets import QMenu, QMessageBox, QPushButton, QWidget
 
 from wren.engine.assistant.chat import title_from
 from wren.engine.store import HISTORY_MODES, HistoryItem, Store
 
 SHOWN = 20  # items in the menu
+TITLE_CHARS = 40  # of an item's title in the menu (its whole title is its tooltip)
 KINDS = {"email": "drafts", "reply": "replies", "summarize": "summaries"}
 
 
@@ -40,13 +41,11 @@ class ModeHistory(QObject):
         self.views = views
         self.mode = HISTORY_MODES[0]  # the mode the menu lists
         self.shown: dict[str, int | None] = dict.fromkeys(HISTORY_MODES)  # the item each view shows
-        self.button = QToolButton()
-        self.button.setText("Recent")
+        self.button = QPushButton("Recent")
         self.button.setAccessibleName("Recent results of this mode")
         self.button.setToolTip("What this mode gave before: choose one to bring it back")
-        self.button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.button.setMinimumHeight(32)
         self.menu = QMenu(self.button)
+        self.menu.setToolTipsVisible(True)
         self.menu.aboutToShow.connect(self.fill)
         self.button.setMenu(self.menu)
         views["email"].versionChanged.connect(lambda: self.record("email", new=False))
@@ -80,7 +79,9 @@ class ModeHistory(QObject):
             return
         now = time.time()
         for item in items:
-            action = self.menu.addAction(f"{item.title}  ·  {when(item.updated, now)}")
+            title = item.title if len(item.title) <= TITLE_CHARS else item.title[:TITLE_CHARS - 1].rstrip() + "…"
+            action = self.menu.addAction(f"{title}  ·  {when(item.updated, now)}")
+            action.setToolTip(item.title)
             action.setCheckable(True)
             action.setChecked(item.id == self.shown[self.mode])
             action.triggered.connect(lambda _=False, hid=item.id: self.reopen(hid))

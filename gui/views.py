@@ -92,6 +92,7 @@ class EmailView(QWidget):
         self.points = QPlainTextEdit()
         self.points.setAccessibleName("What the email should say")
         self.points.setPlaceholderText("What should the email say? Free text or bullet points.")
+        self.points.setMaximumHeight(120)  # the room below is the email's
         self.to = QLineEdit()
         self.to.setAccessibleName("Recipient")
         self.to.setPlaceholderText("Optional: who it is for, e.g. \"my manager\"")
@@ -168,13 +169,12 @@ class EmailView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(opts)
-        versions = QHBoxLayout()
-        versions.addWidget(QLabel("Subject"))
-        versions.addStretch(1)
-        versions.addWidget(self.undo)
-        versions.addWidget(self.redo)
-        layout.addLayout(versions)
-        layout.addWidget(self.subject)
+        subject = QHBoxLayout()  # one row: a small screen keeps its height for the body
+        subject.addWidget(QLabel("Subject"))
+        subject.addWidget(self.subject, 1)
+        subject.addWidget(self.undo)
+        subject.addWidget(self.redo)
+        layout.addLayout(subject)
         layout.addWidget(self.body, 1)
         layout.addWidget(self.note)
         layout.addLayout(actions)
@@ -254,6 +254,7 @@ class EmailView(QWidget):
     def _show_version(self) -> None:
         subject, body = self.versions[self.current] if 0 <= self.current < len(self.versions) else ("", "")
         self.subject.setText(subject)
+        self.subject.setCursorPosition(0)  # a long subject shows its start
         self.body.setPlainText(body)  # the typing to undo is the new version's own
         self._update_buttons()
 

@@ -6,7 +6,8 @@
 It opens the window as `wren` does (sized to the screen), asks each mode something with the chosen model (the default
 model unless told otherwise), and saves one PNG per mode plus the core picker of the settings dialog. With --layout it
 checks the layout instead, at 16 pt in the light and the dark theme, on whatever screen Xvfb has: the empty chat, a
-chat answer, a summary and the Settings pages, saved as {theme}-{width}x{height}-{what}.png.
+chat answer under a system prompt, a summary, a refined email (Undo), the Recent menu of the email mode (dark only)
+and the Settings pages, saved as {theme}-{width}x{height}-{what}.png.
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ async def shoot_layout(w: MainWindow, app: QApplication, out: Path) -> None:
         w.show_mode("chat")
         await asyncio.sleep(0.3)
         w.grab().save(str(out / f"{name}-first-run.png"))
+        w.set_system_prompt("You are a patient writing coach. Answer briefly and kindly.")
         await w._chat_turn("Give me one tip for writing clear emails, in two sentences.")
         await wait_idle(w)
         w.grab().save(str(out / f"{name}-chat.png"))
@@ -104,6 +106,21 @@ async def shoot_layout(w: MainWindow, app: QApplication, out: Path) -> None:
         await w._summarize(DOC, "tldr", "short")
         await wait_idle(w)
         w.grab().save(str(out / f"{name}-summarize.png"))
+        w.show_mode("email")
+        w.email.points.setPlainText("thank the team for finishing the release on time; drinks on Friday at 5")
+        w.email.length.setCurrentText("Short")
+        w.email._draft()
+        await wait_idle(w)
+        w.email.refine.menu().actions()[0].trigger()  # Shorter
+        await wait_idle(w)
+        w.grab().save(str(out / f"{name}-email.png"))
+        if theme == "dark":  # the second email: the menu lists both
+            button, menu = w.history.button, w.history.menu  # opened as a click opens it, without waiting on it
+            menu.popup(button.mapToGlobal(button.rect().bottomLeft()))
+            await asyncio.sleep(0.5)
+            shown = w.frameGeometry().united(menu.geometry())
+            app.primaryScreen().grabWindow(0).copy(shown).save(str(out / f"{name}-recent.png"))
+            menu.close()
         w.open_settings()
         dialog = w.settings_dialog
         for i, page in ((0, "model"), (3, "appearance")):

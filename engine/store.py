@@ -297,12 +297,13 @@ class Store:
             raise
 
     # ---- the other modes' history ----------------------------------------------------------------------------
-    def add_history(self, mode: str, title: str, input: dict, output: dict) -> int:
+    def add_history(self, mode: str, title: str, asked: dict, gave: dict) -> int:
+        """Keep what a mode was asked and what it gave; the item's id."""
         if mode not in HISTORY_MODES:
             raise ValueError(f"mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
         now = time.time()
         cur = self._db.execute("INSERT INTO history (mode, title, input, output, created, updated)"
-                               " VALUES (?, ?, ?, ?, ?, ?)", (mode, title, json.dumps(input), json.dumps(output),
+                               " VALUES (?, ?, ?, ?, ?, ?)", (mode, title, json.dumps(asked), json.dumps(gave),
                                                               now, now))
         return cur.lastrowid
 
@@ -329,8 +330,8 @@ class Store:
 
     @staticmethod
     def _history_item(row: tuple) -> HistoryItem:
-        hid, mode, title, input, output, created, updated = row
-        return HistoryItem(hid, mode, title, json.loads(input), json.loads(output), created, updated)
+        hid, mode, title, asked, gave, created, updated = row
+        return HistoryItem(hid, mode, title, json.loads(asked), json.loads(gave), created, updated)
 
     # ---- export -----------------------------------------------------------------------------------------------
     def export_markdown(self, cid: int) -> str:

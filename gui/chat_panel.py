@@ -4,6 +4,7 @@ model `conv_model` and `search` box, the `store`) and does (`start`, `need_engin
 The conversation shown is one ChatController, `conversation`."""
 from __future__ import annotations
 
+import sqlite3
 from contextlib import aclosing
 
 from PySide6.QtCore import QModelIndex
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from wren.engine.assistant import ChatController
 from wren.engine.engine import ContextTrimmed, Done, Token
+from wren.engine.store import StoreError
 from wren.gui.status import speed_text
 
 
@@ -91,7 +93,10 @@ class ChatPanel:
 
     def set_system_prompt(self, text: str) -> None:
         """The shown conversation's system prompt, from its next answer on (kept with it in the store)."""
-        self.conversation.set_system(text)
+        try:
+            self.conversation.set_system(text)
+        except (sqlite3.Error, StoreError) as e:  # used from the next answer on, but not kept
+            self.show_error(f"The system prompt could not be kept with the conversation: {e}")
         self.chat.show_system(self.conversation.system)
 
     # ---- chat ----------------------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class MainWindow(ChatPanel, QMainWindow):
         self.views = {"chat": self.chat, "email": self.email, "reply": self.reply, "summarize": self.summarize}
         for v in self.views.values():
             self.stack.addWidget(v)
-        self.history = ModeHistory(self.store, self.views, self)
+        self.history = ModeHistory(self.store, self.views, self.show_error, self)
         top.addWidget(self.history.button)
         top.addWidget(self.settings_button)
         rl.addWidget(self.stack, 1)
@@ -408,25 +408,31 @@ class MainWindow(ChatPanel, QMainWindow):
     # ---- email, reply, summarize ---------------------------------------------------------------------------------
 
     async def _draft(self, req: dict) -> None:
-        engine = self.need_engine()
-        self.email_stream.start()
+        draft = None
         try:
+            engine = self.need_engine()
+            self.email_stream.start()
             draft = await draft_email(engine, req["points"], to=req["to"], thread=req["thread"], tone=req["tone"],
                                       length=req["length"], on_token=self.email_stream.add)
         finally:
             self.email_stream.stop()
+            if draft is None:
+                self.email.abandon()
         self.email.show_draft(draft.subject, draft.body)
         if draft.body.strip():
             self.history.record("email", req)
         self._last_stats()
 
     async def _refine(self, how: str, subject: str, body: str) -> None:
-        engine = self.need_engine()
-        self.email_stream.start()
+        draft = None
         try:
+            engine = self.need_engine()
+            self.email_stream.start()
             draft = await refine_email(engine, EmailDraft(subject, body), how, on_token=self.email_stream.add)
         finally:
             self.email_stream.stop()
+            if draft is None:
+                self.email.abandon()
         self.email.show_draft(draft.subject, draft.body)
         self.history.record("email", new=False)
         self._last_stats()

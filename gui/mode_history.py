@@ -4,13 +4,15 @@ brings back its input and output. A refinement of an email, and going back or fo
 the draft's item rather than adding one."""
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMenu, QMessageBox, QPushButton, QWidget
 
 from wren.engine.assistant.chat import title_from
-from wren.engine.store import HISTORY_MODES, HistoryItem, Store
+from wren.engine.store import HISTORY_MODES, HistoryItem, Store, StoreError
 
 SHOWN = 20  # items in the menu
 TITLE_CHARS = 40  # of an item's title in the menu (its whole title is its tooltip)
@@ -33,12 +35,14 @@ def when(stamp: float, now: float | None = None) -> str:
 
 
 class ModeHistory(QObject):
-    """`views`: the window's mode views by mode (each has state() and restore()); `button`: the "Recent" menu."""
+    """`views`: the window's mode views by mode (each has state() and restore()); `show_error(text)` says what could
+    not be kept; `button`: the "Recent" menu."""
 
-    def __init__(self, store: Store, views: dict[str, QWidget], parent: QWidget):
+    def __init__(self, store: Store, views: dict[str, QWidget], show_error: Callable[[str], None], parent: QWidget):
         super().__init__(parent)
         self.store = store
         self.views = views
+        self.show_error = show_error
         self.mode = HISTORY_MODES[0]  # the mode the menu lists
         self.shown: dict[str, int | None] = dict.fromkeys(HISTORY_MODES)  # the item each view shows
         self.button = QPushButton("Recent")
@@ -63,10 +67,13 @@ class ModeHistory(QObject):
         request, output = self.views[mode].state()
         request = asked if asked is not None else request
         hid = self.shown[mode]
-        if not new and hid is not None:
-            self.store.update_history(hid, output)
-        else:
-            self.shown[mode] = self.store.add_history(mode, title_of(mode, request, output), request, output)
+        try:
+            if not new and hid is not None:
+                self.store.update_history(hid, output)
+            else:
+                self.shown[mode] = self.store.add_history(mode, title_of(mode, request, output), request, output)
+        except (sqlite3.Error, StoreError) as e:  # the result stays on screen; only its keeping failed
+            self.show_error(f"This {KINDS[mode][:-1]} could not be kept in the history: {e}")
 
     def items(self) -> list[HistoryItem]:
         return self.store.history(self.mode, SHOWN)

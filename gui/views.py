@@ -224,6 +224,11 @@ class EmailView(QWidget):
             self._set_versions(self.versions + [[subject, body]], len(self.versions))
             self.note.setText("Refined. Undo (Ctrl+Z) brings back the version before.")
 
+    def abandon(self) -> None:
+        """A draft or refinement that failed: what it streamed goes, the version shown before comes back."""
+        self._refining = None
+        self._show_version()
+
     # ---- versions ------------------------------------------------------------------------------------------------
     def undo_version(self) -> None:
         self._go_to(self.current - 1)

@@ -838,3 +838,39 @@ def test_every_mode_keeps_its_results_and_reopens_them(qtbot, loop, tmp_path):
     assert w2.summarize.text.toPlainText().startswith("Some text") and w2.summarize.style_key() == "key_points"
     assert "A short summary." in w2.summarize.result.toPlainText()
     assert [len(store.history(m)) for m in ("email", "reply", "summarize")] == [1, 1, 1]
+
+
+def test_a_refinement_that_fails_leaves_the_email_as_it_was(qtbot, loop, tmp_path):
+    engine = ScriptedEngine(answer="Subject: Lunch\n\nHi Sam,\nNoon works.")
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+    w.show_mode("email")
+    w.email.points.setPlainText("lunch at noon works")
+    run(loop, w._draft(w.email.request()))
+    engine.answer, engine.error = "Subject: Lunch\n\nHalf a refin", "the model ran out of context"
+    w.email.refine.menu().actions()[0].trigger()
+    run(loop, idle(w))
+    assert "ran out of context" in w.banner.text()
+    assert w.email.body.toPlainText() == "Hi Sam,\nNoon works."
+    assert w.email.versions == [["Lunch", "Hi Sam,\nNoon works."]]
+    assert not w.email.undo.isEnabled()
+    engine.error = ""
+    engine.answer = "Subject: Lunch\n\nHi Sam, noon."
+    w.email._draft()  # a new draft after the failure is a new draft, not a refinement
+    run(loop, idle(w))
+    assert w.email.versions == [["Lunch", "Hi Sam, noon."]] and len(store.history("email")) == 2
+
+
+def test_a_result_the_history_cannot_keep_stays_on_screen_and_says_so(qtbot, loop, tmp_path, monkeypatch):
+    import sqlite3
+
+    engine = ScriptedEngine(answer="A short summary.")
+    w, store = make_window(tmp_path, engine, qtbot)
+    run(loop, w.load_engine())
+
+    def read_only(*args):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+    monkeypatch.setattr(store, "add_history", read_only)
+    run(loop, w._summarize("Some text to summarize. " * 10, "paragraph", "short"))
+    assert "A short summary." in w.summarize.result.toPlainText()
+    assert "could not be kept" in w.banner.text() and "readonly" in w.banner.text()

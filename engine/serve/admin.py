@@ -92,6 +92,8 @@ async def _switch(request: web.Request, name: str) -> None:
             served.engine = await Engine.open(old.path, old.settings)
             raise ApiError(400, f"cannot open {chosen.name}: {e}", param="model") from None
         log.info("now serving %s", served.engine.model_name)
+        if served.advertiser is not None:
+            await served.advertiser.update_model(served.engine.model_name)
     finally:
         gate.switching = False
 

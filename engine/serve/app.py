@@ -48,6 +48,7 @@ class Served:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.advertiser = None  # the mDNS announcement (serve --advertise), which names the model
 
 
 def switching_error() -> ApiError:
@@ -340,8 +341,8 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
     # tokenizing prompts and compiling grammars off the loop: one helper thread, so the thread count stays flat
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-serve"))
-    runner = web.AppRunner(make_app(engine, api_key, queue, max_body), handler_cancellation=True,
-                           access_log=None)
+    app = make_app(engine, api_key, queue, max_body)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     advertiser = None
     try:
@@ -353,6 +354,7 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
 
             advertiser = Advertiser(host, bound[1], engine.model_name, bool(api_key))
             await advertiser.start()
+            app[SERVED].advertiser = advertiser
         if ready is not None:
             ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}")
         await asyncio.Event().wait()

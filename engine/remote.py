@@ -10,7 +10,8 @@ Each generation is one POST /v1/chat/completions with stream: true (SSE). The se
 tokenizes; the messages go as they are. Stop closes the response (a server notices the closed connection and stops
 generating). A connection lost mid-answer ends with a Done whose reason is "error", its message saying so, and the
 text received so far kept. The figures (TTFT, tok/s) come from the server's `timings` (wren serve and llama-server
-send one), else they are measured here. A mode's output format (Request.grammar) is sent to a Wren server as its
+send one), else they are measured here. A conversation that outgrew the context is trimmed by the server where it is
+Wren, else here by the estimated counts. A mode's output format (Request.grammar) is sent to a Wren server as its
 `wren_grammar` field, and dropped for other servers. Token counts (the summarize mode's splitting) come from the
 server's /tokenize where it has one (Wren, llama-server), else an estimate of one token per 4 characters.
 """
@@ -26,7 +27,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wren.engine.engine import ContextTrimmed, Done, Engine, EngineClosedError, Event, Request, Stats, Token
+from wren.engine.engine import (ContextTrimmed, Done, Engine, EngineClosedError, Event, Request, Stats, Token,
+                                fit_messages)
+from wren.engine.runtime.generate import ContextFullError
 from wren.engine.settings import Settings
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; a generation itself may take as long as it takes
@@ -156,9 +159,14 @@ class RemoteEngine:
             return estimate_tokens(text)
 
     async def apply_settings(self, settings: Settings) -> set[str]:
-        """Threads, cores and the model are the server's (Settings -> Engine reaches a Wren server's); the sampling
-        defaults are this window's and apply at once."""
+        """Threads, cores and the model are the server's (Settings -> Engine reaches a Wren server's): what it
+        serves is asked again, since the model may have been switched there. The sampling defaults are this
+        window's and apply at once."""
         self.settings = settings
+        try:
+            self.info = await _server_info(self._session, self.url, self.host, settings)
+        except RemoteError:  # not reachable now: the next generation says so
+            pass
         return set()
 
     # ---- generation --------------------------------------------------------------------------------------------
@@ -169,9 +177,22 @@ class RemoteEngine:
             self._cancelled = True
             self._response.close()
 
-    def _body(self, request: Request) -> dict:
+    def _fit(self, request: Request) -> tuple[list[dict], ContextTrimmed | None]:
+        """The messages to send. A Wren server trims a conversation that outgrew its context itself (wren_trim);
+        for another server the oldest turns are left out here, as Engine does, by the estimated token counts."""
+        messages = request.messages
+        if not request.trim or self.info.kind == "wren":
+            return messages, None
+        n_ctx = self.n_ctx
+        ids, dropped = fit_messages(self.template, messages, n_ctx, reserve=min(request.max_new_tokens, n_ctx // 4))
+        if not dropped:
+            return messages, None
+        head = 1 if messages[0]["role"] == "system" else 0
+        return messages[:head] + messages[head + dropped:], ContextTrimmed(dropped, len(ids))
+
+    def _body(self, request: Request, messages: list[dict]) -> dict:
         s = request.sampling
-        body = {"model": self.info.model, "messages": request.messages, "stream": True,
+        body = {"model": self.info.model, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": request.max_new_tokens,
                 "temperature": s.temperature, "top_p": s.top_p}
         if s.seed is not None:
@@ -201,7 +222,7 @@ class RemoteEngine:
                     if isinstance(ev, Token):
                         parts.append(ev.text)
                     yield ev
-            except RemoteError as e:
+            except (RemoteError, ContextFullError) as e:
                 stats.finish_reason, stats.error = "error", str(e)
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
                 if self._cancelled:
@@ -222,7 +243,11 @@ class RemoteEngine:
         first = last = None
         timings = usage = None
         reason = None
-        async with self._session.post(self.url + "/v1/chat/completions", json=self._body(request)) as resp:
+        messages, trimmed = self._fit(request)
+        if trimmed is not None:
+            yield trimmed
+        body = self._body(request, messages)
+        async with self._session.post(self.url + "/v1/chat/completions", json=body) as resp:
             if resp.status != 200:
                 raise RemoteError(_refusal(resp.status, self.host, await _error_text(resp)))
             self._response = resp
@@ -262,7 +287,7 @@ class RemoteEngine:
                 raise aiohttp.ClientConnectionError("stopped")
             if not ended and reason is None:
                 raise aiohttp.ClientPayloadError("the server closed the stream before its end")
-        stats.finish_reason = "length" if reason == "length" else "stop"
+        stats.finish_reason = reason if reason in ("length", "repetition") else "stop"  # Wren's repetition guard
         _fill_stats(stats, start, first, last, usage, timings)
 
     # ---- closing -----------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ def test_an_announcement_ends_with_its_server(loop):
         try:
             await until(lambda: name in browser.found, "the announcement")
             seen.append(browser.found[name])
+            await adv.update_model("Another model")  # the server switched its model
+            await until(lambda: browser.found[name].model == "Another model", "the new model's announcement")
             await adv.stop()
             await until(lambda: name not in browser.found, "the goodbye")
         finally:

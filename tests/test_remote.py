@@ -75,6 +75,7 @@ class Stub:
     def __init__(self):
         self.bodies: list[dict] = []
         self.drop_after: int | None = None
+        self.reason = "stop"  # the finish reason the answer ends with
         self.runner = None
         self.url = ""
 
@@ -111,7 +112,7 @@ class Stub:
                 request.transport.close()  # the connection is lost mid-answer
                 return resp
             await send(chunk({"content": word if i == 0 else " " + word}))
-        await send(chunk({}, "stop"))
+        await send(chunk({}, self.reason))
         await send({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub-model",
                     "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 11, "total_tokens": 41}})
         await resp.write(b"data: [DONE]\n\n")
@@ -195,6 +196,31 @@ def test_window_chat_and_summarize_through_another_server(loop, make_window, stu
     assert w.engine.count_tokens("x" * 400) == 100
 
 
+def test_another_server_gets_a_trimmed_conversation(loop, stub):
+    """A conversation that outgrew the context: for a server that is not Wren the oldest turns are left out here
+    (the system prompt and the last message stay), and the window is told as with a local engine; Wren's
+    repetition guard's finish reason comes through."""
+    turns = [{"role": "system", "content": "Be brief."}]
+    for i in range(40):
+        turns += [{"role": "user", "content": f"Question {i}: " + "words " * 30},
+                  {"role": "assistant", "content": f"Answer {i}: " + "words " * 30}]
+    turns.append({"role": "user", "content": "And the last one?"})
+    stub.reason = "repetition"
+
+    async def ask(trim):
+        async with await RemoteEngine.open(stub.url, "", Settings(context_length=1024)) as engine:
+            return [ev async for ev in engine.generate(Request(messages=turns, max_new_tokens=64, trim=trim))]
+    events = run(loop, ask(True))
+    sent = stub.bodies[-1]["messages"]
+    trimmed = [ev for ev in events if isinstance(ev, ContextTrimmed)]
+    assert len(trimmed) == 1 and trimmed[0].dropped_messages == len(turns) - len(sent) > 0
+    assert sent[0] == turns[0] and sent[-1] == turns[-1] and sent[1]["role"] == "user"
+    assert sum(estimate_tokens(m["content"]) for m in sent) < 1024 - 64
+    assert events[-1].reason == "repetition" and events[-1].text == Stub.ANSWER
+    events = run(loop, ask(False))  # not asked to trim: sent whole, the server says what it makes of it
+    assert stub.bodies[-1]["messages"] == turns and not any(isinstance(ev, ContextTrimmed) for ev in events)
+
+
 def test_connection_lost_mid_answer_keeps_the_partial_answer(loop, make_window, stub):
     stub.drop_after = 4
     w, store = make_window(stub.url, key="")
@@ -258,6 +284,61 @@ def test_admin_api_of_a_wren_server(loop, wren_url):
     with pytest.raises(RemoteError, match="cores must be one of"):
         run(loop, admin(wren_url, KEY, {"cores": "fastest"}))
     run(loop, admin(wren_url, KEY, {"threads": 0}))
+
+
+def test_admin_api_switches_the_served_model(loop, wren_url):
+    """The window picks another of the server's installed models: the server loads it and answers with it; a name
+    that is not installed (or a path) is refused and the server keeps its model."""
+    model_or_skip("Gemma-3-270M")
+    with pytest.raises(RemoteError, match="no installed model is called '/etc/passwd'"):
+        run(loop, admin(wren_url, KEY, {"model": "/etc/passwd"}))
+    try:
+        state = run(loop, admin(wren_url, KEY, {"model": "Gemma-3-270M", "threads": 1}))
+        assert state["model"] == "Gemma-3-270M" and state["threads"] == 1
+        assert [m["name"] for m in state["models"] if m["serving"]] == ["Gemma-3-270M"]
+
+        async def ask():
+            async with await RemoteEngine.open(wren_url, KEY) as engine:
+                assert engine.model_name == "Gemma-3-270M"
+                async for ev in engine.generate(Request(messages=[{"role": "user", "content": "Hi"}],
+                                                        max_new_tokens=4)):
+                    pass
+                return ev
+        done = run(loop, ask())
+        assert done.reason in ("stop", "length") and done.text
+    finally:
+        state = run(loop, admin(wren_url, KEY, {"model": "SmolLM2-135M-Instruct", "threads": 0}))
+    assert state["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_the_engine_page_reaches_a_wren_servers_model_and_cores(qtbot, loop, wren_url):
+    """Settings -> Engine on a Wren server: its installed models (the one it serves chosen), its cores with a
+    custom CPU set of that machine, applied there."""
+    from wren.gui.settings.dialog import SettingsDialog
+
+    before = run(loop, admin(wren_url, KEY))["settings"]
+    dlg = SettingsDialog(Settings(engine_url=wren_url, engine_key=KEY))
+    qtbot.addWidget(dlg)
+    try:
+        run(loop, dlg._ask_remote(wren_url, KEY, None))
+        names = [dlg.remote_model.itemData(i) for i in range(dlg.remote_model.count())]
+        assert "SmolLM2-135M-Instruct" in names and dlg.remote_model.currentData() == "SmolLM2-135M-Instruct"
+        assert "model" not in dlg.remote_changes()  # the served one: nothing to load
+        dlg.remote_cores.setCurrentIndex(dlg.remote_cores.findData("custom"))
+        for bad in ("", "0-"):
+            dlg.remote_cpus.setText(bad)
+            with pytest.raises(ValueError):
+                dlg.remote_changes()
+        dlg.remote_cpus.setText("0")
+        assert dlg.remote_changes() == {"threads": before["threads"], "cores": "custom", "custom_cpus": [0]}
+        run(loop, dlg._ask_remote(wren_url, KEY, dlg.remote_changes()))
+        after = run(loop, admin(wren_url, KEY))["settings"]
+        assert after["cores"] == "custom" and after["custom_cpus"] == [0]
+        assert "Wren at" in dlg.remote_label.text()
+    finally:
+        run(loop, admin(wren_url, KEY, {"cores": before["cores"], "threads": before["threads"]}))
+        dlg.close()
+        run(loop, dlg.stopping_browsing())
 
 
 def test_stop_closes_the_stream(loop, wren_url):

@@ -249,6 +249,26 @@ def test_api_key_is_required_and_checked():
 # ---- stop strings (no model) -------------------------------------------------------------------------------------
 
 
+def test_the_gate_is_closed_while_the_model_is_switched():
+    from wren.engine.serve.app import Gate
+    from wren.engine.serve.protocol import ApiError
+
+    async def scenario():
+        gate = Gate(1)
+        with gate.admit():
+            idle = asyncio.ensure_future(gate.idle())
+            await asyncio.sleep(0)
+            assert not idle.done()  # a switch waits for the running request
+        await idle
+        gate.switching = True
+        with pytest.raises(ApiError) as e:
+            with gate.admit():
+                pass
+        return e.value
+    err = asyncio.run(scenario())
+    assert err.status == 503 and err.code == "switching_model" and err.headers["Retry-After"]
+
+
 def test_stop_strings_across_pieces():
     s = StopStrings(["END", "\n\n"])
     out = [s.feed(p) for p in ["Hello E", "N", "x. Then E", "ND and more"]]

@@ -37,26 +37,58 @@ DEFAULT_QUEUE = 4
 DEFAULT_MAX_BODY = 4 << 20
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
-ENGINE = web.AppKey("engine", Engine)
+SERVED = web.AppKey("served", object)
 CONFIG = web.AppKey("config", dict)
 GATE = web.AppKey("gate", object)
 
 
+class Served:
+    """The engine the server answers with. The admin API can put another installed model in its place (the gate
+    is paused meanwhile)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.advertiser = None  # the mDNS announcement (serve --advertise), which names the model
+
+
+def switching_error() -> ApiError:
+    return ApiError(503, "the server is switching to another model; retry shortly", type="server_busy",
+                    code="switching_model", headers={"Retry-After": "5"})
+
+
+def engine_of(request: web.Request) -> Engine:
+    if request.app[GATE].switching:
+        raise switching_error()
+    return request.app[SERVED].engine
+
+
 class Gate:
-    """Admission: one request runs, `queue` wait; beyond that the server is busy. Counts how requests ended."""
+    """Admission: one request runs, `queue` wait; beyond that the server is busy. Counts how requests ended.
+    While the model is switched (switching) nothing new is admitted, and the switch waits for idle()."""
 
     def __init__(self, queue: int):
         self.limit = 1 + queue
         self.active = 0
         self.counts = {"answered": 0, "cancelled": 0, "refused": 0, "failed": 0}
+        self.switching = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def idle(self) -> None:
+        """Until no request runs or waits."""
+        await self._idle.wait()
 
     @contextlib.contextmanager
     def admit(self):
+        if self.switching:
+            self.counts["refused"] += 1
+            raise switching_error()
         if self.active >= self.limit:
             self.counts["refused"] += 1
             raise ApiError(503, f"the server is busy ({self.active} requests running or waiting); retry later",
                            type="server_busy", code="queue_full", headers={"Retry-After": "2"})
         self.active += 1
+        self._idle.clear()
         outcome = "failed"
         try:
             yield
@@ -67,6 +99,8 @@ class Gate:
         finally:
             self.active -= 1
             self.counts[outcome] += 1
+            if self.active == 0:
+                self._idle.set()
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -126,7 +160,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
+    engine = engine_of(request)
     return web.json_response({"object": "list", "data": [
         {"id": engine.model_name, "object": "model", "created": int(engine.path.stat().st_mtime),
          "owned_by": "wren", "meta": {"n_ctx": engine.n_ctx, "threads": engine.threads,
@@ -195,7 +229,7 @@ async def _events(engine: Engine, request: Request, stops: P.StopStrings):
 
 
 async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
-    engine = request.app[ENGINE]
+    engine = engine_of(request)
     body = await read_body(request)
     defaults = engine.settings.mode("chat").params()
     parse = P.chat_request if chat else P.completion_request
@@ -287,7 +321,7 @@ def make_app(engine: Engine, api_key: str | None = None, queue: int = DEFAULT_QU
     from wren.engine.serve import admin, modes
 
     app = web.Application(middlewares=[errors, auth(api_key)], client_max_size=max_body)
-    app[ENGINE] = engine
+    app[SERVED] = Served(engine)
     app[GATE] = Gate(queue)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
@@ -307,8 +341,8 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
     # tokenizing prompts and compiling grammars off the loop: one helper thread, so the thread count stays flat
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="wren-serve"))
-    runner = web.AppRunner(make_app(engine, api_key, queue, max_body), handler_cancellation=True,
-                           access_log=None)
+    app = make_app(engine, api_key, queue, max_body)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     advertiser = None
     try:
@@ -320,6 +354,7 @@ async def serve(engine: Engine, host: str = "127.0.0.1", port: int = DEFAULT_POR
 
             advertiser = Advertiser(host, bound[1], engine.model_name, bool(api_key))
             await advertiser.start()
+            app[SERVED].advertiser = advertiser
         if ready is not None:
             ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}")
         await asyncio.Event().wait()

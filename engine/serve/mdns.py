@@ -72,13 +72,26 @@ class Advertiser:
         addresses = _addresses(self.host)
         if not addresses:
             raise OSError("this machine has no network address to announce")
-        self._info = ServiceInfo(SERVICE, f"{self.name}.{SERVICE}", port=self.port,
-                                 parsed_addresses=addresses, server=f"{socket.gethostname()}.local.",
-                                 properties={"path": "/v1", "model": self.model[:200],
-                                             "key": "1" if self.key_required else "0"})
+        self._info = self._service(ServiceInfo, f"{self.name}.{SERVICE}", addresses)
         self._zc = AsyncZeroconf(interfaces=_interfaces(self.host))
         announced = await self._zc.async_register_service(self._info, allow_name_change=True)
         await announced  # the announcements are out: a browser started before hears it
+
+    def _service(self, ServiceInfo, name: str, addresses: list[str]):
+        return ServiceInfo(SERVICE, name, port=self.port, parsed_addresses=addresses,
+                           server=f"{socket.gethostname()}.local.",
+                           properties={"path": "/v1", "model": self.model[:200],
+                                       "key": "1" if self.key_required else "0"})
+
+    async def update_model(self, model: str) -> None:
+        """The server switched its model: the announcement says the new one."""
+        self.model = model
+        if self._zc is None:
+            return
+        from zeroconf import ServiceInfo
+
+        self._info = self._service(ServiceInfo, self._info.name, self._info.parsed_addresses())
+        await (await self._zc.async_update_service(self._info))
 
     async def stop(self) -> None:
         if self._zc is not None:

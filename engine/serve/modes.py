@@ -26,9 +26,9 @@ def _sampling(engine, mode: str, f: P.Fields):
 
 
 async def _run(request: web.Request, mode: str, job) -> web.Response:
-    from wren.engine.serve.app import ENGINE, GATE, read_body
+    from wren.engine.serve.app import GATE, engine_of, read_body
 
-    engine = request.app[ENGINE]
+    engine = engine_of(request)
     f = P.Fields(await read_body(request))
     with request.app[GATE].admit():
         try:

@@ -1,5 +1,5 @@
 """The Engine page: which machine answers, this computer or a server at an address (with its API key), the Wren
-engines heard on the local network (mDNS), and for a Wren server its threads and cores (its admin API)."""
+engines heard on the local network (mDNS), and for a Wren server its model, threads and cores (its admin API)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +7,7 @@ import asyncio
 from PySide6.QtWidgets import (QButtonGroup, QLineEdit, QListWidget, QListWidgetItem, QRadioButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from wren.engine.runtime.topology import format_cpu_list
+from wren.engine.runtime.topology import format_cpu_list, parse_cpu_list
 from wren.engine.settings import CORE_PRESETS, MAX_THREADS
 from wren.gui.settings.common import TOUCH_HEIGHT, button, combo, form, note, spin, touch
 
@@ -56,18 +56,23 @@ class EnginePage:
         self.remote_label.setAccessibleName("The server")
         v.addWidget(self.remote_label)
         rf = form()
+        self.remote_model = combo("Server model", "one of the models installed on the server; it loads it")
+        rf.addRow("Server model:", self.remote_model)
         self.remote_threads = spin(QSpinBox(), "Server threads", "0 runs one thread per selected core")
         self.remote_threads.setRange(0, MAX_THREADS)
         self.remote_threads.setSpecialValueText("One per selected core")
         rf.addRow("Server threads:", self.remote_threads)
         self.remote_cores = combo("Server cores")
-        for key in CORE_PRESETS[:-1]:  # custom CPUs of another machine: by its own Settings
+        for key in CORE_PRESETS:
             self.remote_cores.addItem(key, key)
+        self.remote_cores.currentIndexChanged.connect(self._remote_cores_changed)
         rf.addRow("Server cores:", self.remote_cores)
+        self.remote_cpus = touch(QLineEdit(), "Server CPUs", "the server's CPU numbers for custom, e.g. 0-3 or 4,5")
+        self.remote_cpus.setPlaceholderText("0-3")
+        rf.addRow("Server CPUs:", self.remote_cpus)
         v.addLayout(rf)
         self.remote_apply = button("Apply on the server")
-        self.remote_apply.clicked.connect(lambda: self._remote_job(
-            {"threads": self.remote_threads.value(), "cores": self.remote_cores.currentData()}))
+        self.remote_apply.clicked.connect(self._apply_remote)
         v.addWidget(self.remote_apply)
         self._show_remote_controls(False)
         v.addStretch(1)
@@ -75,6 +80,7 @@ class EnginePage:
         self._browser = None
         self._browser_stopped: asyncio.Future | None = None
         self._remote_task: asyncio.Future | None = None
+        self._remote_serving: str | None = None
         self.finished.connect(self._stop_browsing)
         self._start_browsing()
         return page
@@ -142,14 +148,42 @@ class EnginePage:
     # ---- the server's own settings ---------------------------------------------------------------------------------
 
     def _show_remote_controls(self, shown: bool) -> None:
-        for w in (self.remote_threads, self.remote_cores, self.remote_apply):
+        for w in (self.remote_model, self.remote_threads, self.remote_cores, self.remote_apply):
             w.setVisible(shown)
+        self.remote_cpus.setVisible(shown and self.remote_cores.currentData() == "custom")
+
+    def _remote_cores_changed(self, *_) -> None:
+        self.remote_cpus.setVisible(self.remote_apply.isVisible() and self.remote_cores.currentData() == "custom")
+
+    def remote_changes(self) -> dict:
+        """What "Apply on the server" asks of it: threads and cores, its CPUs for custom, and its model if another
+        one was picked. ValueError for a CPU list that is not one."""
+        changes = {"threads": self.remote_threads.value(), "cores": self.remote_cores.currentData()}
+        if changes["cores"] == "custom":
+            changes["custom_cpus"] = parse_cpu_list(self.remote_cpus.text())
+            if not changes["custom_cpus"]:
+                raise ValueError("name the server's CPUs to use, e.g. 0-3")
+        model = self.remote_model.currentData()
+        if model and model != self._remote_serving:
+            changes["model"] = model
+        return changes
+
+    def _apply_remote(self) -> None:
+        try:
+            changes = self.remote_changes()
+        except ValueError as e:
+            self.remote_label.setText(f"Server CPUs: {e}")
+            return
+        if "model" in changes:
+            self.remote_label.setText(f"The server is loading {changes['model']}…")
+        self._remote_job(changes)
 
     def _remote_job(self, changes: dict | None) -> None:
         url, key = self._engine_url(), self._engine_key()
         if not url:
             return
-        self.remote_label.setText("Asking the server…")
+        if changes is None or "model" not in changes:
+            self.remote_label.setText("Asking the server…")
         self._remote_task = asyncio.ensure_future(self._ask_remote(url, key, changes))
 
     async def _ask_remote(self, url: str, key: str, changes: dict | None) -> None:
@@ -172,11 +206,18 @@ class EnginePage:
         i = self.remote_cores.findData(state["settings"]["cores"])
         if i >= 0:
             self.remote_cores.setCurrentIndex(i)
+        self.remote_cpus.setText(format_cpu_list(state["settings"]["custom_cpus"]))
+        self.remote_model.clear()
+        self._remote_serving = None
+        for m in state["models"]:
+            self.remote_model.addItem(f"{m['name']} ({m['size'] / 2**20:.0f} MiB)", m["name"])
+            if m.get("serving"):
+                self._remote_serving = m["name"]
+                self.remote_model.setCurrentIndex(self.remote_model.count() - 1)
         machine = state["machine"]
         cpus = ", ".join(f"{c['id']} ({c['core'] or 'unknown core'})" for c in machine["cpus"])
         where = f"CPUs {format_cpu_list(state['cpus'])}" if state["cpus"] else "any CPU"
-        models = ", ".join(m["name"] for m in state["models"]) or "none"
         self.remote_label.setText(
             f"Wren at {engine.host}: {state['model']}, {state['threads']} threads on {where}"
-            f"{', pinned' if state['pinned'] else ''}.\nIts CPUs: {cpus}.\nIts models: {models}.")
+            f"{', pinned' if state['pinned'] else ''}.\nIts CPUs: {cpus}.")
         self._show_remote_controls(True)

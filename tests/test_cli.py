@@ -168,3 +168,26 @@ def test_chat_prompt_ctrl_c_clears_the_line_and_ctrl_d_quits(monkeypatch, capsys
     assert "Ctrl+D" in capsys.readouterr().err
     assert cli.read_prompt("> ") == "hello"
     assert cli.read_prompt("> ") is None
+
+
+def test_chat_history_that_cannot_be_written_is_read_only_and_says_why(capsys, monkeypatch, tmp_path):
+    """`wren chat` on a database of a newer version: the file is left alone, the chat runs, and it says why it is
+    not kept."""
+    import sqlite3
+
+    from wren.engine.cli import chat as cli
+    from wren.engine.store import SCHEMA_VERSION, Store, default_path
+
+    monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path))
+    Store().close()
+    with sqlite3.connect(default_path()) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = cli._open_history()
+    try:
+        assert "newer Wren" in store.read_only
+        assert "newer Wren" in capsys.readouterr().err
+        store.new_conversation("this one is not kept")
+    finally:
+        store.close()
+    with sqlite3.connect(default_path()) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)

@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         from wren.engine.runtime.chat_template import ChatTemplateError
         from wren.engine.runtime.gguffile import GGUFError
         from wren.engine.runtime.native import NativeError
+        from wren.engine.store import StoreError
 
-        if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError)):
+        if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError, StoreError)):
             print(f"wren: {e}", file=sys.stderr)
             return 1
         raise

@@ -23,6 +23,7 @@ from wren.engine.runtime.sampling import SamplingParams
 CORE_PRESETS = ("big", "all", "system", "custom")
 THEMES = ("system", "light", "dark")
 MODES = ("chat", "email", "reply", "summarize")
+CONTEXT_RANGE = (128, 1 << 20)  # tokens
 
 
 class SettingsError(ValueError):
@@ -93,8 +94,9 @@ class Settings:
             bad("strict_pinning", "true or false")
         if self.weight_policy not in POLICIES:
             bad("weight_policy", "one of " + ", ".join(POLICIES))
-        if not isinstance(self.context_length, int) or not 128 <= self.context_length <= 1 << 20:
-            bad("context_length", "128 to 1048576 tokens")
+        if not isinstance(self.context_length, int) or \
+                not CONTEXT_RANGE[0] <= self.context_length <= CONTEXT_RANGE[1]:
+            bad("context_length", f"{CONTEXT_RANGE[0]} to {CONTEXT_RANGE[1]} tokens")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
             bad("batch_size", "1 to 4096 tokens")
         if self.theme not in THEMES:

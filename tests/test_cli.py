@@ -191,3 +191,29 @@ def test_chat_history_that_cannot_be_written_is_read_only_and_says_why(capsys, m
         store.close()
     with sqlite3.connect(default_path()) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+@pytest.mark.parametrize("command", [["run", "x.txt"], ["chat"], ["email", "--points", "x"], ["reply"],
+                                     ["summarize"], ["serve"], ["bench"]])
+@pytest.mark.parametrize("value", ["0", "10", "1e9", "1000000000", "-1"])
+def test_ctx_out_of_range_is_refused_the_same_by_every_command(command, value, capsys):
+    from wren.engine.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*command[:1], "--ctx", value, *command[1:]])
+    assert exit_.value.code == 2
+    assert "--ctx" in (err := capsys.readouterr().err) and "128 to 1048576" in err
+
+
+def test_ctx_above_what_the_model_holds_is_refused_not_cut(tiny, capsys):
+    from wren.engine.cli import build_parser
+    from wren.engine.cli.common import with_flags
+    from wren.engine.library import catalog
+    from wren.engine.settings import Settings
+
+    most = catalog.describe(tiny).context_length
+    args = build_parser().parse_args(["run", "-m", str(tiny), "--ctx", str(most), "x.txt"])
+    assert with_flags(Settings(), args).context_length == most
+    args = build_parser().parse_args(["run", "-m", str(tiny), "--ctx", str(most + 1), "x.txt"])
+    with pytest.raises(ValueError, match=f"more than tiny-llama.gguf holds: 128 to {most} tokens"):
+        with_flags(Settings(), args)

@@ -356,7 +356,8 @@ def import_file(path: str | os.PathLike, progress: Progress | None = None) -> Pa
     with pypi_models.new_file(target) as tmp:
         try:
             with open(src, "rb") as f:
-                pypi_models.copy_blocks(pypi_models.read_blocks(f, 1 << 20), tmp, src.stat().st_size, progress, "copy")
+                blocks = pypi_models.read_blocks(f, 1 << 20)
+                pypi_models.copy_blocks(blocks, tmp, src.stat().st_size, progress, "copy")
         except (OSError, ValueError) as e:  # a full disk, a file that grew while it was copied
             raise CatalogError(f"{src.name} was not imported: {e}") from None
         return _store(tmp, name)

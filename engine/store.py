@@ -249,6 +249,7 @@ class Store:
 
     def _setup(self) -> None:
         db = self._db
+        self._check_version(db.execute("PRAGMA user_version").fetchone()[0])  # before anything could change it
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(self.path, f"cannot use the WAL journal (journal mode stays {mode})")

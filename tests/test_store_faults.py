@@ -176,6 +176,7 @@ def test_a_newer_schema_is_left_alone(tmp_path):
         s.new_conversation("from the newer version")
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.execute("PRAGMA journal_mode = DELETE")  # a journal the newer version may have chosen: kept too
     before = path.read_bytes()
     with pytest.raises(StoreError) as err:
         Store(path)
@@ -185,6 +186,8 @@ def test_a_newer_schema_is_left_alone(tmp_path):
         assert "newer Wren" in note and "left as it is" in note
         assert store.read_only
     assert path.read_bytes() == before and broken_files(tmp_path) == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 def test_only_a_failed_integrity_check_moves_a_database_aside(tmp_path):

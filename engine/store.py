@@ -61,7 +61,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 BUSY_TIMEOUT = 30.0  # seconds another program's lock is waited for (sqlite's busy timeout, and retries of what
 # sqlite reports busy at once: a journal-mode change or a WAL recovery under way in another process)
-STORE_ERRORS = ("damaged", "newer", "busy", "unwritable", "unusable")
 
 # sqlite's primary result codes
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _CANTOPEN, _FULL, _PERM, _NOTADB = 5, 6, 8, 10, 11, 14, 13, 3, 26
@@ -71,8 +70,8 @@ _CODES_BY_TEXT = (("locked", _BUSY), ("busy", _BUSY), ("disk is full", _FULL), (
 
 
 class StoreError(Exception):
-    """The database cannot be used or written; `kind` is one of STORE_ERRORS and says what can be done: only a
-    "damaged" one may be moved aside."""
+    """The database cannot be used or written; `kind` ("damaged", "newer", "busy", "unwritable" or "unusable") says
+    what can be done: only a "damaged" one may be moved aside."""
 
     def __init__(self, path: Path, reason: str, kind: str = "unusable"):
         self.path = Path(path)
@@ -179,9 +178,11 @@ def open_history(path: Path | None = None) -> tuple[Store, str]:
     except StoreError as e:
         error = e
     if error.kind == "damaged":
-        moved = Store.move_aside(error.path)
         try:
+            moved = Store.move_aside(error.path)
             return Store(path), f"{error}. It was kept as {moved} and a new one started."
+        except OSError as e:
+            error = StoreError(path, f"{error.reason}, and it cannot be moved aside ({e})", "unwritable")
         except StoreError as e:
             error = e
     reason = f"{error}. The history is shown read-only: what is added now is not kept."

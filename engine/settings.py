@@ -369,7 +369,8 @@ def load(path: Path | None = None) -> LoadResult:
 
 def save(s: Settings, path: Path | None = None) -> Path:
     """Write atomically (a temporary file renamed over the old one). A file there that cannot be used (edited by
-    hand since it was loaded) is kept aside as settings.toml.bad first; when it cannot be, nothing is written."""
+    hand since it was loaded) is kept aside as settings.toml.bad first; when it cannot be, OSError and nothing is
+    written."""
     path = path or settings_path()
     text = to_toml(s.validated())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -383,8 +384,8 @@ def save(s: Settings, path: Path | None = None) -> Path:
         try:
             _keep_aside(path)
         except OSError as e:
-            raise SettingsError(f"{path} cannot be used and cannot be kept aside ({e}); it was not overwritten") \
-                from None
+            raise OSError(e.errno, f"{path} cannot be used and cannot be kept aside ({e.strerror}); it was not "
+                                   "overwritten") from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

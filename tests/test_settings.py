@@ -122,3 +122,17 @@ def test_a_file_broken_after_loading_is_kept_aside_before_a_save(tmp_path):
     assert (tmp_path / "settings.toml.bad").read_text() == "kept from before\n"
     assert (tmp_path / "settings.toml.bad-2").read_bytes() == b"threads = 3\n\xfe\xfe\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_broken_file_that_cannot_be_kept_aside_is_not_overwritten(tmp_path, monkeypatch):
+    path = tmp_path / "settings.toml"
+    path.write_bytes(b"threads = \xff\n")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(S.os, "replace", refuse)
+    loaded = S.load(path)
+    assert "kept as" not in loaded.problem
+    with pytest.raises(OSError, match="cannot be kept aside .*it was not overwritten"):
+        S.save(S.Settings(threads=2), path)
+    assert path.read_bytes() == b"threads = \xff\n"

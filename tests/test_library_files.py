@@ -1,6 +1,7 @@
 """Writing model files: two first uses of a chunked model at once, an import that meets a full disk, a download that
 brings more than the catalog expects."""
 import errno
+import os
 import hashlib
 import io
 import threading
@@ -113,3 +114,19 @@ def test_a_download_stops_at_the_expected_size(library, monkeypatch):
         catalog.fetch("Tiny", catalog={"Tiny": model})
     assert sent[-1].read_bytes == 0
     assert not library.exists() or list(library.iterdir()) == []
+
+
+def test_what_a_killed_writer_left_is_removed_and_a_running_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "m.gguf"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".m.gguf.{int(gone.stdout)}-0123456789ab.partial"
+    alive = tmp_path / f".m.gguf.{os.getppid()}-0123456789ab.partial"
+    for p in (dead, alive):
+        p.write_bytes(b"half a model")
+    with pypi_models.new_file(target) as tmp:
+        tmp.write_bytes(b"model")
+        os.replace(tmp, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.gguf", alive.name])

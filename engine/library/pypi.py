@@ -95,14 +95,29 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def new_file(target: Path) -> Iterator[Path]:
     """A new file of a name no other writer has (`.<target's name>.<random>.partial`, beside target), to be written
     in full and then renamed over target; it is removed when anything fails before that, so that a failed copy (a
-    full disk) leaves nothing behind, and two processes making the same file never write into each other's."""
+    full disk) leaves nothing behind, and two processes making the same file never write into each other's. What a
+    writer that was killed left is removed too."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for left in target.parent.glob(f".{target.name}.*-*.partial"):  # what a killed writer left
+        pid = left.name[len(target.name) + 2:].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            left.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.partial")
     tmp.touch(exist_ok=False)
     try:
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's
+        return True
+    return True
 
 
 def copy_blocks(blocks: Iterable[bytes], out_path: Path, size: int, progress: Progress | None, what: str) -> str:

@@ -23,6 +23,7 @@ from wren.engine.runtime.sampling import SamplingParams
 CORE_PRESETS = ("big", "all", "system", "custom")
 THEMES = ("system", "light", "dark")
 MODES = ("chat", "email", "reply", "summarize")
+CONTEXT_RANGE = (128, 1 << 20)  # tokens
 
 
 class SettingsError(ValueError):
@@ -93,8 +94,9 @@ class Settings:
             bad("strict_pinning", "true or false")
         if self.weight_policy not in POLICIES:
             bad("weight_policy", "one of " + ", ".join(POLICIES))
-        if not isinstance(self.context_length, int) or not 128 <= self.context_length <= 1 << 20:
-            bad("context_length", "128 to 1048576 tokens")
+        if not isinstance(self.context_length, int) or \
+                not CONTEXT_RANGE[0] <= self.context_length <= CONTEXT_RANGE[1]:
+            bad("context_length", f"{CONTEXT_RANGE[0]} to {CONTEXT_RANGE[1]} tokens")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
             bad("batch_size", "1 to 4096 tokens")
         if self.theme not in THEMES:
@@ -295,6 +297,35 @@ def _toml(text: str) -> dict:
         raise SettingsError(f"the settings file is not valid TOML: {e}") from None
 
 
+def _salvage(text: str) -> tuple[dict, list[str]]:
+    """What can be read of a settings file's text: the lines TOML cannot read (or that hold bytes that were not
+    UTF-8, here U+FFFD) are left out one by one, so that every valid setting is kept; and what was left out."""
+    lines = text.split("\n")
+    problems = [f"line {n + 1} is not UTF-8 text and was left out" for n, line in enumerate(lines) if "\ufffd" in line]
+    lines = ["" if "\ufffd" in line else line for line in lines]
+    while True:
+        try:
+            return tomllib.loads("\n".join(lines)), problems
+        except tomllib.TOMLDecodeError as e:
+            found = re.search(r"line (\d+)", str(e))
+            n = int(found.group(1)) - 1 if found else -1
+            if not 0 <= n < len(lines) or not lines[n]:  # nothing more to leave out
+                return {}, problems + [f"the settings file is not valid TOML: {e}"]
+            problems.append(f"line {n + 1} is not valid TOML and was left out ({e})")
+            lines[n] = ""
+
+
+def _keep_aside(path: Path) -> Path:
+    """Rename a settings file that could not be used to settings.toml.bad (.bad-2, ... when one was kept before)."""
+    bad = path.with_name(path.name + ".bad")
+    n = 1
+    while bad.exists():
+        n += 1
+        bad = path.with_name(f"{path.name}.bad-{n}")
+    os.replace(path, bad)
+    return bad
+
+
 def parse(text: str) -> Settings:
     return from_dict(_toml(text))
 
@@ -305,40 +336,60 @@ class LoadResult:
     problem: str | None = None  # why the file was not used, when it was not
 
 
+def _read_file(path: Path) -> tuple[Settings, list[str]]:
+    """The settings a file holds, each value that cannot be used its default, and what could not be used (a line
+    that is not UTF-8 or not TOML, a wrong value, an unknown key). FileNotFoundError when there is none."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    data, problems = _salvage(text)
+    settings, wrong = _read(data)
+    return settings, problems + wrong
+
+
 def load(path: Path | None = None) -> LoadResult:
     """The saved settings, or the defaults when there is no file. Each value that cannot be used is replaced by its
-    default (the others are kept) and named in `problem`; such a file is renamed to settings.toml.bad (kept, never
-    deleted), and the next save writes a good one."""
+    default (the others are kept, also from a file that is not all UTF-8 or TOML) and named in `problem`; such a file
+    is renamed to settings.toml.bad (kept, never deleted), and the next save writes a good one."""
     path = path or settings_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        settings, problems = _read_file(path)
     except FileNotFoundError:
         return LoadResult(Settings())
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         return LoadResult(Settings(), f"cannot read {path}: {e}; every setting has its default")
-    try:
-        settings, problems = _read(_toml(text))
-        what = (f"{len(problems)} value{'s' if len(problems) > 1 else ''} could not be used and "
-                f"{'have their defaults' if len(problems) > 1 else 'has its default'}: " + "; ".join(problems))
-    except SettingsError as e:
-        settings, problems, what = Settings(), [str(e)], f"{e}; every setting has its default"
     if not problems:
         return LoadResult(settings)
-    bad = path.with_name(path.name + ".bad")
+    what = (f"{len(problems)} value{'s' if len(problems) > 1 else ''} could not be used and "
+            f"{'have their defaults' if len(problems) > 1 else 'has its default'}: " + "; ".join(problems))
     try:
-        os.replace(path, bad)
-        kept = f"; the file was kept as {bad}"
+        kept = f"; the file was kept as {_keep_aside(path)}"
     except OSError:
         kept = ""
     return LoadResult(settings, f"{path}: {what}{kept}")
 
 
 def save(s: Settings, path: Path | None = None) -> Path:
-    """Write atomically (a temporary file renamed over the old one)."""
+    """Write atomically (a temporary file renamed over the old one). A file there that cannot be used (edited by
+    hand since it was loaded) is kept aside as settings.toml.bad first; when it cannot be, OSError and nothing is
+    written."""
     path = path or settings_path()
     text = to_toml(s.validated())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        broken = bool(_read_file(path)[1])
+    except FileNotFoundError:
+        broken = False
+    except OSError:
+        broken = True
+    if broken:
+        try:
+            _keep_aside(path)
+        except OSError as e:
+            raise OSError(e.errno, f"{path} cannot be used and cannot be kept aside ({e.strerror}); it was not "
+                                   "overwritten") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

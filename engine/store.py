@@ -6,8 +6,13 @@ or a `kill -9` loses at most the text produced since the last update. Synchronou
 keeps every commit across a crash of the process (a power cut may lose the last commits, never the file).
 
 The schema version is the database's `PRAGMA user_version`; opening a file of an older version migrates it, a file of
-a newer version is refused. A file that is not a database, or a damaged one, raises StoreError naming the path;
-`Store.move_aside` renames it so that a fresh database can be created.
+a newer version is refused and left as it is. `Store(path)` raises StoreError naming the path and what went wrong, its
+`kind` saying what to do: "damaged" (a full integrity check failed: `Store.move_aside` keeps it and a fresh one can be
+created), "newer", "busy" (another program holds the lock for longer than the busy timeout: never damage) or
+"unwritable" (a read-only data dir, a full disk). `open_history` does that: it never moves a database that passes
+the integrity check, and where the history cannot be written it gives a read-only store (an in-memory copy of what
+could be read; `read_only` says why) so that the app starts and shows the history. A write that fails (a full disk)
+raises StoreError naming the cause.
 
 A Store is used from the Qt main thread only: its connection refuses calls from any other thread.
 """
@@ -17,8 +22,10 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from wren.engine.settings import MODES
 from wren.engine.library import catalog
@@ -66,13 +73,50 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
-class StoreError(Exception):
-    """The database cannot be used (not a database, damaged, or written by a newer version)."""
+BUSY_TIMEOUT = 30.0  # seconds another program's lock is waited for (sqlite's busy timeout, and retries of what
+# sqlite reports busy at once: a journal-mode change or a WAL recovery under way in another process)
 
-    def __init__(self, path: Path, reason: str):
+# sqlite's primary result codes
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _CANTOPEN, _FULL, _PERM, _NOTADB = 5, 6, 8, 10, 11, 14, 13, 3, 26
+_CODES_BY_TEXT = (("locked", _BUSY), ("busy", _BUSY), ("disk is full", _FULL), ("readonly", _READONLY),
+                  ("unable to open", _CANTOPEN), ("not a database", _NOTADB), ("malformed", _CORRUPT),
+                  ("disk i/o", _IOERR))
+
+
+class StoreError(Exception):
+    """The database cannot be used or written; `kind` ("damaged", "newer", "busy", "unwritable" or "unusable") says
+    what can be done: only a "damaged" one may be moved aside."""
+
+    def __init__(self, path: Path, reason: str, kind: str = "unusable"):
         self.path = Path(path)
         self.reason = reason
+        self.kind = kind
         super().__init__(f"{self.path}: {reason}")
+
+
+def _code(e: BaseException) -> int:
+    """sqlite's primary result code of an error (from its text before Python 3.11)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    text = str(e).lower()
+    return next((c for needle, c in _CODES_BY_TEXT if needle in text), 0)
+
+
+def _cause(e: BaseException) -> tuple[str, str]:
+    """(kind, reason) of an sqlite or OS error met while opening or writing the database."""
+    code = _code(e) if isinstance(e, sqlite3.Error) else 0
+    if code == _FULL or getattr(e, "errno", None) == 28:
+        return "unwritable", f"the disk is full ({e})"
+    if code in (_BUSY, _LOCKED):
+        return "busy", f"another program keeps the database locked ({e})"
+    if code in (_READONLY, _CANTOPEN, _PERM) or isinstance(e, PermissionError) or getattr(e, "errno", None) == 30:
+        return "unwritable", f"the data folder cannot be written ({e})"
+    if code in (_CORRUPT, _NOTADB):
+        return "damaged", f"not a usable database ({e})"
+    if code == _IOERR or isinstance(e, OSError):
+        return "unwritable", f"the disk refused a write ({e})"
+    return "unusable", f"not a usable database ({e})"
 
 
 @dataclass
@@ -120,28 +164,119 @@ def _fold(text: str | None) -> str:
     return text.casefold() if text else ""
 
 
+def _connect(uri: str, busy_timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back what is left of a transaction: sqlite rolls back by itself after some errors (a full disk), and the
+    error that caused it is the one to report, not "cannot rollback"."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def damaged(path: Path) -> bool:
+    """Whether the database at path fails a full integrity check (read-only; a lock held by another program, or a
+    file that cannot be read, is not damage)."""
+    try:
+        db = _connect(f"file:{quote(str(path))}?mode=ro", BUSY_TIMEOUT)
+    except sqlite3.Error:
+        return False
+    try:
+        return [row[0] for row in db.execute("PRAGMA integrity_check")] != ["ok"]
+    except sqlite3.Error as e:
+        return _code(e) in (_CORRUPT, _NOTADB)
+    finally:
+        db.close()
+
+
+def open_history(path: Path | None = None) -> tuple[Store, str]:
+    """The conversations database for the window and `wren chat`, and a note for the user ("" when all is well). A
+    damaged one is moved aside (kept) and a fresh one started; one that cannot be written (a read-only data dir, a
+    full disk), is locked by another program or is of a newer version is left as it is and shown read-only (the
+    store's `read_only` says why)."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        return Store(path), ""
+    except StoreError as e:
+        error = e
+    if error.kind == "damaged":
+        try:
+            moved = Store.move_aside(error.path)
+            return Store(path), f"{error}. It was kept as {moved} and a new one started."
+        except OSError as e:
+            error = StoreError(path, f"{error.reason}, and it cannot be moved aside ({e})", "unwritable")
+        except StoreError as e:
+            error = e
+    reason = f"{error}. The history is shown read-only: what is added now is not kept."
+    return Store.read_only_copy(path, reason), reason
+
+
 class Store:
     """The conversations database. Main thread only."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, busy_timeout: float | None = None):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = ""  # why the history cannot be saved ("" when it is)
+        self._db = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-        except sqlite3.Error as e:
-            raise StoreError(self.path, f"cannot open the database ({e})") from e
-        try:
-            self._setup()
-        except StoreError:
-            self._db.close()
-            raise
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise StoreError(self.path, f"not a usable database ({e})") from e
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(self.path, *reversed(_cause(e))) from e
+        busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self._db = _connect(f"file:{quote(str(self.path))}?mode=rwc", busy_timeout)
+                self._setup()
+                break
+            except sqlite3.Error as e:
+                self.close()
+                kind, reason = _cause(e)
+                if kind == "busy" and time.monotonic() < deadline:
+                    time.sleep(0.01)  # what sqlite reports busy without waiting
+                    continue
+                if kind == "damaged" and not damaged(self.path):
+                    kind = "unusable"
+                raise StoreError(self.path, reason, kind) from e
+            except StoreError:
+                self.close()
+                raise
         self._db.create_function("wren_fold", 1, _fold, deterministic=True)
+
+    @classmethod
+    def read_only_copy(cls, path: Path, reason: str) -> Store:
+        """A store in memory holding what can be read of the database at path (nothing when it cannot be read or is
+        of a newer version), its `read_only` the reason given: the history is shown, and what is added to it is not
+        kept."""
+        store = cls.__new__(cls)
+        store.path, store.read_only = Path(path), reason
+        store._db = sqlite3.connect(":memory:", isolation_level=None)
+        # read-only, then without locks or the WAL where even the lock file cannot be made (a read-only folder)
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                source = _connect(f"file:{quote(str(path))}?{query}", 1.0)
+            except sqlite3.Error:
+                continue
+            try:
+                if source.execute("PRAGMA user_version").fetchone()[0] <= SCHEMA_VERSION:
+                    source.backup(store._db)
+                break
+            except sqlite3.Error:
+                store._db.close()
+                store._db = sqlite3.connect(":memory:", isolation_level=None)
+            finally:
+                source.close()
+        store._migrate()
+        store._db.create_function("wren_fold", 1, _fold, deterministic=True)
+        return store
 
     def _setup(self) -> None:
         db = self._db
+        self._check_version(db.execute("PRAGMA user_version").fetchone()[0])  # before anything could change it
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(self.path, f"cannot use the WAL journal (journal mode stays {mode})")
@@ -149,10 +284,17 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise StoreError(self.path, "the database is damaged: " + "; ".join(map(str, problems[:3])))
+            kind = "damaged" if damaged(self.path) else "unusable"
+            raise StoreError(self.path, "the database is damaged: " + "; ".join(map(str, problems[:3])), kind)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         self._check_version(version)
         if version == SCHEMA_VERSION:
+            # a write that changes nothing: a read-only file or a full disk is found now, not at the first message
+            db.execute(f"PRAGMA user_version = {version}")
             return
         # Another process (a second window, a command) may be creating the same database right now: the version is
         # read again under the write lock, so each migration runs once whoever gets there first.
@@ -166,13 +308,13 @@ class Store:
                 db.execute(f"PRAGMA user_version = {target}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(self.path, f"schema version {version} was written by a newer Wren "
-                                        f"(this one reads up to {SCHEMA_VERSION})")
+                                        f"(this one reads up to {SCHEMA_VERSION}); it is left as it is", "newer")
 
     # ---- lifetime ---------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -209,9 +351,10 @@ class Store:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         now = time.time()
-        cur = self._db.execute(
-            "INSERT INTO conversations (title, mode, system, created, updated) VALUES (?, ?, ?, ?, ?)",
-            (title, mode, system, now, now))
+        with self._writing() as db:
+            cur = db.execute(
+                "INSERT INTO conversations (title, mode, system, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (title, mode, system, now, now))
         return cur.lastrowid
 
     def conversation(self, cid: int) -> Conversation:
@@ -263,18 +406,13 @@ class Store:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = time.time()
         stats_json = json.dumps(stats, default=str) if stats is not None else None
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+        with self._writing(transaction=True) as db:
+            cur = db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
             if cur.rowcount != 1:
                 raise KeyError(f"no conversation {cid}")
-            cur = self._db.execute(
+            cur = db.execute(
                 "INSERT INTO messages (conversation, role, content, complete, created, stats)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (cid, role, content, int(complete), now, stats_json))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return cur.lastrowid
 
     def update_message(self, mid: int, content: str, complete: bool = False, stats: dict | None = None) -> None:
@@ -285,16 +423,10 @@ class Store:
 
     def delete_messages_from(self, cid: int, mid: int) -> None:
         """Delete message `mid` of conversation `cid` and every later message of it."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._db.execute("SELECT 1 FROM messages WHERE id = ? AND conversation = ?",
-                                (mid, cid)).fetchone() is None:
+        with self._writing(transaction=True) as db:
+            if db.execute("SELECT 1 FROM messages WHERE id = ? AND conversation = ?", (mid, cid)).fetchone() is None:
                 raise KeyError(f"no message {mid} in conversation {cid}")
-            self._db.execute("DELETE FROM messages WHERE conversation = ? AND id >= ?", (cid, mid))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            db.execute("DELETE FROM messages WHERE conversation = ? AND id >= ?", (cid, mid))
 
     # ---- the other modes' history ----------------------------------------------------------------------------
     def add_history(self, mode: str, title: str, asked: dict, gave: dict) -> int:
@@ -350,7 +482,26 @@ class Store:
         return "\n\n".join(parts) + "\n"
 
     # ---- helpers ----------------------------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self, transaction: bool = False):
+        """The connection for a write, in a transaction when asked (rolled back on any error); an sqlite error (a
+        full disk, a read-only file, a lock never released) becomes a StoreError naming its cause."""
+        try:
+            if transaction:
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                if transaction:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                _rollback(self._db)
+                raise
+        except sqlite3.OperationalError as e:
+            kind, reason = _cause(e)
+            raise StoreError(self.path, f"cannot save to the history: {reason}", kind) from e
+
     def _update_one(self, sql: str, args: tuple, missing: str) -> None:
         # one statement in autocommit mode: committed when it returns
-        if self._db.execute(sql, args).rowcount != 1:
-            raise KeyError(missing)
+        with self._writing() as db:
+            if db.execute(sql, args).rowcount != 1:
+                raise KeyError(missing)

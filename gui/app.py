@@ -6,18 +6,6 @@ import signal
 import sys
 
 
-def open_store():
-    """The conversation database; a damaged one is moved aside (kept) and a fresh one started, with a note."""
-    from wren.engine.store import Store, StoreError
-
-    try:
-        return Store(), None
-    except StoreError as e:
-        moved = Store.move_aside(e.path) if getattr(e, "path", None) else None
-        note = f"{e}. It was kept as {moved} and a new one started." if moved else str(e)
-        return Store(), note
-
-
 def window_icon():
     """The theme's wren icon (installed by `wren --install-desktop`), else the SVG shipped with Wren."""
     from importlib import resources
@@ -72,6 +60,7 @@ def main(argv: list[str] | None = None, summarize_clipboard: bool = False) -> in
     from PySide6.QtWidgets import QApplication
 
     from wren.engine import settings as wsettings
+    from wren.engine.store import open_history
     from wren.gui.main_window import MainWindow
     from wren.gui.theme import apply_theme
 
@@ -81,13 +70,13 @@ def main(argv: list[str] | None = None, summarize_clipboard: bool = False) -> in
     app.setWindowIcon(window_icon())
     app.setStyle("Fusion")
     loaded = wsettings.load()
-    store, store_note = open_store()
+    store, store_note = open_history()
     apply_theme(loaded.settings.theme, loaded.settings.font_size)
     window = MainWindow(loaded.settings, store, settings_path=wsettings.settings_path())
     if loaded.problem:
         window.settings_banner.show_problem(loaded.problem)
     if store_note:
-        window.show_error(store_note)
+        window.show_error(store_note, about="history")
     window.show()
     server = serve_later_starts(window)
 

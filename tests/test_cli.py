@@ -168,3 +168,52 @@ def test_chat_prompt_ctrl_c_clears_the_line_and_ctrl_d_quits(monkeypatch, capsys
     assert "Ctrl+D" in capsys.readouterr().err
     assert cli.read_prompt("> ") == "hello"
     assert cli.read_prompt("> ") is None
+
+
+def test_chat_history_that_cannot_be_written_is_read_only_and_says_why(capsys, monkeypatch, tmp_path):
+    """`wren chat` on a database of a newer version: the file is left alone, the chat runs, and it says why it is
+    not kept."""
+    import sqlite3
+
+    from wren.engine.cli import chat as cli
+    from wren.engine.store import SCHEMA_VERSION, Store, default_path
+
+    monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path))
+    Store().close()
+    with sqlite3.connect(default_path()) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = cli._open_history()
+    try:
+        assert "newer Wren" in store.read_only
+        assert "newer Wren" in capsys.readouterr().err
+        store.new_conversation("this one is not kept")
+    finally:
+        store.close()
+    with sqlite3.connect(default_path()) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+@pytest.mark.parametrize("command", [["run", "x.txt"], ["chat"], ["email", "--points", "x"], ["reply"],
+                                     ["summarize"], ["serve"], ["bench"]])
+@pytest.mark.parametrize("value", ["0", "10", "1e9", "1000000000", "-1"])
+def test_ctx_out_of_range_is_refused_the_same_by_every_command(command, value, capsys):
+    from wren.engine.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*command[:1], "--ctx", value, *command[1:]])
+    assert exit_.value.code == 2
+    assert "--ctx" in (err := capsys.readouterr().err) and "128 to 1048576" in err
+
+
+def test_ctx_above_what_the_model_holds_is_refused_not_cut(tiny, capsys):
+    from wren.engine.cli import build_parser
+    from wren.engine.cli.common import with_flags
+    from wren.engine.library import catalog
+    from wren.engine.settings import Settings
+
+    most = catalog.describe(tiny).context_length
+    args = build_parser().parse_args(["run", "-m", str(tiny), "--ctx", str(most), "x.txt"])
+    assert with_flags(Settings(), args).context_length == most
+    args = build_parser().parse_args(["run", "-m", str(tiny), "--ctx", str(most + 1), "x.txt"])
+    with pytest.raises(ValueError, match=f"more than tiny-llama.gguf holds: 128 to {most} tokens"):
+        with_flags(Settings(), args)

@@ -88,3 +88,51 @@ def test_custom_cores_without_cpus_fall_back_to_the_default_preset(tmp_path):
     result = S.load(path)
     assert result.settings.cores == "big" and result.settings.theme == "light"
     assert "custom_cpus" in result.problem
+
+
+def test_a_byte_that_is_not_utf8_keeps_the_file_aside_and_the_valid_keys(tmp_path):
+    path = tmp_path / "settings.toml"
+    raw = b'threads = 2\ntheme = "d\xffark"\nfont_size = 12\n'
+    path.write_bytes(raw)
+    loaded = S.load(path)
+    assert (loaded.settings.threads, loaded.settings.font_size, loaded.settings.theme) == (2, 12, "system")
+    assert "line 2 is not UTF-8" in loaded.problem and "settings.toml.bad" in loaded.problem
+    assert (tmp_path / "settings.toml.bad").read_bytes() == raw
+    S.save(loaded.settings, path)  # the next save writes a good file; the broken one stays kept
+    assert S.load(path) == S.LoadResult(loaded.settings)
+    assert (tmp_path / "settings.toml.bad").read_bytes() == raw
+
+
+def test_lines_that_are_not_toml_are_left_out_and_the_others_kept(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("threads = 2\nthis is not toml\nfont_size = 12\n[sampling.chat]\ntemperature = 0.9\n")
+    loaded = S.load(path)
+    assert (loaded.settings.threads, loaded.settings.font_size) == (2, 12)
+    assert loaded.settings.mode("chat").temperature == 0.9
+    assert "line 2 is not valid TOML" in loaded.problem
+
+
+def test_a_file_broken_after_loading_is_kept_aside_before_a_save(tmp_path):
+    path = tmp_path / "settings.toml"
+    S.save(S.Settings(threads=2), path)
+    (tmp_path / "settings.toml.bad").write_text("kept from before\n")
+    path.write_bytes(b"threads = 3\n\xfe\xfe\n")  # edited by hand while the window was open
+    S.save(S.Settings(threads=4), path)
+    assert S.load(path).settings.threads == 4
+    assert (tmp_path / "settings.toml.bad").read_text() == "kept from before\n"
+    assert (tmp_path / "settings.toml.bad-2").read_bytes() == b"threads = 3\n\xfe\xfe\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_broken_file_that_cannot_be_kept_aside_is_not_overwritten(tmp_path, monkeypatch):
+    path = tmp_path / "settings.toml"
+    path.write_bytes(b"threads = \xff\n")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(S.os, "replace", refuse)
+    loaded = S.load(path)
+    assert "kept as" not in loaded.problem
+    with pytest.raises(OSError, match="cannot be kept aside .*it was not overwritten"):
+        S.save(S.Settings(threads=2), path)
+    assert path.read_bytes() == b"threads = \xff\n"

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from wren.engine.cli.common import version
+from wren.engine.cli.flags import add_context_flag
 from wren.engine.cli.chat import cmd_chat
 from wren.engine.cli.models import cmd_models
 from wren.engine.cli.modes import cmd_email, cmd_reply, cmd_summarize
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--prompt-tokens", type=int, default=128)
     p.add_argument("-n", "--gen-tokens", type=int, default=64)
     p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
+    add_context_flag(p, "what the prompt and the generated tokens need, 512 at least")
     p.add_argument("--compare", action="store_true", help="also llama.cpp (llama-cpp-python) in the same run")
     p.add_argument("--engine", choices=["wren", "llama.cpp"], help=argparse.SUPPRESS)
     p.add_argument("--kernels", action="store_true", help="GEMV bandwidth and GEMM throughput of the kernels")
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=128, help="tokens to generate (default 128)")
     p.add_argument("-t", "--threads", help="threads (default: one per core of the fastest cluster)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, help="context length (default 4096)")
+    add_context_flag(p, "4096")
     p.add_argument("--weights", help="weight policy: mixed (the default) or int4")
     p.add_argument("file", help="text file, or - for stdin")
     p.set_defaults(func=cmd_run)
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     def engine_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
         p.add_argument("-m", "--model", help="GGUF file or installed model name (default: the settings' model)")
         p.add_argument("-t", "--threads", help="threads (default: the settings', one per fast core)")
-        p.add_argument("--ctx", type=int, help="context length (default: the settings', 4096)")
+        add_context_flag(p, "the settings', 4096")
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -136,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         from wren.engine.runtime.chat_template import ChatTemplateError
         from wren.engine.runtime.gguffile import GGUFError
         from wren.engine.runtime.native import NativeError
+        from wren.engine.store import StoreError
 
-        if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError)):
+        if isinstance(e, (GGUFError, NativeError, CatalogError, ChatTemplateError, StoreError)):
             print(f"wren: {e}", file=sys.stderr)
             return 1
         raise

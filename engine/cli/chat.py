@@ -8,14 +8,14 @@ from wren.engine.cli.common import emit_json, open_engine
 
 
 def _open_history():
-    """The conversations database the window uses too, or None (with a note) when it cannot be used."""
-    from wren.engine.store import Store, StoreError
+    """The conversations database the window uses too; where it cannot be written (a read-only data dir, a full
+    disk, a newer version's file), a read-only copy, and why."""
+    from wren.engine.store import open_history
 
-    try:
-        return Store()
-    except StoreError as e:
-        print(f"wren: {e}; this chat is not kept", file=sys.stderr)
-        return None
+    store, note = open_history()
+    if note:
+        print(f"wren: {note}", file=sys.stderr)
+    return store
 
 
 CHAT_COMMANDS = (("/help", "lists these commands"), ("/new", "starts a new conversation"),

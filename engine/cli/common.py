@@ -28,8 +28,11 @@ def with_flags(s, args: argparse.Namespace):
         from wren.engine.runtime import placement, topology
 
         placement.place(s.validated(), topology.read_topology())  # more threads than CPUs: said before loading
-    if getattr(args, "ctx", None):
-        s = replace(s, context_length=int(args.ctx))
+    if getattr(args, "ctx", None) is not None:
+        from wren.engine.cli.flags import check_model_context
+
+        s = replace(s, context_length=args.ctx)
+        check_model_context(s)
     if getattr(args, "weights", None):
         s = replace(s, weight_policy=args.weights)
     return s.validated()

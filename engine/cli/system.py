@@ -33,6 +33,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_kernels(args)
     import json
     import subprocess
+    from dataclasses import replace
 
     from wren.engine.bench import compare as bench
     from wren.engine.runtime import loader, placement, topology
@@ -40,6 +41,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     path = loader.resolve_model_path(args.model)
     settings = bench.settings(with_flags(Settings(), args), args.prompt_tokens, args.gen_tokens)
+    if args.ctx is not None:
+        if args.ctx < args.prompt_tokens + args.gen_tokens:
+            raise ValueError(f"--ctx {args.ctx} cannot hold the {args.prompt_tokens}-token prompt and "
+                             f"{args.gen_tokens} generated tokens")
+        settings = replace(settings, context_length=args.ctx)
     threads = placement.place(settings, topology.read_topology()).threads
     if args.engine:  # one engine in this process (the parent runs each in its own, for clean peak memory)
         if args.engine == "wren":
@@ -53,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for engine in engines:
         cmd = [sys.executable, "-m", "wren.engine.cli", "bench", "-m", str(path), "-t", str(threads),
                "-p", str(args.prompt_tokens), "-n", str(args.gen_tokens), "--weights", settings.weight_policy,
-               "--engine", engine]
+               "--ctx", str(settings.context_length), "--engine", engine]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"wren bench: {engine} failed:\n{proc.stderr.strip()[-2000:]}", file=sys.stderr)

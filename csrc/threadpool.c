@@ -32,9 +32,10 @@ static inline void cpu_relax(void) {}
 typedef struct { _Alignas(64) atomic_llong v; } line_atomic;
 typedef struct { _Alignas(64) atomic_uint v; } line_atomic32;  /* 32 bits: a futex word */
 
-/* Waiting at a barrier: BARRIER_SPINS pauses (the others are microseconds behind when each has a core), then
- * BARRIER_YIELDS sched_yield calls (a worker of ours may be queued on this core), then a futex sleep. */
-enum { BARRIER_SPINS = 1 << 12, BARRIER_YIELDS = 8 };
+/* Waiting at a barrier: BARRIER_SPINS pauses (the others are microseconds behind when each has a core; 4096 made 3
+ * threads on 2 CPUs 5x slower than this), then BARRIER_YIELDS sched_yield calls (a worker of ours may be queued on
+ * this core), then a futex sleep. */
+enum { BARRIER_SPINS = 256, BARRIER_YIELDS = 2 };
 
 typedef struct {
     wren_pool *pool;

@@ -167,6 +167,11 @@ class Engine:
         return self._gen.pool.settings.strict
 
     @property
+    def threads_note(self) -> str:
+        """Why the threads differ from the settings ("" when they do not): more than the CPUs allowed are clamped."""
+        return self._gen.pool.settings.note
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self._gen.tokenizer
 

@@ -37,6 +37,7 @@ class ScriptedEngine:
     threads = 1
     cpus = (0,)
     pinned = True
+    threads_note = ""
     settings = Settings()
 
     class template:  # noqa: N801 (the engine's attribute name)

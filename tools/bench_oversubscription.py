@@ -56,7 +56,8 @@ def drive(pythons: list[str], runs: int, n_prompt: int, n_gen: int, timeout_s: i
                             r = json.loads(out.stdout.strip().splitlines()[-1])
                             decode.append(r["decode"])
                             prefill.append(r["prefill"])
-                        except subprocess.TimeoutExpired:
+                        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as e:
+                            print(f"{name}: {threads} threads, {busy} busy: {type(e).__name__}", file=sys.stderr)
                             decode.append(0.0)
                             prefill.append(0.0)
                     rows.append((name, busy, threads, statistics.median(prefill), statistics.median(decode)))
@@ -80,7 +81,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("-p", type=int, default=64, dest="n_prompt")
     ap.add_argument("-n", type=int, default=32, dest="n_gen")
-    ap.add_argument("--timeout", type=int, default=300, help="seconds per run (a run over it counts as 0 tok/s)")
+    ap.add_argument("--timeout", type=int, default=150, help="seconds per run (a run over it counts as 0 tok/s)")
     args = ap.parse_args()
     if args.what == "measure":
         print(json.dumps(measure(args.threads, args.n_prompt, args.n_gen)))

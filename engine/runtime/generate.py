@@ -82,6 +82,8 @@ class Generator:
             if self.pool is not None:
                 self.pool.close()
             self.pool = new
+        else:
+            self.pool.settings = pool  # the same pool; its note may have changed
         ctx = self.context
         if (n_ctx, min(n_batch, n_ctx)) != (ctx.n_ctx, ctx.n_batch) or self.pool.threads > ctx.n_threads:
             self.context = self.model.context(n_ctx, n_batch, max(n_threads, self.pool.threads))

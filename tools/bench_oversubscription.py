@@ -5,7 +5,8 @@
 For each Python (each a Wren install), each number of busy cores (a shell busy loop pinned to CPU 0, 1, ...) and each
 thread count (the CPUs allowed, and one more), it runs `measure` in a fresh process `--runs` times and prints the
 medians as a Markdown table. `measure THREADS` places the threads by the settings' rules, except that more threads than
-CPUs (which Wren clamps) are kept: one more thread than cores is what is measured.
+CPUs (which Wren clamps) are kept: one more thread than cores is what is measured. A run that takes longer than
+--timeout seconds (model load included) counts as 0 tok/s.
 """
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ def drive(pythons: list[str], runs: int, n_prompt: int, n_gen: int, timeout_s: i
         loops = [subprocess.Popen(["taskset", "-c", str(c), "sh", "-c", "while :; do :; done"]) for c in range(busy)]
         try:
             for threads in (cores, cores + 1):
-                for spec in pythons:
-                    name, python = spec.split("=", 1)
-                    decode, prefill = [], []
-                    for _ in range(runs):
+                results = {spec: ([], []) for spec in pythons}
+                for _ in range(runs):  # the builds take turns, so that a change in the machine's load hits both
+                    for spec in pythons:
+                        name, python = spec.split("=", 1)
+                        decode, prefill = results[spec]
                         cmd = [python, __file__, "measure", str(threads), "-p", str(n_prompt), "-n", str(n_gen)]
                         try:
                             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=True)
@@ -60,6 +62,8 @@ def drive(pythons: list[str], runs: int, n_prompt: int, n_gen: int, timeout_s: i
                             print(f"{name}: {threads} threads, {busy} busy: {type(e).__name__}", file=sys.stderr)
                             decode.append(0.0)
                             prefill.append(0.0)
+                for spec in pythons:
+                    name, decode, prefill = spec.split("=", 1)[0], *results[spec]
                     rows.append((name, busy, threads, statistics.median(prefill), statistics.median(decode)))
                     print(f"{name}: {busy} busy, {threads} threads: decode {decode}, prefill {prefill}",
                           file=sys.stderr, flush=True)
@@ -81,7 +85,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("-p", type=int, default=64, dest="n_prompt")
     ap.add_argument("-n", type=int, default=32, dest="n_gen")
-    ap.add_argument("--timeout", type=int, default=150, help="seconds per run (a run over it counts as 0 tok/s)")
+    ap.add_argument("--timeout", type=int, default=60, help="seconds per run (a run over it counts as 0 tok/s)")
     args = ap.parse_args()
     if args.what == "measure":
         print(json.dumps(measure(args.threads, args.n_prompt, args.n_gen)))

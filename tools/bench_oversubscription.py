@@ -71,7 +71,7 @@ def drive(pythons: list[str], runs: int, n_prompt: int, n_gen: int, timeout_s: i
             for p in loops:
                 p.kill()
                 p.wait()
-    print(f"| build | busy cores | threads | prefill tok/s | decode tok/s |")
+    print("| build | busy cores | threads | prefill tok/s | decode tok/s |")
     print("|---|---|---|---|---|")
     for name, busy, threads, prefill, decode in rows:
         print(f"| {name} | {busy} | {threads} | {prefill:.1f} | {decode:.1f} |")

@@ -2,9 +2,14 @@
  *
  * The caller publishes a job by bumping `generation` and sleeps until the last worker is done. Idle workers spin
  * for spin_us (a decode step hands out a job every few milliseconds) and then sleep on a condition variable.
- * Inside a job, every parallel step takes chunks from an atomic counter: a slower core simply takes fewer chunks. */
+ * Inside a job, every parallel step takes chunks from an atomic counter: a slower core simply takes fewer chunks.
+ * A worker that reaches a barrier first spins a bounded number of times, then yields, then sleeps on a futex: when
+ * other programs take cores (or there are more workers than cores), the late worker may be off its core for a whole
+ * time slice, and spinning against it would only keep it off longer. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -25,6 +30,12 @@ static inline void cpu_relax(void) {}
 
 /* an atomic alone on its cache line, so threads polling one do not slow writers of another */
 typedef struct { _Alignas(64) atomic_llong v; } line_atomic;
+typedef struct { _Alignas(64) atomic_uint v; } line_atomic32;  /* 32 bits: a futex word */
+
+/* Waiting at a barrier: BARRIER_SPINS pauses (the others are microseconds behind when each has a core; 4096 made 3
+ * threads on 2 CPUs 5x slower than this), then BARRIER_YIELDS sched_yield calls (a worker of ours may be queued on
+ * this core), then a futex sleep. */
+enum { BARRIER_SPINS = 256, BARRIER_YIELDS = 2 };
 
 typedef struct {
     wren_pool *pool;
@@ -40,7 +51,8 @@ struct wren_pool {
     line_atomic n_done;             /* workers done with the current job */
     line_atomic counter[2];         /* chunk counters, alternating between parallel steps */
     line_atomic barrier_count;
-    line_atomic barrier_phase;
+    line_atomic32 barrier_phase;    /* futex word: bumped by the last worker to reach a barrier */
+    line_atomic barrier_sleepers;   /* workers asleep on barrier_phase (or about to be) */
     line_atomic stop;
     wren_job_fn fn;
     void *ctx;
@@ -71,18 +83,34 @@ static inline void step_begin(wren_job *job) {
         atomic_store_explicit(&job->pool->counter[(job->step + 1) & 1].v, 0, memory_order_relaxed);
 }
 
+static void futex_wait(atomic_uint *word, unsigned expected) {
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);  /* returns at once if *word moved on */
+}
+
+static void futex_wake_all(atomic_uint *word) { syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
+
 static void barrier_wait(wren_job *job) {
     wren_pool *p = job->pool;
-    const long long phase = atomic_load_explicit(&p->barrier_phase.v, memory_order_acquire);
+    atomic_uint *phase_word = &p->barrier_phase.v;
+    const unsigned phase = atomic_load_explicit(phase_word, memory_order_acquire);
     if (atomic_fetch_add_explicit(&p->barrier_count.v, 1, memory_order_acq_rel) == job->nth - 1) {
         atomic_store_explicit(&p->barrier_count.v, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&p->barrier_phase.v, 1, memory_order_release);
+        /* seq_cst on both sides: either a sleeper sees the new phase, or this sees the sleeper */
+        atomic_fetch_add(phase_word, 1);
+        if (atomic_load(&p->barrier_sleepers.v) > 0) futex_wake_all(phase_word);
         return;
     }
-    for (unsigned spins = 0; atomic_load_explicit(&p->barrier_phase.v, memory_order_acquire) == phase; spins++) {
+    for (int i = 0; i < BARRIER_SPINS; i++) {
+        if (atomic_load_explicit(phase_word, memory_order_acquire) != phase) return;
         cpu_relax();
-        if (spins > (1u << 16)) sched_yield();      /* more threads than cores: let the late one run */
     }
+    for (int i = 0; i < BARRIER_YIELDS; i++) {
+        if (atomic_load_explicit(phase_word, memory_order_acquire) != phase) return;
+        sched_yield();
+    }
+    atomic_fetch_add(&p->barrier_sleepers.v, 1);
+    while (atomic_load(phase_word) == phase) futex_wait(phase_word, phase);
+    atomic_fetch_sub(&p->barrier_sleepers.v, 1);
 }
 
 void wren_job_barrier(wren_job *job) {
@@ -290,6 +318,24 @@ int wren_pool_probe_cpus(wren_pool *p, int32_t *cpus, int32_t n) {
     if (!p || !cpus) return WREN_E_NULL;
     if (n < p->n_threads) return WREN_E_BUFFER;
     return wren_pool_run(p, probe_job, cpus);
+}
+
+/* Worker 0 reaches the barrier only once every other worker is asleep in it: a pool whose barrier spun without
+ * bound would never get there. */
+static void sleep_job(wren_job *job, void *ctx) {
+    wren_pool *p = job->pool;
+    if (job->ith == 0) {
+        const struct timespec pause = {0, 100000};
+        while (atomic_load(&p->barrier_sleepers.v) < job->nth - 1) nanosleep(&pause, NULL);
+        *(int32_t *)ctx = (int32_t)atomic_load(&p->barrier_sleepers.v);
+    }
+    wren_job_barrier(job);
+}
+
+int wren_pool_probe_sleep(wren_pool *p, int32_t *sleepers) {
+    if (!p || !sleepers) return WREN_E_NULL;
+    *sleepers = 0;
+    return wren_pool_run(p, sleep_job, sleepers);
 }
 
 typedef struct {

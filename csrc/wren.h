@@ -132,7 +132,8 @@ int wren_quantize_act_k(const float *x, size_t x_len, wren_act *act);
 
 /* ---- thread pool ------------------------------------------------------------------------------------------------
  * Persistent workers; the caller hands out a job and sleeps until it is done. Workers take work in chunks from an
- * atomic counter, so a slower core takes fewer chunks, and spin for spin_us between jobs before they sleep. */
+ * atomic counter, so a slower core takes fewer chunks, and spin for spin_us between jobs before they sleep. At a
+ * barrier a worker spins a bounded number of times, yields, then sleeps until the last one arrives. */
 typedef struct wren_pool wren_pool;
 enum { WREN_MAX_THREADS = 512 };
 typedef struct {
@@ -148,6 +149,8 @@ void wren_pool_destroy(wren_pool *pool);
 int wren_pool_n_threads(const wren_pool *pool);
 int wren_pool_thread_ids(const wren_pool *pool, int32_t *tids, int32_t n);  /* kernel ids of the workers */
 int wren_pool_probe_cpus(wren_pool *pool, int32_t *cpus, int32_t n);        /* sched_getcpu() seen by each worker */
+/* one barrier that worker 0 enters only once the others sleep in it; *sleepers: how many did (n_threads - 1) */
+int wren_pool_probe_sleep(wren_pool *pool, int32_t *sleepers);
 /* n_chunks chunks of `work` steps of busy work, worker i repeating each costs[i] (1..1000) times (NULL: once) */
 int wren_pool_chunk_counts(wren_pool *pool, int64_t n_chunks, int32_t work, const int32_t *costs, int64_t *taken,
                            int32_t n);

@@ -5,6 +5,10 @@
         ...
     engine.cancel()                                           # within one decode step or one prefill chunk
 
+A cancel is never lost: it ends the generation running, and every request made before it that has not started yet
+(each ends at once, when its turn comes). A job of several generations (summarizing a long text) reads `cancels`
+when it starts and stops at its next step once it has changed.
+
 All model work runs on one worker thread per engine, so one generation runs at a time; a request made while another
 runs waits for its turn. The native forward pass releases the GIL, so the event loop stays free while it computes.
 Nothing here imports Qt: the window drives this through qasync, the command line through asyncio.run.
@@ -106,7 +110,8 @@ class Engine:
         self.path = path
         self._executor = executor
         self._lock = asyncio.Lock()
-        self._cancel = threading.Event()
+        self._cancel_lock = threading.Lock()
+        self._cancels = 0
         self._closed = False
         self.last_stats: Stats | None = None
 
@@ -167,6 +172,11 @@ class Engine:
         return self._gen.pool.settings.strict
 
     @property
+    def threads_note(self) -> str:
+        """Why the threads differ from the settings ("" when they do not): more than the CPUs allowed are clamped."""
+        return self._gen.pool.settings.note
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self._gen.tokenizer
 
@@ -214,26 +224,42 @@ class Engine:
 
     # ---- generation --------------------------------------------------------------------------------------------
 
+    @property
+    def cancels(self) -> int:
+        """How many times cancel() was called: a job that saw it change since it began was cancelled."""
+        return self._cancels
+
     def cancel(self) -> None:
         """Stop the running generation (it ends with a Done whose reason is "cancelled"): between decode steps,
-        or inside a prompt batch between two layers."""
-        self._cancel.set()
+        or inside a prompt batch between two layers; requests waiting for their turn end as soon as it comes."""
+        with self._cancel_lock:  # any thread (a signal handler, the window)
+            self._cancels += 1
         self._gen.abort()
 
     async def generate(self, request: Request) -> AsyncIterator[Event]:
-        """Events of one generation, ending with Done. Waits while another generation runs."""
+        """Events of one generation, ending with Done. Waits while another generation runs; a cancel() made after
+        this call ends it, even before it starts (its Done then comes at once, reason "cancelled")."""
         self._check_open()
+        cancels = self._cancels
+        stop = threading.Event()  # set when the consumer leaves early
         loop = asyncio.get_running_loop()
         async with self._lock:
             self._check_open()
-            self._cancel.clear()
-            self._gen.start()
+            self._gen.start()  # clears the abort flag an earlier cancel left; one from now on sets it again
+
+            def cancelled() -> bool:
+                return stop.is_set() or self._cancels != cancels
+
+            if cancelled():
+                self.last_stats = Stats(finish_reason="cancelled")
+                yield Done(self.last_stats)
+                return
             queue: asyncio.Queue = asyncio.Queue()
 
             def emit(ev: Event) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, ev)
 
-            job = loop.run_in_executor(self._executor, self._run, request, emit)
+            job = loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
             finished = False
             try:
                 while True:
@@ -246,7 +272,7 @@ class Engine:
                         break
             finally:
                 if not finished:  # the consumer left early: stop the work before releasing the engine
-                    self._cancel.set()
+                    stop.set()
                 await asyncio.shield(job)
 
     def _prompt(self, req: Request, emit: Callable[[Event], None]) -> list[int]:
@@ -270,7 +296,7 @@ class Engine:
                                    "shorten it or raise the context length in the settings")
         return ids
 
-    def _run(self, req: Request, emit: Callable[[Event], None]) -> None:
+    def _run(self, req: Request, emit: Callable[[Event], None], cancelled: Callable[[], bool]) -> None:
         stats = Stats()
         parts: list[str] = []
         start = time.perf_counter()
@@ -287,7 +313,7 @@ class Engine:
             stop = set(self.template.stop_ids if req.messages is not None else ()) | set(self._gen.tokenizer.eog_ids)
             for token, text in self._gen.stream(
                     ids, req.max_new_tokens, Sampler(req.sampling), stop, stats,
-                    cancelled=self._cancel.is_set, on_prefill=lambda d, t: emit(Progress(d, t)),
+                    cancelled=cancelled, on_prefill=lambda d, t: emit(Progress(d, t)),
                     constraint=constraint):
                 if text:
                     parts.append(text)

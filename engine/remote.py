@@ -110,6 +110,7 @@ class RemoteEngine:
         self._lock = asyncio.Lock()
         self._response: aiohttp.ClientResponse | None = None
         self._cancelled = False
+        self.cancels = 0  # cancel() calls: a job of several generations (summarize) stops once it changes
         self._closed = False
 
     # ---- opening -----------------------------------------------------------------------------------------------
@@ -173,6 +174,7 @@ class RemoteEngine:
 
     def cancel(self) -> None:
         """Stop the running generation: its response is closed, which the server takes as the client leaving."""
+        self.cancels += 1
         if self._response is not None:
             self._cancelled = True
             self._response.close()

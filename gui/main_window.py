@@ -294,7 +294,7 @@ class MainWindow(ChatPanel, QMainWindow):
             return
         self.status_model.setText(e.model_name)
         self.status_threads.setText(f"answered by {e.host}" if isinstance(e, RemoteEngine) else
-                                    engine_text(e.threads, e.cpus, e.pinned))
+                                    engine_text(e.threads, e.cpus, e.pinned, e.threads_note))
 
     # ---- the engine --------------------------------------------------------------------------------------------
 

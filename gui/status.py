@@ -90,10 +90,11 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def engine_text(threads: int, cpus, pinned: bool) -> str:
-    """Where the engine runs: "4 threads on CPUs 0,1,2,3, pinned"."""
+def engine_text(threads: int, cpus, pinned: bool, note: str = "") -> str:
+    """Where the engine runs: "4 threads on CPUs 0,1,2,3, pinned", and why not as set where it is not (note)."""
     where = f"CPUs {','.join(map(str, cpus))}" if cpus else "any CPU"
-    return f"{plural(threads, 'thread')} on {where}{', pinned' if pinned else ''}"
+    text = f"{plural(threads, 'thread')} on {where}{', pinned' if pinned else ''}"
+    return f"{text} ({note})" if note else text
 
 
 def speed_text(st) -> str:

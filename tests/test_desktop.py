@@ -246,6 +246,7 @@ class StubEngine:
     cpus = (0,)
     threads = 1
     pinned = False
+    threads_note = ""
 
 
 def test_an_empty_chat_says_what_each_mode_does_and_which_model_is_in_use(qtbot, tmp_path, monkeypatch):

@@ -167,6 +167,62 @@ def test_fifty_generate_cancel_cycles_leave_nothing_behind(loop, engine):
     assert rss1 - rss0 < 16 << 20, f"RSS grew by {(rss1 - rss0) >> 20} MiB over 50 cycles"
 
 
+def test_a_cancel_ends_requests_made_before_it_even_one_not_started_yet(loop, engine):
+    """Request b waits for a's turn to end; a cancel during a ends both, b at once without a prompt batch (a
+    generation's start no longer clears a cancel made before it); a request made after the cancel runs."""
+    steps = []
+
+    async def events_of(request, first_token=None):
+        out = []
+        async for ev in engine.generate(request):
+            out.append(ev)
+            if first_token is not None and isinstance(ev, Token):
+                first_token.set()
+        return out
+
+    async def run():
+        first_token = asyncio.Event()
+        a = asyncio.ensure_future(events_of(Request(text="Once upon a time", sampling=GREEDY, max_new_tokens=300),
+                                            first_token))
+        b = asyncio.ensure_future(events_of(Request(text="Red, green, blue,", sampling=GREEDY, max_new_tokens=20)))
+        await first_token.wait()
+        engine.cancel()
+        steps_at_cancel = len(steps)
+        events_a, events_b = await a, await b
+        return events_a, events_b, len(steps) - steps_at_cancel
+
+    with forward_steps(engine, lambda name, layer, rows: steps.append(rows) if name == "inp_embd" else None):
+        events_a, events_b, passes_after = loop.run_until_complete(run())
+    assert events_a[-1].reason == "cancelled"
+    assert len(events_b) == 1 and events_b[0].reason == "cancelled" and events_b[0].stats.prompt_tokens == 0
+    assert passes_after <= 1  # the decode step the cancel landed in, and nothing for b
+    after = collect(loop, engine.generate(Request(text="One, two,", sampling=GREEDY, max_new_tokens=3)))
+    assert after[-1].reason == "length"
+
+
+def test_a_cancel_with_nothing_running_leaves_later_requests_alone(loop, engine):
+    engine.cancel()
+    done = collect(loop, engine.generate(Request(text="One, two,", sampling=GREEDY, max_new_tokens=3)))[-1]
+    assert done.reason == "length" and done.stats.generated_tokens == 3
+
+
+def test_more_threads_than_cpus_run_as_many_as_cpus_and_say_so(loop, engine):
+    from dataclasses import replace
+
+    n = len(os.sched_getaffinity(0))
+    original = engine.settings
+    try:
+        loop.run_until_complete(engine.apply_settings(replace(original, threads=n + 30)))
+        assert engine.threads == n
+        assert engine.threads_note == f"threads = {n + 30} is more than the {n} CPU{'s' if n > 1 else ''} this " \
+                                      f"process may use: using {n}"
+        done = collect(loop, engine.generate(Request(text="Hello", sampling=GREEDY, max_new_tokens=2)))[-1]
+        assert done.reason == "length"
+    finally:
+        loop.run_until_complete(engine.apply_settings(original))
+    assert engine.threads_note == ""
+
+
 def test_one_generation_at_a_time(loop, engine):
     order = []
 

@@ -1,13 +1,21 @@
 """The modes' prompt builders and output handling, on text alone (no model): parsing what a small model may write,
 splitting long text, keeping pasted text as data."""
+import asyncio
 import re
+import tracemalloc
 
 import pytest
 
 from wren.engine.assistant import EmailDraft, ModeError
 from wren.engine.assistant.email import email_messages, parse_email, refine_messages
 from wren.engine.assistant.reply import clean_reply, needs_no_reply, parse_replies, reply_sender
-from wren.engine.assistant.summarize import _tidy, finish_summary, split_text, summary_messages
+from wren.engine.assistant.summarize import _tidy, finish_summary, split_text, summarize, summary_messages
+from wren.engine.engine import Done, Stats
+from wren.engine.settings import Settings
+
+
+def parts_of(text: str, max_tokens: int, count) -> list[str]:
+    return [part for part, _ in split_text(text, max_tokens, count)]
 
 
 def test_email_with_subject_line():
@@ -86,18 +94,18 @@ def words(text: str) -> int:
 def test_split_on_paragraphs_then_sentences():
     paras = [" ".join(f"p{i}s{j}." for j in range(30)) for i in range(6)]
     text = "\n\n".join(paras)
-    parts = split_text(text, 70, words)
+    parts = parts_of(text, 70, words)
     assert all(words(p) <= 70 for p in parts)
     assert " ".join(" ".join(parts).split()) == " ".join(text.split())  # nothing lost, order kept
     # paragraphs of 30 words: two fit a part, and no paragraph is cut
     assert len(parts) == 3 and all(p.count("\n\n") == 1 for p in parts)
     long_para = " ".join(f"w{j} w w w w." for j in range(100))  # one paragraph of 500 words
-    parts = split_text(long_para, 60, words)
+    parts = parts_of(long_para, 60, words)
     assert all(words(p) <= 60 for p in parts) and all(p.endswith(".") for p in parts)
 
 
 def test_split_unbreakable_text():
-    parts = split_text("x" * 1000, 10, lambda s: len(s) // 20 + 1)
+    parts = parts_of("x" * 1000, 10, lambda s: len(s) // 20 + 1)
     assert "".join(parts) == "x" * 1000 and all(len(p) // 20 + 1 <= 10 for p in parts)
 
 
@@ -193,3 +201,96 @@ def test_the_sender_of_a_message_is_found():
     assert reply_sender("From: Priya Shah <priya@example.org>\nSubject: PR\n\nCan you review it?") == \
         "Priya Shah <priya@example.org>"
     assert reply_sender("Are you coming to lunch?") == ""
+
+
+# ---- long texts: cut as they are summarized, in bounded memory, and a cancel is honoured (issue 18) --------------
+
+
+def test_fifty_megabytes_are_cut_in_bounded_memory_counting_only_small_slices():
+    para = " ".join(f"w{i}" for i in range(11)) + " end.\n\n"
+    text = para * (50_000_000 // len(para))
+    counted = []
+
+    def count(s: str) -> int:
+        counted.append(len(s))
+        return s.count(" ") + 1
+
+    tracemalloc.start()
+    try:
+        n_parts, last_end, chars = 0, 0, 0
+        for part, end in split_text(text, 800, count):
+            assert count(part) <= 800 and end > last_end
+            n_parts, last_end, chars = n_parts + 1, end, chars + len(part)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert last_end == len(text) and chars >= len(text) - 2 * n_parts  # all of it, less the blank lines cut at
+    assert peak < 4 << 20, f"cutting 50 MB took {peak >> 20} MiB"  # the bound: a few slices of 800 * 16 characters
+    assert max(counted) <= 800 * 16 and len(counted) <= 5 * n_parts  # never the whole text; a few counts a part
+
+
+class SummaryEngine:
+    """What summarize needs of an engine: a template, a token count (words), generate and cancel."""
+    n_ctx = 1024
+    settings = Settings()
+
+    def __init__(self, cancel_at_generation: int = 0, cancel_at_count: int = 0):
+        self.cancels = 0
+        self.generations = 0
+        self.counts = 0
+        self.cancel_at_generation, self.cancel_at_count = cancel_at_generation, cancel_at_count
+
+    class template:  # noqa: N801 (the engine's attribute name)
+        @staticmethod
+        def encode(messages):
+            return [0] * sum(len(m["content"].split()) for m in messages)
+
+    def cancel(self):
+        self.cancels += 1
+
+    def count_tokens(self, text: str) -> int:
+        self.counts += 1
+        if self.counts == self.cancel_at_count:
+            self.cancel()  # Ctrl+C while the text is counted and cut
+            self.generations_at_cancel = self.generations
+        return len(text.split())
+
+    async def generate(self, request):
+        cancels = self.cancels
+        self.generations += 1
+        if self.generations == self.cancel_at_generation:
+            self.cancel()
+        reason = "cancelled" if self.cancels != cancels else "stop"
+        yield Done(Stats(finish_reason=reason), "" if reason == "cancelled" else "A short note of the part.")
+
+
+LONG = "\n\n".join(" ".join(f"p{i}w{j}" for j in range(59)) + "." for i in range(40))  # 2,400 words, 3 parts
+
+
+def run_summary(engine, **kwargs):
+    seen = []
+    result = asyncio.run(summarize(engine, LONG, length="short", progress=seen.append, **kwargs))
+    return result, seen
+
+
+def test_a_long_text_reports_progress_from_its_first_parts():
+    engine, parts_said = SummaryEngine(), []
+    result, seen = run_summary(engine, on_parts=parts_said.append)
+    assert result.parts == 3 and result.levels == 2 and not result.cancelled
+    assert engine.generations == 4 and parts_said == [3]
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 4
+
+
+@pytest.mark.parametrize("cancel_at_count", [1, 2, 3, 4, 5, 6])  # a whole run counts 6 times
+def test_a_cancel_while_the_text_is_counted_or_cut_is_honoured(cancel_at_count):
+    engine = SummaryEngine(cancel_at_count=cancel_at_count)
+    result, _ = run_summary(engine)
+    assert engine.cancels == 1 and result.cancelled
+    assert engine.generations == engine.generations_at_cancel  # none began after it
+
+
+def test_a_cancel_during_a_part_stops_the_summary_there():
+    engine = SummaryEngine(cancel_at_generation=2)
+    result, seen = run_summary(engine)
+    assert result.cancelled and engine.generations == 2 and result.parts == 2
+    assert seen and seen[-1] < 1.0

@@ -96,13 +96,26 @@ def test_describe(pool, text):
 
 
 @pytest.mark.parametrize("cores", ["big", "all", "system", "custom"])
-def test_more_threads_than_the_cpus_allowed_are_refused_naming_the_count(cores):
+def test_more_threads_than_the_cpus_allowed_are_clamped_with_a_note(cores):
     one = topo([0], allowed=[0])
-    s = Settings(threads=99, cores=cores, custom_cpus=(0,) if cores == "custom" else ())
-    with pytest.raises(SettingsError, match=r"threads = 99 .*1 CPU this process may use"):
-        placement.place(s, one)
-    with pytest.raises(SettingsError, match=r"8 CPUs this process may use"):
-        placement.place(Settings(threads=9, cores=cores, custom_cpus=(0,) if cores == "custom" else ()), RK3588)
+    custom = (0,) if cores == "custom" else ()
+    pool = placement.place(Settings(threads=99, cores=cores, custom_cpus=custom), one)
+    assert pool.threads == 1 and pool == placement.place(Settings(threads=1, cores=cores, custom_cpus=custom), one)
+    assert pool.note == "threads = 99 is more than the 1 CPU this process may use: using 1"
+    assert placement.describe(pool).endswith(f"({pool.note})")
+    pool = placement.place(Settings(threads=9, cores=cores, custom_cpus=(0,) if cores == "custom" else ()), RK3588)
+    assert pool.threads == 8 and pool.note.endswith("the 8 CPUs this process may use: using 8")
+    assert placement.place(Settings(threads=8, cores=cores, custom_cpus=custom), RK3588).note == ""
+
+
+def test_a_pool_started_from_clamped_settings_keeps_the_note_and_runs_that_many_threads():
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    pool_args = placement.place(Settings(threads=len(allowed) + 30, cores="system"), read_topology(), allowed)
+    with pool_args.start() as pool:
+        assert pool.threads == len(allowed) and pool.settings.note == pool_args.note != ""
+        assert len(pool.thread_ids()) == len(allowed)
 
 
 def test_pinning_is_possible_only_with_a_core_for_each_thread():
@@ -111,15 +124,18 @@ def test_pinning_is_possible_only_with_a_core_for_each_thread():
     assert not placement.can_pin(Settings(cores="system"), RK3588)
     assert not placement.can_pin(Settings(cores="custom", custom_cpus=(0, 1), threads=3), RK3588)
     assert placement.can_pin(Settings(cores="custom", custom_cpus=(0, 1), threads=2, strict_pinning=False), RK3588)
-    assert not placement.can_pin(Settings(threads=99), RK3588)
+    assert placement.can_pin(Settings(threads=99), RK3588)  # clamped to the 8 CPUs allowed, one thread each
 
 
-def test_the_command_line_refuses_too_many_threads_before_loading_a_model(monkeypatch, tmp_path, capsys):
+def test_the_command_line_says_it_clamps_too_many_threads_before_loading_a_model(monkeypatch, tmp_path, capsys):
     from wren.engine import cli
     from wren.engine.runtime import loader, topology
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the model was opened")
+    opened = []
+
+    def no_model(model, settings, *args, **kwargs):
+        opened.append(placement.place(settings, topology.read_topology()))
+        raise FileNotFoundError("no model here")
 
     monkeypatch.setattr(topology, "read_topology", lambda *a, **k: topo([0], allowed=[0]))
     monkeypatch.setattr(loader, "open_generator", no_model)
@@ -127,4 +143,5 @@ def test_the_command_line_refuses_too_many_threads_before_loading_a_model(monkey
     text.write_text("Once upon a time")
     assert cli.main(["run", "--raw", "-t", "99", str(text)]) == 1
     err = capsys.readouterr().err
-    assert "threads = 99" in err and "1 CPU this process may use" in err
+    assert "wren: threads = 99 is more than the 1 CPU this process may use: using 1" in err
+    assert [p.threads for p in opened] == [1]  # the load went ahead with the clamped count

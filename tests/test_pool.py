@@ -128,3 +128,13 @@ def test_more_threads_than_cores_still_correct():
     a = Activations(rng.standard_normal((4, 96)).astype(np.float32))
     with Pool(7, cpus=ALLOWED[:1]) as pool:
         assert np.array_equal(native.matmul(w, a, pool), native.matmul(w, a))
+
+
+@pytest.mark.parametrize("threads", [2, 5])
+def test_barrier_waiters_go_to_sleep_on_one_cpu(threads):
+    # worker 0 enters the barrier only once every other worker sleeps in it: waiters that spun (or yielded) without
+    # bound, as against a worker another program keeps off its core, would never let it in and this would hang
+    with Pool(threads, cpus=ALLOWED[:1]) as pool:
+        assert pool.barrier_sleepers() == threads - 1
+        assert pool.barrier_sleepers() == threads - 1  # and the barrier works again after the sleepers woke
+        assert sum(pool.chunk_counts(200, 10)) == 200

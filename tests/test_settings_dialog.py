@@ -112,8 +112,10 @@ def test_presets_tick_the_cpus_they_mean_and_lock_the_boxes(qtbot, rk, library):
     assert d.settings().cores == "all"
     assert d.placement_label.text() == "8 threads on CPUs 0-7, pinned"
 
-    d.threads_spin.setValue(12)  # more threads than CPUs: refused
-    assert d.placement_label.text() == "" and "8 CPUs this process may use" in d.error_label.text()
+    d.threads_spin.setValue(12)  # more threads than CPUs: clamped, and said
+    assert d.placement_label.text() == ("8 threads on CPUs 0-7, pinned (threads = 12 is more than the 8 CPUs this "
+                                        "process may use: using 8)")
+    assert d.error_label.isHidden()
     d.threads_spin.setValue(6)
     d.preset_combo.setCurrentIndex(d.preset_combo.findData("system"))
     assert d.placement_label.text() == "6 threads, placed by the system"
@@ -487,15 +489,17 @@ def test_on_this_machine_the_big_preset_ticks_the_recommended_cpus(qtbot, librar
 # ---- threads, pinning, the model in use, the theme of an open dialog (issue 14) ---------------------------------
 
 
-def test_more_threads_than_cpus_are_refused_naming_the_cpu_count(qtbot, rk, library):
+def test_more_threads_than_cpus_are_clamped_naming_the_cpu_count(qtbot, rk, library):
     d = make(qtbot, Settings(), rk)
     d.tabs.setCurrentIndex(1)
     d.threads_spin.setValue(99)
-    assert d.error_label.isVisibleTo(d) and "8 CPUs this process may use" in d.error_label.text()
-    with qtbot.assertNotEmitted(d.settingsApplied):
-        d.apply()
-    d.threads_spin.setValue(8)
     assert d.error_label.isHidden()
+    assert "threads = 99 is more than the 8 CPUs this process may use: using 8" in d.placement_label.text()
+    with qtbot.waitSignal(d.settingsApplied) as applied:
+        d.apply()
+    assert applied.args[0].threads == 99  # kept as asked: a machine with more CPUs runs them all
+    d.threads_spin.setValue(8)
+    assert "more than" not in d.placement_label.text()
 
 
 def test_pin_each_thread_cannot_stay_ticked_when_pinning_is_impossible(qtbot, rk, library):

@@ -37,6 +37,7 @@ class ScriptedEngine:
     threads = 1
     cpus = (0,)
     pinned = True
+    threads_note = ""
     settings = Settings()
 
     class template:  # noqa: N801 (the engine's attribute name)
@@ -48,11 +49,13 @@ class ScriptedEngine:
         self.answer, self.delay, self.error = answer, delay, error
         self.on_token = None  # on_token(n) as the n-th token goes out: a test's hook
         self.cancelled = False
+        self.cancels = 0  # cancel() calls (summarize stops once they change)
         self.last_stats = None
         self.closed = False
 
     def cancel(self):
         self.cancelled = True
+        self.cancels += 1
 
     async def generate(self, request: Request):
         self.cancelled = False

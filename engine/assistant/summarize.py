@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from wren.engine.assistant.common import ModeError, check_choice, complete, quote_data
 from wren.engine.engine import Done, Engine
@@ -39,38 +39,79 @@ def summary_messages(text: str, style: str = "paragraph", length: str = "medium"
             {"role": "user", "content": quote_data(text, "document") + "\n\n" + lead}]
 
 
-def split_text(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """Parts of at most max_tokens tokens, cut at paragraph boundaries, else sentence boundaries, else words."""
-    def pieces(block: str) -> list[str]:
-        if count(block) <= max_tokens:
-            return [block]
-        for pattern in (r"\n\s*\n", r"(?<=[.!?])\s+", r"\s+"):
-            units = [u for u in re.split(pattern, block) if u.strip()]
-            if len(units) > 1:
-                break
-        else:  # one unbreakable run: cut by characters
-            step = max(1, len(block) * max_tokens // max(count(block), 1))
-            return [block[i:i + step] for i in range(0, len(block), step)]
-        sep = "\n\n" if pattern.startswith(r"\n") else " "
-        out, cur = [], ""
-        for u in units:
-            cand = f"{cur}{sep}{u}" if cur else u
-            if count(cand) <= max_tokens:
-                cur = cand
-                continue
-            if cur:
-                out.append(cur)
-            if count(u) <= max_tokens:
-                cur = u
-            else:
-                sub = pieces(u)
-                out.extend(sub[:-1])
-                cur = sub[-1]
-        if cur:
-            out.append(cur)
-        return out
+MAX_CHARS_PER_TOKEN = 16  # no tokenizer makes longer tokens of prose: a part is looked for in that many chars a token
 
-    return [p.strip() for p in pieces(text.strip()) if p.strip()]
+
+def split_text(text: str, max_tokens: int, count: Callable[[str], int],
+               cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[str, int]]:
+    """Parts of at most max_tokens tokens, in order, each with the offset in text where it ends: cut at the last
+    paragraph break that fits, else the last sentence end, else the last space, else between characters (a break in
+    the first half of what fits is passed over, so that parts stay full).
+
+    It streams: each part is found by counting a few slices of at most max_tokens * MAX_CHARS_PER_TOKEN characters
+    (about three a part: a guess from the characters a token of the part before, then a correction), never the whole
+    text. The memory it takes beyond the text is O(max_tokens * MAX_CHARS_PER_TOKEN) characters, whatever the
+    text's length (a 50 MB text is cut in a few MB: tests/test_modes.py). cancelled() is asked before each count;
+    once it says yes, no more parts come."""
+    window = max_tokens * MAX_CHARS_PER_TOKEN
+    n = len(text)
+    pos = _skip_space(text, 0)
+    chars_per_token = 4.0
+    while pos < n:
+        best, best_tokens, target = None, 0, min(n, pos + max(1, int(max_tokens * chars_per_token)))
+        for _ in range(8):  # guesses that grow the part while it is well under max_tokens
+            if cancelled and cancelled():
+                return
+            cut = _cut(text, pos, target)
+            k = count(text[pos:cut])
+            if k > max_tokens:
+                if best is not None:
+                    break
+                target = pos + max(1, min(cut - pos - 1, int((cut - pos) * max_tokens / k * 0.95)))
+                continue
+            best, best_tokens = cut, k
+            if cut >= n or k >= 0.9 * max_tokens:
+                break
+            grown = min(n, pos + window, pos + int((cut - pos) * max_tokens / max(k, 1) * 0.98))
+            if _cut(text, pos, grown) <= cut:
+                break
+            target = grown
+        while best is None:  # every guess was too long: shrink until one fits (one character always does)
+            if cancelled and cancelled():
+                return
+            target = pos + max(1, (target - pos) // 2)
+            cut = _cut(text, pos, target)
+            if (k := count(text[pos:cut])) <= max_tokens or cut - pos == 1:
+                best, best_tokens = cut, k
+        part = text[pos:best].strip()
+        if part:
+            yield part, best
+        chars_per_token = max(1.0, min(MAX_CHARS_PER_TOKEN, (best - pos) / max(best_tokens, 1)))
+        pos = _skip_space(text, best)
+
+
+_BREAKS = (re.compile(r"(\n[^\S\n]*\n\s*)"), re.compile(r"[.!?][\"')\]]*(\s+)"), re.compile(r"(\s+)"))
+_SPACE = re.compile(r"\s*")
+
+
+def _cut(text: str, pos: int, target: int) -> int:
+    """Where a part from pos should end, at or before target: the last paragraph break, sentence end or space in the
+    second half of text[pos:target], in that order of preference; target itself when none is there (or at the end)."""
+    if target >= len(text):
+        return len(text)
+    lo = pos + (target - pos) // 2
+    span = text[lo:target + 1]  # + 1: a break right at target counts
+    for pattern in _BREAKS:
+        last = None
+        for last in pattern.finditer(span):
+            pass
+        if last is not None and lo + last.start(1) > pos:
+            return lo + last.start(1)
+    return target
+
+
+def _skip_space(text: str, pos: int) -> int:
+    return _SPACE.match(text, pos).end()
 
 
 @dataclass
@@ -87,12 +128,22 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
                     on_token: Callable[[str], None] | None = None,
                     on_parts: Callable[[int], None] | None = None) -> Summary:
     """Summarize text of any length: when it does not fit the context, its parts are summarized and the part
-    summaries combined (recursively while they are still too long; on_parts(n) tells how many parts the text is cut
-    into). progress(fraction) only ever rises."""
+    summaries combined (recursively while they are still too long; on_parts(n) tells about how many parts the text
+    is cut into, estimated from the first). progress(fraction) only ever rises, from the first part on.
+
+    The text is cut as it is summarized (split_text streams), so a long one starts at once, and the memory taken
+    beyond the text is one part and the part summaries: O(budget * MAX_CHARS_PER_TOKEN) characters plus
+    part_tokens tokens a part (a 50 MB text cut in parts of 3,000 characters keeps some 17,000 short summaries).
+    An engine.cancel() made while this runs, also while the text is counted and cut, ends it with what it has."""
     style = check_choice(style, SUMMARY_STYLES, "style")
     length = check_choice(length, SUMMARY_LENGTHS, "length")
     if not text.strip():
         raise ModeError("there is no text to summarize")
+    cancels = engine.cancels
+
+    def cancelled() -> bool:
+        return engine.cancels != cancels
+
     mode = engine.settings.mode("summarize")
     params = sampling or mode.params()
     answer_tokens = min(mode.max_new_tokens, LENGTH_TOKENS[length])
@@ -119,44 +170,56 @@ async def summarize(engine: Engine, text: str, style: str = "paragraph", length:
         report(hi)
         return done
 
-    # counting and splitting a long text takes a while in Python: off the event loop's thread
+    # counting and cutting a long text takes a while in Python: off the event loop's thread
     count = engine.count_tokens
 
     def _final(d: Done) -> str:
         return finish_summary(_tidy(d.text), style, cut=d.reason in ("length", "repetition"))
 
-    async def count_async(t: str) -> int:
-        return await asyncio.to_thread(count, t)
+    async def fits(t: str) -> bool:
+        return len(t) <= budget * MAX_CHARS_PER_TOKEN and await asyncio.to_thread(count, t) <= budget
 
-    if await count_async(text) <= budget:
+    if await fits(text):
+        if cancelled():
+            return Summary("", cancelled=True)
         d = await one(text, 0.0, 1.0, True)
         report(1.0)
         return Summary(_final(d), cancelled=d.reason == "cancelled")
 
-    parts = await asyncio.to_thread(split_text, text, budget, count)
-    n_parts = len(parts)
-    if on_parts:
-        on_parts(n_parts)
-    level = 1
+    n_parts, level, source = 0, 1, text
     lo, span = 0.0, 0.8  # the first round takes 80% of the bar, each later round half of what is left
     while True:
-        summaries = []
-        for i, chunk in enumerate(parts):
-            a = lo + span * i / len(parts)
-            b = lo + span * (i + 1) / len(parts)
+        summaries: list[str] = []
+        parts = split_text(source, budget, count, cancelled)
+        start = 0
+        while (item := await asyncio.to_thread(next, parts, None)) is not None:
+            chunk, end = item
+            if level == 1:
+                n_parts += 1
+                if n_parts == 1 and on_parts:
+                    on_parts(max(1, round(len(source) / max(end, 1))))
+            a, b = lo + span * start / len(source), lo + span * end / len(source)
+            start = end
+            if cancelled():
+                break
+            report(a)
             d = await one(chunk, a, b, False, part=True)
             if d.reason == "cancelled":
-                return Summary(_tidy("\n".join(summaries)), n_parts, level, cancelled=True)
+                break
             summaries.append(finish_summary(_tidy(d.text), "paragraph", cut=d.reason == "length"))
+        if cancelled():
+            return Summary(_tidy("\n".join(summaries)), n_parts, level, cancelled=True)
         combined = "\n\n".join(s for s in summaries if s)
         level += 1
         lo += span
         span = (1.0 - lo) / 2
-        if await count_async(combined) <= budget:
+        if await fits(combined):
+            if cancelled():
+                return Summary(_tidy("\n".join(summaries)), n_parts, level, cancelled=True)
             d = await one(combined, lo, 1.0, True, combine=True)
             report(1.0)
             return Summary(_final(d), n_parts, level, cancelled=d.reason == "cancelled")
-        parts = await asyncio.to_thread(split_text, combined, budget, count)
+        source = combined
 
 
 _PREFACE = re.compile(r"^\s*(?:here(?:'s| is| are)|sure|certainly|below is)\b[^\n]{0,80}:\s*\n", re.I)

@@ -15,8 +15,11 @@ def version() -> str:
 
 
 def with_flags(s, args: argparse.Namespace):
-    """Settings with the command's -m, -t, --ctx and --weights where given."""
+    """Settings with the command's -m, -t, --ctx and --weights where given. Threads or cores this machine cannot
+    honour are said before a model loads: wrong cores refused, more threads than CPUs clamped with a note."""
     from dataclasses import replace
+
+    from wren.engine.runtime import placement, topology
 
     if getattr(args, "model", None):
         s = replace(s, model=args.model)
@@ -25,9 +28,6 @@ def with_flags(s, args: argparse.Namespace):
             s = replace(s, threads=int(args.threads))
         except ValueError:
             raise ValueError(f"-t takes a number of threads, not {args.threads!r}") from None
-        from wren.engine.runtime import placement, topology
-
-        placement.place(s.validated(), topology.read_topology())  # more threads than CPUs: said before loading
     if getattr(args, "ctx", None) is not None:
         from wren.engine.cli.flags import check_model_context
 
@@ -35,7 +35,11 @@ def with_flags(s, args: argparse.Namespace):
         check_model_context(s)
     if getattr(args, "weights", None):
         s = replace(s, weight_policy=args.weights)
-    return s.validated()
+    s = s.validated()
+    note = placement.place(s, topology.read_topology()).note
+    if note:
+        print(f"wren: {note}", file=sys.stderr)
+    return s
 
 
 def read_input(path: str) -> str:

@@ -82,6 +82,8 @@ class Generator:
             if self.pool is not None:
                 self.pool.close()
             self.pool = new
+        else:
+            self.pool.settings = pool  # the same pool; its note may have changed
         ctx = self.context
         if (n_ctx, min(n_batch, n_ctx)) != (ctx.n_ctx, ctx.n_batch) or self.pool.threads > ctx.n_threads:
             self.context = self.model.context(n_ctx, n_batch, max(n_threads, self.pool.threads))
@@ -138,8 +140,9 @@ class Generator:
                constraint: LogitsProcessor | None = None) -> Iterator[tuple[int, str]]:
         """Yield (token id, text) for each new token; text pieces are whole UTF-8 characters.
 
-        cancelled() is asked after every prompt batch and every decoded token; when it says yes the stream ends
-        with finish_reason "cancelled" (set the context's abort flag too, to stop a prompt batch between layers).
+        cancelled() is asked before the prompt, after every prompt batch and every decoded token; when it says yes
+        the stream ends with finish_reason "cancelled" (set the context's abort flag too, to stop a prompt batch
+        between layers).
         An answer whose end repeats one block sampler.params.loop_repeats times in a row ends with "repetition".
         on_prefill(done, total) reports prefill progress after each batch. A constraint masks the logits before each
         draw and is told each token drawn; when it is finished the stream ends with finish_reason "stop"."""
@@ -148,6 +151,10 @@ class Generator:
         start = time.perf_counter()
         stats.prompt_tokens = len(prompt_ids)
         stats.cached_tokens = self.cached_prefix(prompt_ids) if prompt_ids else 0
+
+        if cancelled and cancelled():  # cancelled before it started: no prompt batch runs
+            stats.finish_reason = "cancelled"
+            return
 
         def on_chunk(done: int, total: int) -> bool:
             if on_prefill is not None:

@@ -6,7 +6,7 @@ what was wrong. Long calls release the GIL, so a matmul on a worker thread does 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -317,18 +317,20 @@ class PoolSettings:
     cpus: tuple[int, ...] | None = None  # None: any CPU this process may use
     strict: bool = False  # pin worker i alone to cpus[i]
     spin_us: int = 200
+    note: str = field(default="", compare=False)  # why it differs from what the settings asked (threads clamped)
 
     def start(self) -> "Pool":
         """A pool with these settings."""
-        return Pool(self.threads, self.cpus, self.strict, self.spin_us)
+        return Pool(self.threads, self.cpus, self.strict, self.spin_us, self.note)
 
 
 class Pool:
     """Persistent worker threads, optionally pinned; close() (or `with`) tears them down."""
 
-    def __init__(self, threads: int, cpus: Iterable[int] | None = None, strict: bool = False, spin_us: int = 200):
+    def __init__(self, threads: int, cpus: Iterable[int] | None = None, strict: bool = False, spin_us: int = 200,
+                 note: str = ""):
         cpu_list = None if cpus is None else tuple(int(c) for c in cpus)
-        self.settings = PoolSettings(int(threads), cpu_list, bool(strict), int(spin_us))
+        self.settings = PoolSettings(int(threads), cpu_list, bool(strict), int(spin_us), note)
         params = ffi.new("wren_pool_params *")
         params.n_threads = self.settings.threads
         keep = None
@@ -380,6 +382,13 @@ class Pool:
         out = ffi.new("int32_t[]", self.threads)
         check(lib.wren_pool_probe_cpus(self.ptr, out, self.threads), "probe CPUs")
         return list(out)
+
+    def barrier_sleepers(self) -> int:
+        """Runs one barrier that worker 0 enters only once every other worker sleeps in it (their spinning and
+        yielding is bounded); how many slept: threads - 1."""
+        out = ffi.new("int32_t *")
+        check(lib.wren_pool_probe_sleep(self.ptr, out), "probe sleep")
+        return int(out[0])
 
     def chunk_counts(self, n_chunks: int, work: int, costs: Sequence[int] | None = None) -> list[int]:
         """Run n_chunks chunks of `work` steps of busy work each, worker i repeating a chunk's work costs[i] times

@@ -4,6 +4,10 @@ By default one thread per core of the recommended (fastest) cluster, each pinned
 
     pool = place(settings, topology.read_topology())   # a native.PoolSettings
     describe(pool)                                      # "4 threads on CPUs 4-7, pinned"
+
+More threads than the CPUs this process may use would only wait for each other (99 threads on one CPU gave no token
+for minutes): they are clamped to those CPUs, and the pool's note says so (the command line prints it, the window
+shows it in its status bar and the Settings dialog under the threads).
 """
 from __future__ import annotations
 
@@ -17,14 +21,24 @@ from wren.engine.settings import Settings, SettingsError
 
 def place(settings: Settings, topo: Topology, allowed: Sequence[int] | None = None) -> PoolSettings:
     """The thread pool's settings for `settings` on `topo`; `allowed`: the CPUs this process may use (by default
-    the topology's). Raises SettingsError for chosen CPUs that do not exist or that the process may not use, and for
-    more threads than the CPUs it may use (they would only wait for each other: 99 threads on one CPU give no token
-    for minutes)."""
+    the topology's). Raises SettingsError for chosen CPUs that do not exist or that the process may not use. More
+    threads than the CPUs it may use are clamped to that count, with a note saying so."""
     allowed = sorted(topo.allowed if allowed is None else allowed)
-    if settings.threads > len(allowed):
-        n = len(allowed)
-        raise SettingsError(f"setting threads = {settings.threads} is more than the {n} CPU{'s' if n != 1 else ''} "
-                            f"this process may use: choose 1 to {n}, or 0 for one per selected core")
+    note = clamp_note(settings.threads, len(allowed))
+    if note:
+        settings = replace(settings, threads=len(allowed))
+    return replace(_place(settings, topo, allowed), note=note)
+
+
+def clamp_note(threads: int, n_allowed: int) -> str:
+    """What to tell the user when `threads` is more than the n_allowed CPUs this process may use ("" otherwise)."""
+    if threads <= n_allowed:
+        return ""
+    cpus = f"{n_allowed} CPU{'s' if n_allowed != 1 else ''}"
+    return f"threads = {threads} is more than the {cpus} this process may use: using {n_allowed}"
+
+
+def _place(settings: Settings, topo: Topology, allowed: list[int]) -> PoolSettings:
     if settings.cores == "system":
         return PoolSettings(settings.threads or len(allowed))
     if settings.cores == "custom":
@@ -66,11 +80,13 @@ def context_threads(pool: PoolSettings, allowed: Sequence[int]) -> int:
 
 
 def describe(pool: PoolSettings) -> str:
-    """One line saying what will run: "4 threads on CPUs 4-7, pinned"."""
+    """One line saying what will run: "4 threads on CPUs 4-7, pinned", and the pool's note where it has one."""
     threads = f"{pool.threads} thread{'s' if pool.threads != 1 else ''}"
+    word = "CPU" if pool.cpus is not None and len(pool.cpus) == 1 else "CPUs"
     if pool.cpus is None:
-        return f"{threads}, placed by the system"
-    word = "CPU" if len(pool.cpus) == 1 else "CPUs"
-    if pool.strict:
-        return f"{threads} on {word} {format_cpu_list(pool.cpus)}, pinned"
-    return f"{threads} sharing {word} {format_cpu_list(pool.cpus)}, not pinned"
+        where = f"{threads}, placed by the system"
+    elif pool.strict:
+        where = f"{threads} on {word} {format_cpu_list(pool.cpus)}, pinned"
+    else:
+        where = f"{threads} sharing {word} {format_cpu_list(pool.cpus)}, not pinned"
+    return f"{where} ({pool.note})" if pool.note else where

@@ -219,6 +219,7 @@ typedef struct {
     const float *post_attn_norm, *post_ffn_norm;   /* (dim) gemma3, or NULL */
     const float *q_norm, *k_norm;           /* (head_dim) gemma3, or NULL */
     int32_t swa;                            /* 1: a sliding-window layer */
+    int32_t no_rope;                        /* 1: no rotary embedding in this layer (smollm3) */
 } wren_layer;
 
 typedef struct {
@@ -227,6 +228,7 @@ typedef struct {
     wren_weights tok_embd;                  /* (vocab, dim) */
     wren_weights output;                    /* (vocab, dim); the same data as tok_embd when tied */
     const float *output_norm;               /* (dim) */
+    const float *rope_freqs;                /* (rope_dim / 2) divisors of the rotary frequencies (llama3), or NULL */
 } wren_model;
 
 /* A context: one sequence's KV cache (fp16, n_ctx positions) and the scratch of a batch of up to n_batch tokens. */

@@ -26,10 +26,12 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, pos, base, rope_dim, neox):
-    """x: (T, heads, head_dim)"""
+def rope(x, pos, base, rope_dim, neox, freq_factors=None):
+    """x: (T, heads, head_dim); freq_factors: divisors of the rotary frequencies (llama3 rope scaling) or None"""
     half = rope_dim // 2
     inv = base ** (-2.0 * np.arange(half) / rope_dim)
+    if freq_factors is not None:
+        inv = inv / freq_factors
     ang = pos[:, None] * inv[None, :]
     cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     out = x.copy()
@@ -54,6 +56,7 @@ def forward_many(g, sequences) -> list[np.ndarray]:
     arch = architecture_for(g)
     hp = arch.hparams()
     fused = arch.split_fused()
+    freqs = None if arch.rope_freqs_tensor() is None else dequantized(g, arch.rope_freqs_tensor())
     lengths = [len(s) for s in sequences]
     bounds = np.cumsum([0] + lengths)
     pos = np.concatenate([np.arange(n, dtype=np.float64) for n in lengths])
@@ -78,8 +81,9 @@ def forward_many(g, sequences) -> list[np.ndarray]:
             q = rmsnorm(q, V("q_norm"), hp.norm_eps)
             k = rmsnorm(k, V("k_norm"), hp.norm_eps)
         base = hp.rope_base_swa if hp.swa_layers[i] and hp.rope_base_swa else hp.rope_base
-        q = rope(q, pos, base, hp.rope_dim, hp.rope_neox)
-        k = rope(k, pos, base, hp.rope_dim, hp.rope_neox)
+        if not hp.no_rope_layers[i]:
+            q = rope(q, pos, base, hp.rope_dim, hp.rope_neox, freqs)
+            k = rope(k, pos, base, hp.rope_dim, hp.rope_neox, freqs)
         out = np.zeros((T, hp.n_heads, hd))
         for b0, b1 in zip(bounds[:-1], bounds[1:]):  # attention stays within each sequence
             p = pos[b0:b1]

@@ -223,6 +223,7 @@ class Model:
             for field, length in vec_len.items():
                 setattr(L, field, vector(names.get(field), length))
             L.swa = 1 if hp.swa_layers[i] else 0
+            L.no_rope = 1 if hp.no_rope_layers[i] else 0
         out_name = self.arch.output_tensor()
         self.tied = out_name == "token_embd.weight"
         self.output = self.embeddings if self.tied else matrix(out_name)
@@ -234,6 +235,8 @@ class Model:
         self.struct.tok_embd = self.embeddings.struct[0]
         self.struct.output = self.output.struct[0]
         self.struct.output_norm = self.output_norm
+        self.rope_freqs = vector(self.arch.rope_freqs_tensor(), hp.rope_dim // 2)
+        self.struct.rope_freqs = self.rope_freqs
         native.check(lib.wren_model_check(self.struct), f"{self.path.name}: model structure")
         if progress:
             progress(n_steps, n_steps)

@@ -31,6 +31,7 @@ class HParams:
     rope_base_swa: float = 0.0
     sliding_window: int = 0
     swa_layers: list[bool] = field(default_factory=list)
+    no_rope_layers: list[bool] = field(default_factory=list)  # layers without rotary embedding (smollm3)
     attn_scale: float = 0.0
     embed_scale: float = 1.0
 
@@ -39,6 +40,8 @@ class HParams:
             self.attn_scale = 1.0 / math.sqrt(self.head_dim)
         if not self.swa_layers:
             self.swa_layers = [False] * self.n_layers
+        if not self.no_rope_layers:
+            self.no_rope_layers = [False] * self.n_layers
 
     @property
     def q_dim(self) -> int:
@@ -118,6 +121,20 @@ class Architecture:
     def output_tensor(self) -> str:
         """The output layer; tied to the embeddings when the file has no output.weight."""
         return "output.weight" if "output.weight" in self.g.tensors else "token_embd.weight"
+
+    def rope_freqs_tensor(self) -> str | None:
+        """The tensor of divisors of the rotary frequencies (llama3 rope scaling), when the architecture reads one."""
+        return None
+
+    def tensor_names(self) -> set[str]:
+        """Every tensor this architecture reads, present in the file or not (fused sources included)."""
+        names = {"token_embd.weight", "output_norm.weight", "output.weight"}
+        if self.rope_freqs_tensor():
+            names.add(self.rope_freqs_tensor())
+        for i in range(self.int_key("block_count")):
+            names.update(n for n in self.layer_tensors(i).values() if n)
+        names.update(src for src, _, _ in self.split_fused().values())
+        return names
 
     def split_fused(self) -> dict[str, tuple[str, int, int]]:
         """Tensors cut out of fused ones: name -> (fused name, first row, row count). None by default."""

@@ -9,7 +9,7 @@ tests regenerate it instead of storing it.
     python tools/make_synthetic.py [NAME ...] [--llama-python /work/llvenv/bin/python]
 
 writes tests/data/synthetic/NAME.npz: the prompt (token ids) and llama.cpp's logits for every position (float32,
-llama-cpp-python's eval on a 128-token context, one batch, 2 threads). The GGUF is written with the `gguf` package
+llama-cpp-python's eval on a context of the spec's n_ctx (128 by default), one batch, 2 threads). The GGUF is written with the `gguf` package
 (this interpreter) and read by llama-cpp-python (the `compare` extra, which builds llama.cpp; --llama-python names
 an interpreter that has it).
 """
@@ -58,7 +58,17 @@ SPECS = {
                     layers=4, rope_base=5e6, eps=1e-6, tied=True),
     "gemma3": dict(model="gemma-3-1b", arch="gemma3", seed=5, dim=1152, n_heads=4, n_kv=1, head_dim=256, ffn=1024,
                    layers=6, rope_base=1e6, eps=1e-6, qk_norm=True, post_norms=True, sliding_window=16, tied=True),
+    "gemma3-4b": dict(model="gemma-3-4b", arch="gemma3", seed=6, dim=2560, n_heads=8, n_kv=4, head_dim=256, ffn=1024,
+                      layers=6, rope_base=1e6, eps=1e-6, qk_norm=True, post_norms=True, sliding_window=16, tied=True,
+                      rope_linear=8.0),
 }
+# Phi-4-mini: fused q|k|v and gate|up, a rotary dimension of 96 of 128, LongRoPE factors (made up: the short ones
+# near 1, the long ones up to 40) with an original context of 256 instead of 4096, so that a context of 256 takes
+# the short factors and one of 512 the long ones; the same file for both
+PHI4_MINI = dict(model="Phi-4-mini", arch="phi3", seed=7, dim=3072, n_heads=24, n_kv=8, head_dim=128, rope_dim=96,
+                 ffn=1024, layers=2, rope_base=10000.0, eps=1e-5, fused=True, longrope=256, attn_factor=1.1902380714)
+SPECS["phi4-mini-short"] = dict(PHI4_MINI, n_ctx=256)
+SPECS["phi4-mini-long"] = dict(PHI4_MINI, n_ctx=512)
 # a tiny llama-family model (no reference logits): the files of the refusal tests, with extra keys or tensors
 TINY = dict(model="tiny", arch="llama", seed=9, dim=64, n_heads=4, n_kv=2, head_dim=16, ffn=64, layers=1,
             rope_base=10000.0, eps=1e-5, tied=True)
@@ -87,7 +97,13 @@ def write(name: str, path: str | Path, arch: str | None = None, extra_kv: dict |
     w.add_value_length(hd)
     w.add_layer_norm_rms_eps(s["eps"])
     w.add_rope_freq_base(s["rope_base"])
-    w.add_rope_dimension_count(hd)
+    w.add_rope_dimension_count(s.get("rope_dim", hd))
+    if s.get("longrope"):
+        w.add_rope_scaling_orig_ctx_len(s["longrope"])
+        w.add_rope_scaling_attn_factors(s["attn_factor"])
+    if s.get("rope_linear"):
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(s["rope_linear"])
     if s.get("sliding_window"):
         w.add_sliding_window(s["sliding_window"])
     for suffix, value in (extra_kv or {}).items():
@@ -125,16 +141,26 @@ def write(name: str, path: str | Path, arch: str | None = None, extra_kv: dict |
     if s.get("rope_freqs"):
         factor, low, high, orig = s["rope_freqs"]
         w.add_tensor("rope_freqs.weight", llama3_rope_freqs(hd, s["rope_base"], factor, low, high, orig))
+    if s.get("longrope"):
+        half = s["rope_dim"] // 2
+        w.add_tensor("rope_factors_long.weight", np.geomspace(1.0, 40.0, half).astype(np.float32))
+        w.add_tensor("rope_factors_short.weight", (1.0 + 0.5 * rng.random(half)).astype(np.float32))
     for i in range(s["layers"]):
         p = f"blk.{i}."
         vector(p + "attn_norm.weight", dim)
         vector(p + "ffn_norm.weight", dim)
-        matrix(p + "attn_q.weight", qd, dim)
-        matrix(p + "attn_k.weight", kvd, dim)
-        matrix(p + "attn_v.weight", kvd, dim)
+        if s.get("fused"):
+            matrix(p + "attn_qkv.weight", qd + 2 * kvd, dim)
+        else:
+            matrix(p + "attn_q.weight", qd, dim)
+            matrix(p + "attn_k.weight", kvd, dim)
+            matrix(p + "attn_v.weight", kvd, dim)
         matrix(p + "attn_output.weight", dim, qd)
-        matrix(p + "ffn_gate.weight", ffn, dim)
-        matrix(p + "ffn_up.weight", ffn, dim)
+        if s.get("fused"):
+            matrix(p + "ffn_up.weight", 2 * ffn, dim)
+        else:
+            matrix(p + "ffn_gate.weight", ffn, dim)
+            matrix(p + "ffn_up.weight", ffn, dim)
         matrix(p + "ffn_down.weight", dim, ffn)
         if s.get("qk_norm"):
             vector(p + "attn_q_norm.weight", hd)
@@ -160,11 +186,16 @@ def prompt(name: str) -> list[int]:
     return [1] + [int(t) for t in rng.integers(259, VOCAB, PROMPT_LEN - 1)]
 
 
-def llama_cpp_logits(gguf_path: str, ids: list[int], out: str) -> None:
+def n_ctx(name: str) -> int:
+    """The context size of spec `name`'s reference run (LongRoPE chooses its factors by it)."""
+    return SPECS[name].get("n_ctx", 128)
+
+
+def llama_cpp_logits(gguf_path: str, ids: list[int], ctx: int, out: str) -> None:
     """Runs in the interpreter that has llama-cpp-python: the logits of every position of ids, to out (.npy)."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(gguf_path, n_ctx=128, n_batch=128, n_threads=2, n_threads_batch=2, logits_all=True,
+    llm = llama_cpp.Llama(gguf_path, n_ctx=ctx, n_batch=128, n_threads=2, n_threads_batch=2, logits_all=True,
                           verbose=False)
     llm.eval(ids)
     np.save(out, np.array(llm.scores[:len(ids)], dtype=np.float32))
@@ -174,11 +205,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", default=list(SPECS))
     ap.add_argument("--llama-python", default=sys.executable)
-    ap.add_argument("--_logits", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_logits", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._logits:
-        gguf_path, ids, out = args._logits
-        llama_cpp_logits(gguf_path, json.loads(ids), out)
+        gguf_path, ids, ctx, out = args._logits
+        llama_cpp_logits(gguf_path, json.loads(ids), int(ctx), out)
         return
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.names:
@@ -186,7 +217,8 @@ def main() -> None:
             path = write(name, Path(tmp) / f"{name}.gguf")
             ids = prompt(name)
             npy = str(Path(tmp) / "logits.npy")
-            subprocess.run([args.llama_python, __file__, "--_logits", str(path), json.dumps(ids), npy], check=True)
+            subprocess.run([args.llama_python, __file__, "--_logits", str(path), json.dumps(ids), str(n_ctx(name)), npy],
+                           check=True)
             version = subprocess.run([args.llama_python, "-c", "import llama_cpp; print(llama_cpp.__version__)"],
                                      check=True, capture_output=True, text=True).stdout.strip()
             np.savez_compressed(OUT_DIR / f"{name}.npz", ids=np.array(ids, dtype=np.int32), logits=np.load(npy),

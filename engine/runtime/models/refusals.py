@@ -16,20 +16,23 @@ attention.sliding_window, rope.freq_base_swa     honoured (gemma3)
 rope_freqs.weight                                honoured for llama (llama3 rope scaling: each rotary
                                                  frequency divided by its factor); refused elsewhere, as
                                                  llama.cpp's graphs of the other architectures pass no factors
-rope.scaling.original_context_length,            no effect without YaRN or LongRoPE (llama.cpp uses them for
-rope.scaling.finetuned                           those alone): accepted
-rope.scaling.type                                "none", or "linear" at factor 1: accepted; yarn, longrope,
-                                                 anything else: refused
-rope.scaling.factor, rope.scale_linear           0 or 1 (no scaling): accepted; any other factor: refused
-rope.scaling.attn_factor                         1: accepted; other values: refused
+rope.scaling.original_context_length            honoured (phi3 LongRoPE); no effect elsewhere without YaRN
+rope.scaling.finetuned                           no effect: accepted
+rope.scaling.type                                "none" or "linear" (llama.cpp's default): honoured; "longrope"
+                                                 for phi3 (the factors do the work); yarn, anything else: refused
+rope.scaling.factor, rope.scale_linear           honoured: linear scaling, theta * (1 / factor) in global
+                                                 layers (Gemma 3 4B: 8); negative or not a number: refused
+rope.scaling.attn_factor                         honoured: multiplies rope's cos and sin (phi3 LongRoPE);
+                                                 0, negative or not a number: refused
 rope.scaling.yarn_log_multiplier,                refused when present (YaRN)
 rope.scaling.yarn_ext_factor,
 rope.scaling.yarn_attn_factor,
 rope.scaling.yarn_beta_fast,
 rope.scaling.yarn_beta_slow
 rope.dimension_sections                          refused when present (multimodal rope sections)
-rope_factors_long.weight,                        refused (phi3 LongRoPE)
-rope_factors_short.weight
+rope_factors_long.weight,                        honoured for phi3 (LongRoPE: short factors for a context up
+rope_factors_short.weight                        to rope.scaling.original_context_length, long ones beyond);
+                                                 refused elsewhere
 attn_logit_softcapping, final_logit_softcapping  0: accepted; other values refused (gemma2-style capping)
 attention.scale, embedding_scale,                0 or 1 (llama.cpp's defaults): accepted; other values refused
 residual_scale, logit_scale
@@ -54,16 +57,23 @@ def _number_not_in(*ok: float) -> Callable[[Any], bool]:
     return changes
 
 
+def _negative(value) -> bool:
+    try:
+        return not float(value) >= 0.0
+    except (TypeError, ValueError):
+        return True
+
+
 def _present(value) -> bool:
     return True
 
 
 # suffix -> does this value change the maths (beyond what Wren implements)?
 REFUSED_KEYS: dict[str, Callable[[Any], bool]] = {
-    "rope.scaling.type": lambda v: str(v).lower() not in ("none", "linear"),
-    "rope.scaling.factor": _number_not_in(0.0, 1.0),
-    "rope.scale_linear": _number_not_in(0.0, 1.0),
-    "rope.scaling.attn_factor": _number_not_in(1.0),
+    "rope.scaling.type": lambda v: str(v).lower() not in ("none", "linear", "longrope"),
+    "rope.scaling.factor": _negative,
+    "rope.scale_linear": _negative,
+    "rope.scaling.attn_factor": lambda v: _negative(v) or float(v) == 0.0,
     "rope.scaling.yarn_log_multiplier": _present,
     "rope.scaling.yarn_ext_factor": _present,
     "rope.scaling.yarn_attn_factor": _present,
@@ -81,8 +91,8 @@ REFUSED_KEYS: dict[str, Callable[[Any], bool]] = {
 }
 
 REFUSED_TENSORS = {
-    "rope_factors_long.weight": "LongRoPE factors (phi3 long context)",
-    "rope_factors_short.weight": "LongRoPE factors (phi3 long context)",
+    "rope_factors_long.weight": "LongRoPE factors, read for phi3 only",
+    "rope_factors_short.weight": "LongRoPE factors, read for phi3 only",
     "rope_freqs.weight": "rope frequency factors",
 }
 
@@ -91,6 +101,10 @@ def refuse_unsupported(arch) -> None:
     """Raise GGUFError naming the first key or tensor of arch's file that changes the maths in a way Wren does not
     implement."""
     g, name = arch.g, arch.g.path.name
+    kind = g.get(f"{arch.name}.rope.scaling.type")
+    if str(kind).lower() == "longrope" and arch.name != "phi3":
+        raise GGUFError(f"{name}: metadata {arch.name}.rope.scaling.type = {kind!r} is not supported "
+                        f"(LongRoPE is implemented for phi3 only)")
     for suffix, changes in REFUSED_KEYS.items():
         key = f"{arch.name}.{suffix}"
         value = g.get(key)

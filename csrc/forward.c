@@ -228,7 +228,8 @@ static void rope_tables(void *p, int64_t b, int64_t e, int ith) {
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
     const int half = c->rope_dim / 2;
-    const float *ff = f->m->rope_freqs_long && f->c->n_ctx > c->rope_orig_ctx ? f->m->rope_freqs_long : f->m->rope_freqs;
+    const int long_ctx = f->m->rope_freqs_long && f->c->n_ctx > c->rope_orig_ctx;
+    const float *ff = long_ctx ? f->m->rope_freqs_long : f->m->rope_freqs;
     const float mscale = c->rope_attn_factor > 0.0f ? c->rope_attn_factor : 1.0f;
     for (int64_t t = b; t < e; t++) {
         for (int base_i = 0; base_i < 2; base_i++) {

@@ -211,7 +211,8 @@ typedef struct {
     float attn_scale;           /* multiplies q.k: usually 1 / sqrt(head_dim) */
     float embed_scale;          /* multiplies the embeddings: 1, or sqrt(dim) for gemma */
     int32_t act;                /* WREN_ACT_*: the gate's activation in act(x Wg) * (x Wu) */
-    int32_t scale_q;            /* 1: attn_scale multiplies q (after rope, before its fp16 rounding), not q.k (gemma3, phi3) */
+    int32_t scale_q;            /* 1: attn_scale multiplies q (after rope, before its fp16 rounding), not q.k
+                                   (gemma3, phi3) */
 } wren_config;
 
 typedef struct {

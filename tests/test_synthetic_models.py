@@ -184,3 +184,11 @@ def test_longrope_read_as_llama_cpp_reads_it(tmp_path):
 def test_linear_rope_scaling_read_as_llama_cpp_reads_it(tmp_path, extra, scale):
     path = make_synthetic.write("tiny", tmp_path / "m.gguf", extra_kv=extra)
     assert architecture_for(gguffile.read(path)).hparams().rope_freq_scale == scale
+
+
+@pytest.mark.parametrize("arch, tensor", [("llama", "rope_freqs.weight"), ("phi3", "rope_factors_long.weight"),
+                                          ("phi3", "rope_factors_short.weight")])
+def test_rope_factors_of_the_wrong_length_refused(tmp_path, arch, tensor):
+    path = make_synthetic.write("tiny", tmp_path / "m.gguf", arch=arch, extra_tensors={tensor: np.ones(5)})
+    with pytest.raises(GGUFError, match=f"{tensor}' has 5 values, expected 8"):
+        Model(path)

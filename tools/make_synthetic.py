@@ -9,9 +9,9 @@ tests regenerate it instead of storing it.
     python tools/make_synthetic.py [NAME ...] [--llama-python /work/llvenv/bin/python]
 
 writes tests/data/synthetic/NAME.npz: the prompt (token ids) and llama.cpp's logits for every position (float32,
-llama-cpp-python's eval on a context of the spec's n_ctx (128 by default), one batch, 2 threads). The GGUF is written with the `gguf` package
-(this interpreter) and read by llama-cpp-python (the `compare` extra, which builds llama.cpp; --llama-python names
-an interpreter that has it).
+llama-cpp-python's eval on a context of the spec's n_ctx (128 by default), one batch, 2 threads). The GGUF is
+written with the `gguf` package (this interpreter) and read by llama-cpp-python (the `compare` extra, which builds
+llama.cpp; --llama-python names an interpreter that has it).
 """
 from __future__ import annotations
 
@@ -217,8 +217,8 @@ def main() -> None:
             path = write(name, Path(tmp) / f"{name}.gguf")
             ids = prompt(name)
             npy = str(Path(tmp) / "logits.npy")
-            subprocess.run([args.llama_python, __file__, "--_logits", str(path), json.dumps(ids), str(n_ctx(name)), npy],
-                           check=True)
+            subprocess.run([args.llama_python, __file__, "--_logits", str(path), json.dumps(ids), str(n_ctx(name)),
+                            npy], check=True)
             version = subprocess.run([args.llama_python, "-c", "import llama_cpp; print(llama_cpp.__version__)"],
                                      check=True, capture_output=True, text=True).stdout.strip()
             np.savez_compressed(OUT_DIR / f"{name}.npz", ids=np.array(ids, dtype=np.int32), logits=np.load(npy),

@@ -4,7 +4,12 @@
  *   xn = rmsnorm(x) * attn_norm
  *   q, k, v = xn Wq^T (+ bq), xn Wk^T (+ bk), xn Wv^T (+ bv)      (qwen2: biases)
  *   q, k = rmsnorm per head * q_norm, k_norm                       (gemma3)
- *   q, k = rope(q, k, pos)                                          (pairs (i, i+1) for llama; (i, i+d/2) otherwise)
+ *   q, k = rope(q, k, pos)                                          (pairs (i, i+1) for llama; (i, i+d/2) otherwise;
+ *                                                                    frequencies divided by rope_freqs (llama3;
+ *                                                                    LongRoPE: long factors for a long context),
+ *                                                                    scaled by rope_freq_scale (linear); cos and
+ *                                                                    sin times rope_attn_factor (LongRoPE);
+ *                                                                    none in no_rope layers (smollm3))
  *   cache k, v at pos; o = softmax(q k^T * scale, causal [, sliding window]) v
  *   o = o Wo^T; o = rmsnorm(o) * post_attn_norm                    (gemma3)
  *   x += o
@@ -214,22 +219,32 @@ static void embed_rows(void *p, int64_t b, int64_t e, int ith) {
 }
 
 /* llama.cpp's rope cache: theta from the position, multiplied by base^(-2 / rope_dim) in float from pair to pair,
- * cosf and sinf of it */
+ * divided by the pair's frequency factor when the model has them (ggml_rope_cache_init's theta / ff), multiplied by
+ * the linear scale in global layers when there is one (rope_yarn's freq_scale * theta), cosf and sinf of it, times
+ * the attention factor when there is one (rope_yarn's mscale). LongRoPE takes the long factors when the context
+ * holds more than rope_orig_ctx positions (llama.cpp's get_rope_factors, by n_ctx: not by the position) */
 static void rope_tables(void *p, int64_t b, int64_t e, int ith) {
     (void)ith;
     const fwd *f = p;
     const wren_config *c = &f->m->cfg;
     const int half = c->rope_dim / 2;
+    const int long_ctx = f->m->rope_freqs_long && f->c->n_ctx > c->rope_orig_ctx;
+    const float *ff = long_ctx ? f->m->rope_freqs_long : f->m->rope_freqs;
+    const float mscale = c->rope_attn_factor > 0.0f ? c->rope_attn_factor : 1.0f;
     for (int64_t t = b; t < e; t++) {
         for (int base_i = 0; base_i < 2; base_i++) {
             const float base = base_i == 0 || c->rope_base_swa <= 0 ? c->rope_base : c->rope_base_swa;
             const float theta_scale = powf(base, -2.0f / (float)c->rope_dim);
+            const float fs = base_i == 0 && c->rope_freq_scale > 0.0f ? c->rope_freq_scale : 1.0f;
             float *cs = f->c->rope_cos + ((size_t)base_i * f->c->n_batch + t) * half;
             float *sn = f->c->rope_sin + ((size_t)base_i * f->c->n_batch + t) * half;
             float theta = (float)(f->pos0 + t);
             for (int i = 0; i < half; i++) {
-                cs[i] = cosf(theta);
-                sn[i] = sinf(theta);
+                float th = ff ? theta / ff[i] : theta;
+                if (fs != 1.0f) th *= fs;
+                cs[i] = cosf(th);
+                sn[i] = sinf(th);
+                if (mscale != 1.0f) cs[i] *= mscale, sn[i] *= mscale;
                 theta *= theta_scale;
             }
         }
@@ -326,7 +341,7 @@ static void qkv_post(void *p, int64_t b, int64_t e, int ith) {
         if (L->k_norm) for (int h = 0; h < c->n_kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, c->norm_eps);
         const float *cs = ctx->rope_cos + ((size_t)base_i * ctx->n_batch + t) * half;
         const float *sn = ctx->rope_sin + ((size_t)base_i * ctx->n_batch + t) * half;
-        if (c->rope_dim > 0) {
+        if (c->rope_dim > 0 && !L->no_rope) {
             for (int h = 0; h < c->n_heads; h++) rope_vec(q + h * hd, cs, sn, c->rope_dim, c->rope_neox);
             for (int h = 0; h < c->n_kv_heads; h++) rope_vec(k + h * hd, cs, sn, c->rope_dim, c->rope_neox);
         }

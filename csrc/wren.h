@@ -206,12 +206,16 @@ typedef struct {
     int32_t rope_neox;          /* 1: rotate (i, i + rope_dim/2); 0: adjacent pairs (2i, 2i+1) */
     float rope_base;            /* frequency base of global layers */
     float rope_base_swa;        /* of sliding-window layers (0: the same) */
+    float rope_freq_scale;      /* linear rope scaling of global layers: 1 / factor (0 or 1: none) */
+    float rope_attn_factor;     /* multiplies rope's cos and sin (0 or 1: none) */
+    int32_t rope_orig_ctx;      /* LongRoPE: a context of more positions takes rope_freqs_long */
     int32_t sliding_window;     /* tokens a sliding-window layer sees, 0 when none */
     float norm_eps;
     float attn_scale;           /* multiplies q.k: usually 1 / sqrt(head_dim) */
     float embed_scale;          /* multiplies the embeddings: 1, or sqrt(dim) for gemma */
     int32_t act;                /* WREN_ACT_*: the gate's activation in act(x Wg) * (x Wu) */
-    int32_t scale_q;            /* 1: attn_scale multiplies q (after rope, before its fp16 rounding), not q.k (gemma3) */
+    int32_t scale_q;            /* 1: attn_scale multiplies q (after rope, before its fp16 rounding), not q.k
+                                   (gemma3, phi3) */
 } wren_config;
 
 typedef struct {
@@ -222,6 +226,7 @@ typedef struct {
     const float *post_attn_norm, *post_ffn_norm;   /* (dim) gemma3, or NULL */
     const float *q_norm, *k_norm;           /* (head_dim) gemma3, or NULL */
     int32_t swa;                            /* 1: a sliding-window layer */
+    int32_t no_rope;                        /* 1: no rotary embedding in this layer (smollm3) */
 } wren_layer;
 
 typedef struct {
@@ -230,6 +235,9 @@ typedef struct {
     wren_weights tok_embd;                  /* (vocab, dim) */
     wren_weights output;                    /* (vocab, dim); the same data as tok_embd when tied */
     const float *output_norm;               /* (dim) */
+    const float *rope_freqs;                /* (rope_dim / 2) divisors of the rotary frequencies (llama3; LongRoPE's
+                                               short factors), or NULL */
+    const float *rope_freqs_long;           /* (rope_dim / 2) LongRoPE's long factors (phi3), or NULL */
 } wren_model;
 
 /* A context: one sequence's KV cache (fp16, n_ctx positions) and the scratch of a batch of up to n_batch tokens. */

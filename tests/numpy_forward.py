@@ -26,12 +26,15 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, pos, base, rope_dim, neox):
-    """x: (T, heads, head_dim)"""
+def rope(x, pos, base, rope_dim, neox, freq_factors=None, freq_scale=1.0, mscale=1.0):
+    """x: (T, heads, head_dim); freq_factors: divisors of the rotary frequencies (llama3 rope scaling, LongRoPE) or
+    None; freq_scale: linear rope scaling (1 / factor); mscale: multiplies cos and sin (LongRoPE's attn_factor)"""
     half = rope_dim // 2
-    inv = base ** (-2.0 * np.arange(half) / rope_dim)
+    inv = base ** (-2.0 * np.arange(half) / rope_dim) * freq_scale
+    if freq_factors is not None:
+        inv = inv / freq_factors
     ang = pos[:, None] * inv[None, :]
-    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    cos, sin = mscale * np.cos(ang)[:, None, :], mscale * np.sin(ang)[:, None, :]
     out = x.copy()
     if neox:
         a, b = x[..., :half], x[..., half:rope_dim]
@@ -44,16 +47,19 @@ def rope(x, pos, base, rope_dim, neox):
     return out
 
 
-def forward(g, tokens) -> np.ndarray:
-    """Logits (T, vocab) for tokens at positions 0..T-1."""
-    return forward_many(g, [tokens])[0]
+def forward(g, tokens, n_ctx: int = 0) -> np.ndarray:
+    """Logits (T, vocab) for tokens at positions 0..T-1 (in a context of n_ctx positions: LongRoPE's choice)."""
+    return forward_many(g, [tokens], n_ctx)[0]
 
 
-def forward_many(g, sequences) -> list[np.ndarray]:
+def forward_many(g, sequences, n_ctx: int = 0) -> list[np.ndarray]:
     """Logits of several independent sequences; each weight matrix is dequantized once for all of them."""
     arch = architecture_for(g)
     hp = arch.hparams()
     fused = arch.split_fused()
+    long = arch.rope_freqs_long_tensor() is not None and n_ctx > hp.rope_orig_ctx
+    factors = arch.rope_freqs_long_tensor() if long else arch.rope_freqs_tensor()
+    freqs = None if factors is None else dequantized(g, factors)
     lengths = [len(s) for s in sequences]
     bounds = np.cumsum([0] + lengths)
     pos = np.concatenate([np.arange(n, dtype=np.float64) for n in lengths])
@@ -77,9 +83,11 @@ def forward_many(g, sequences) -> list[np.ndarray]:
         if V("q_norm") is not None:
             q = rmsnorm(q, V("q_norm"), hp.norm_eps)
             k = rmsnorm(k, V("k_norm"), hp.norm_eps)
-        base = hp.rope_base_swa if hp.swa_layers[i] and hp.rope_base_swa else hp.rope_base
-        q = rope(q, pos, base, hp.rope_dim, hp.rope_neox)
-        k = rope(k, pos, base, hp.rope_dim, hp.rope_neox)
+        local = hp.swa_layers[i] and hp.rope_base_swa
+        base, scale = (hp.rope_base_swa, 1.0) if local else (hp.rope_base, hp.rope_freq_scale)
+        if not hp.no_rope_layers[i]:
+            q = rope(q, pos, base, hp.rope_dim, hp.rope_neox, freqs, scale, hp.rope_attn_factor)
+            k = rope(k, pos, base, hp.rope_dim, hp.rope_neox, freqs, scale, hp.rope_attn_factor)
         out = np.zeros((T, hp.n_heads, hd))
         for b0, b1 in zip(bounds[:-1], bounds[1:]):  # attention stays within each sequence
             p = pos[b0:b1]

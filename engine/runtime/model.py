@@ -223,6 +223,7 @@ class Model:
             for field, length in vec_len.items():
                 setattr(L, field, vector(names.get(field), length))
             L.swa = 1 if hp.swa_layers[i] else 0
+            L.no_rope = 1 if hp.no_rope_layers[i] else 0
         out_name = self.arch.output_tensor()
         self.tied = out_name == "token_embd.weight"
         self.output = self.embeddings if self.tied else matrix(out_name)
@@ -234,6 +235,10 @@ class Model:
         self.struct.tok_embd = self.embeddings.struct[0]
         self.struct.output = self.output.struct[0]
         self.struct.output_norm = self.output_norm
+        self.rope_freqs = vector(self.arch.rope_freqs_tensor(), hp.rope_dim // 2)
+        self.struct.rope_freqs = self.rope_freqs
+        self.rope_freqs_long = vector(self.arch.rope_freqs_long_tensor(), hp.rope_dim // 2)
+        self.struct.rope_freqs_long = self.rope_freqs_long
         native.check(lib.wren_model_check(self.struct), f"{self.path.name}: model structure")
         if progress:
             progress(n_steps, n_steps)
@@ -259,6 +264,9 @@ def _set_config(c, hp: HParams) -> None:
     c.rope_neox = 1 if hp.rope_neox else 0
     c.rope_base = hp.rope_base
     c.rope_base_swa = hp.rope_base_swa
+    c.rope_freq_scale = hp.rope_freq_scale
+    c.rope_attn_factor = hp.rope_attn_factor
+    c.rope_orig_ctx = hp.rope_orig_ctx
     c.norm_eps = hp.norm_eps
     c.attn_scale = hp.attn_scale
     c.embed_scale = hp.embed_scale

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from wren.engine.runtime.gguffile import GGUFError, GGUFFile
 
 
@@ -29,8 +31,12 @@ class HParams:
     act: str = "silu"  # or "gelu_tanh"
     scale_q: bool = False  # attn_scale multiplies q instead of q.k (llama.cpp's gemma3 graph)
     rope_base_swa: float = 0.0
+    rope_freq_scale: float = 1.0  # linear rope scaling of global layers: 1 / rope.scaling.factor
+    rope_attn_factor: float = 1.0  # multiplies rope's cos and sin (rope.scaling.attn_factor; phi3 LongRoPE)
+    rope_orig_ctx: int = 0  # LongRoPE: a context longer than this takes the long factors
     sliding_window: int = 0
     swa_layers: list[bool] = field(default_factory=list)
+    no_rope_layers: list[bool] = field(default_factory=list)  # layers without rotary embedding (smollm3)
     attn_scale: float = 0.0
     embed_scale: float = 1.0
 
@@ -39,6 +45,8 @@ class HParams:
             self.attn_scale = 1.0 / math.sqrt(self.head_dim)
         if not self.swa_layers:
             self.swa_layers = [False] * self.n_layers
+        if not self.no_rope_layers:
+            self.no_rope_layers = [False] * self.n_layers
 
     @property
     def q_dim(self) -> int:
@@ -105,7 +113,8 @@ class Architecture:
             context_length=self.int_key("context_length", 2048),
             norm_eps=float(self.key("attention.layer_norm_rms_epsilon", 1e-5)),
             rope_base=float(self.key("rope.freq_base", 10000.0)),
-            rope_dim=self.int_key("rope.dimension_count", head_dim), rope_neox=self.rope_neox, act=self.act)
+            rope_dim=self.int_key("rope.dimension_count", head_dim), rope_neox=self.rope_neox, act=self.act,
+            **self.rope_scaling())
 
     def layer_tensors(self, i: int) -> dict[str, str | None]:
         """Field -> tensor name for layer i; None for an optional tensor the file does not have."""
@@ -118,6 +127,38 @@ class Architecture:
     def output_tensor(self) -> str:
         """The output layer; tied to the embeddings when the file has no output.weight."""
         return "output.weight" if "output.weight" in self.g.tensors else "token_embd.weight"
+
+    def rope_scaling(self) -> dict:
+        """The rope scaling fields of HParams, as llama.cpp reads them (other scaling types are refused in
+        refusals.py): linear scaling 1 / rope.scaling.factor (or the older rope.scale_linear) in float32, unless
+        rope.scaling.type is "none", 1 without a factor; rope.scaling.attn_factor (1 by default); LongRoPE's
+        original context, rope.scaling.original_context_length or else context_length."""
+        factor = self.key("rope.scaling.factor")
+        if factor is None:
+            factor = self.key("rope.scale_linear", 0.0)
+        scale = 1.0
+        if str(self.key("rope.scaling.type", "linear")).lower() != "none" and float(factor) != 0.0:
+            scale = float(np.float32(1.0) / np.float32(factor))
+        return dict(rope_freq_scale=scale, rope_attn_factor=float(self.key("rope.scaling.attn_factor", 1.0)),
+                    rope_orig_ctx=self.int_key("rope.scaling.original_context_length",
+                                               self.int_key("context_length", 2048)))
+
+    def rope_freqs_long_tensor(self) -> str | None:
+        """LongRoPE: the divisors for a context longer than rope_orig_ctx (rope_freqs_tensor's are for shorter)."""
+        return None
+
+    def rope_freqs_tensor(self) -> str | None:
+        """The tensor of divisors of the rotary frequencies (llama3 rope scaling), when the architecture reads one."""
+        return None
+
+    def tensor_names(self) -> set[str]:
+        """Every tensor this architecture reads, present in the file or not (fused sources included)."""
+        names = {"token_embd.weight", "output_norm.weight", "output.weight"}
+        names.update(n for n in (self.rope_freqs_tensor(), self.rope_freqs_long_tensor()) if n)
+        for i in range(self.int_key("block_count")):
+            names.update(n for n in self.layer_tensors(i).values() if n)
+        names.update(src for src, _, _ in self.split_fused().values())
+        return names
 
     def split_fused(self) -> dict[str, tuple[str, int, int]]:
         """Tensors cut out of fused ones: name -> (fused name, first row, row count). None by default."""

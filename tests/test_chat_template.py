@@ -271,6 +271,11 @@ BOUNDED = {
                                      "{% endfor %}", STEPS),
     "in on a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% if 'b' in x %}{% endif %}"
                             "{% endfor %}", STEPS),
+    "is in on a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% if 'b' is in x %}{% endif %}"
+                               "{% endfor %}", STEPS),
+    "method scanning a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% set n = x.count('b') %}"
+                                      "{% endfor %}", STEPS),
+    "str.translate": ("{{ 'ab'.translate({97: 'x'}) }}", "not allowed"),
     "recursive loop over a string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) recursive %}"
                                      "{% if loop.depth == 1 %}{{ loop(x) }}{% endif %}{% endfor %}", STEPS),
     "sum of lists": ("{{ [[1] * 1000] * 1000|sum(start=[]) }}", "not allowed"),

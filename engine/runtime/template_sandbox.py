@@ -58,6 +58,7 @@ class Budget:
 
 budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("wren_chat_budget", default=None)
 
+
 class BudgetExceeded(Exception):
     """Raised inside a render when a budget runs out (chat_template turns it into its ChatTemplateError)."""
 
@@ -306,6 +307,17 @@ def _guard_filter(name: str, f):
     return guarded
 
 
+def _guard_test(f):
+    """A test (``x is in y``, ...): a step, and the sizes it reads."""
+
+    @functools.wraps(f)
+    def guarded(*args, **kwargs):
+        _step()
+        _charge(*args, *kwargs.values())
+        return f(*args, **kwargs)
+    return guarded
+
+
 def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=None):
     """Like transformers' chat-template tojson: no HTML escaping, Unicode kept."""
     _step()
@@ -398,6 +410,8 @@ class _Env(ImmutableSandboxedEnvironment):
         # called on every attribute a template reads: a string's methods that build big strings are bounded
         f_self = getattr(value, "__self__", None)
         name = getattr(value, "__name__", None)
+        if isinstance(f_self, str) and name in ("translate", "maketrans"):  # a table can map a char to a long string
+            raise SecurityError(f"str.{name} is not allowed in a chat template")
         if isinstance(f_self, str) and name in _BOUNDED_STR_METHODS:
             return _bound_str_method(f_self, name, super().wrap_str_format(value) or value)
         return super().wrap_str_format(value)
@@ -412,6 +426,8 @@ class _Env(ImmutableSandboxedEnvironment):
         _step()
         _check_args(args)
         _check_args(kwargs.values())
+        # what a method reads: its object (s.count(...) scans s) and its arguments
+        _charge(getattr(__obj, "__self__", None), *args, *kwargs.values())
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's loop(items): counted like any loop
             args = (_counted(args[0]),) + args[1:]
         out = super().call(__context, __obj, *args, **kwargs)
@@ -424,6 +440,7 @@ def _make_env() -> _Env:
                extensions=[jinja2.ext.loopcontrols], autoescape=False)
     env.filters = {name: _guard_filter(name, f) for name, f in env.filters.items() if name not in _DROPPED_FILTERS}
     env.filters["tojson"] = _tojson
+    env.tests = {name: _guard_test(f) for name, f in env.tests.items()}
     env.globals.pop("lipsum", None)  # generates text of any size; no chat template needs it
     env.globals["range"] = _range
     env.globals["raise_exception"] = _raise_exception

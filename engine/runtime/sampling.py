@@ -49,7 +49,7 @@ class SamplingParams:
         return self
 
 
-class NonFiniteLogitsError(ArithmeticError):
+class NonFiniteLogitsError(ValueError):
     """The model's logits hold NaN or +infinity, or no finite value at all (-infinity alone may mark a token a
     constraint forbids): its weights or activations overflowed, and no token can be drawn. Ends the generation."""
 

@@ -11,9 +11,14 @@
 #pragma clang fp contract(off)
 #endif
 
-/* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf */
+/* round half to even for |x| < 2^22 in the default rounding mode, as cvtps2dq and FCVTNS do; inline, unlike lrintf.
+ * Anything else (NaN, inf, |x| >= 2^22: only from non-finite activations or weights, or a scale of inf) is first
+ * clamped to +-2^22 (NaN to 0), so that the conversion is defined and 32 such values still sum within an int; an
+ * x in range goes through unchanged. */
 static inline int round_even(float x) {
     const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it leaves the rounded integer in the low bits */
+    const float big = 4194304.0f;      /* 2^22 */
+    if (!(fabsf(x) < big)) x = x > 0.0f ? big : x < 0.0f ? -big : 0.0f;
     return (int)((x + magic) - magic);
 }
 
@@ -49,6 +54,9 @@ static int check_shape(int format, int64_t n_rows, int64_t k) {
 
 /* ---- reference quantization of one block, and back (the table's codecs, formats.h) ---- */
 
+/* (int)v clamped to 0..15, the float compared first so that NaN (to 0) and huge values never meet the conversion */
+static inline int nibble(float v) { return v >= 15.0f ? 15 : v > 0.0f ? (int)v : 0; }
+
 void wren_quantize_block_q4_0(const float *x, uint8_t *blk) {
     wren_block_q4_0 *b = (wren_block_q4_0 *)blk;
     float amax = 0.0f, max = 0.0f;                  /* the value of largest magnitude, with its sign */
@@ -59,9 +67,7 @@ void wren_quantize_block_q4_0(const float *x, uint8_t *blk) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = wren_f32_to_fp16(d);
     for (int j = 0; j < 16; j++) {
-        int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
-        lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-        hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+        const int lo = nibble(x[j] * id + 8.5f), hi = nibble(x[j + 16] * id + 8.5f);
         b->qs[j] = (uint8_t)(lo | (hi << 4));
     }
 }
@@ -78,9 +84,7 @@ void wren_quantize_block_q4_1(const float *x, uint8_t *blk) {
     b->d = wren_f32_to_fp16(d);
     b->m = wren_f32_to_fp16(min);
     for (int j = 0; j < 16; j++) {
-        int lo = (int)((x[j] - min) * id + 0.5f), hi = (int)((x[j + 16] - min) * id + 0.5f);
-        lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-        hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+        const int lo = nibble((x[j] - min) * id + 0.5f), hi = nibble((x[j + 16] - min) * id + 0.5f);
         b->qs[j] = (uint8_t)(lo | (hi << 4));
     }
 }

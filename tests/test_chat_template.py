@@ -6,6 +6,7 @@ import pytest
 from wren.engine.runtime import chat_template as ct_mod
 from wren.engine.runtime import gguffile
 from wren.engine.runtime.chat_template import ChatTemplate, ChatTemplateError
+from wren.engine.runtime.template_sandbox import compile_template
 from wren.engine.runtime.tokenizer import TYPE_CONTROL, TYPE_NORMAL, Tokenizer
 
 CONVERSATION = [
@@ -231,3 +232,88 @@ def test_the_step_budget_is_a_count_and_grows_with_the_conversation(tiny_tok, mo
         with pytest.raises(ChatTemplateError, match="more than 6000 steps") as e:
             ct_tight.render(many)
         assert e.value.kind == "budget"
+
+
+# --------------------------------------------------------------------------------------------- every construct bounded
+# Each template below once hung a render or built gigabytes. Now its size is predicted before the work (and refused
+# over the output budget), or its work is counted in steps; at load (Engine.open renders probe conversations) the
+# template is replaced by the fallback with the reason.
+STEPS = "more than"
+SIZE = "would exceed"
+BOUNDED = {
+    "loop over a string": ("{% set x = 'a' * 900000 %}{% for c in x %}{% endfor %}", STEPS),
+    "nested loops over a string": ("{% set x = 'ab' * 500 %}{% for c in x %}{% for d in x %}{% endfor %}{% endfor %}",
+                                   STEPS),
+    "x|join(x)": ("{% set x = 'ab' * 1000 %}{{ x|join(x) }}", SIZE),
+    "x.join(x)": ("{% set x = 'ab' * 1000 %}{{ x.join(x) }}", SIZE),
+    "x|replace('', x)": ("{% set x = 'ab' * 1000 %}{{ x|replace('', x) }}", SIZE),
+    "x.replace('', x)": ("{% set x = 'ab' * 1000 %}{{ x.replace('', x) }}", SIZE),
+    "'%0900000000d'|format(1)": ("{{ '%0900000000d'|format(1) }}", SIZE),
+    "'%.900000000f' % 1.5": ("{{ '%.900000000f' % 1.5 }}", SIZE),
+    "'{:>900000000}'.format(1)": ("{{ '{:>900000000}'.format(1) }}", SIZE),
+    "'{x:>900000000}'.format_map(...)": ("{{ '{x:>900000000}'.format_map({'x': 1}) }}", SIZE),
+    "~ doubling": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                   SIZE),
+    "* repetition": ("{% set x = 'ab' * 400000 %}{{ x * 3 }}", SIZE),
+    "list * repetition": ("{% set x = [1] * 400000 %}{{ (x * 3)|length }}", SIZE),
+    "+ doubling": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+                   SIZE),
+    "macro doubling": ("{% macro d(s) %}{{ s }}{{ s }}{% endmacro %}{% set ns = namespace(s='ab') %}"
+                       "{% for i in range(40) %}{% set ns.s = d(ns.s) %}{% endfor %}", SIZE),
+    "set block doubling": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set t %}{{ ns.s }}{{ ns.s }}"
+                           "{% endset %}{% set ns.s = t %}{% endfor %}", SIZE),
+    "center in a loop": ("{% for i in range(100000) %}{% set y = 'a'|center(1000000) %}{% endfor %}", STEPS),
+    "indent": ("{% set x = 'a\\n' * 100000 %}{{ x|indent(100) }}", SIZE),
+    "expandtabs": ("{% set x = '\\t' * 100000 %}{{ x.expandtabs(100) }}", SIZE),
+    "batch fill": ("{{ ('a' * 500000)|batch(900000, 'x')|list }}",
+                   SIZE),
+    "comparisons of a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% if x == x %}{% endif %}"
+                                     "{% endfor %}", STEPS),
+    "in on a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% if 'b' in x %}{% endif %}"
+                            "{% endfor %}", STEPS),
+    "is in on a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% if 'b' is in x %}{% endif %}"
+                               "{% endfor %}", STEPS),
+    "method scanning a long string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) %}{% set n = x.count('b') %}"
+                                      "{% endfor %}", STEPS),
+    "str.translate": ("{{ 'ab'.translate({97: 'x'}) }}", "not allowed"),
+    "recursive loop over a string": ("{% set x = 'a' * 900000 %}{% for i in range(100000) recursive %}"
+                                     "{% if loop.depth == 1 %}{{ loop(x) }}{% endif %}{% endfor %}", STEPS),
+    "sum of lists": ("{{ [[1] * 1000] * 1000|sum(start=[]) }}", "not allowed"),
+    "integer squaring": ("{% set ns = namespace(n=3) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}"
+                         "{% endfor %}", "too large"),
+    "tojson indent": ("{{ [[1]] * 1000|tojson(indent=100000) }}", "not allowed"),
+}
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_every_construct_is_bounded(tiny_tok, name):
+    source, why = BOUNDED[name]
+    ct = ChatTemplate(tiny_tok, source + "{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert ct.name == "chatml" and why in ct.fallback_reason, ct.fallback_reason
+    with pytest.raises(ChatTemplateError, match=why):
+        ct._render_jinja(compile_template(source), CONVERSATION, True, {})
+
+
+def test_a_template_that_explodes_on_a_later_turn_fails_on_that_turn(tiny_tok):
+    """Harmless for the probe conversations (kept at load), it stops with the budget's error on the turn where it
+    explodes, rather than hanging the engine."""
+    src = ("{% if messages|length > 4 %}{% set x = 'ab' * 400000 %}{% for c in x %}{% for d in x %}{% endfor %}"
+           "{% endfor %}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}")
+    ct = ChatTemplate(tiny_tok, src)
+    assert ct.name == "gguf"
+    assert ct.render(CONVERSATION) == "".join(m["content"] for m in CONVERSATION)
+    with pytest.raises(ChatTemplateError, match="more than 100000 steps") as e:
+        ct.render(CONVERSATION + [{"role": "assistant", "content": "4."}, {"role": "user", "content": "And 3+3?"}])
+    assert e.value.kind == "budget"
+
+
+def test_ordinary_constructs_still_work(tiny_tok):
+    src = ("{{ messages|map(attribute='role')|join(', ') }}|{{ '%-6s|%3d' % ('ab', 7) }}|{{ '{:>4}'.format('x') }}|"
+           "{{ 'a-b'.replace('-', '+') }}|{{ ', '.join(['p', 'q']) }}|{{ 'x' ~ 1 ~ 'y' }}|{{ [1, 2]|sum }}|"
+           "{{ 'ab'|center(6) }}|{{ {'k': [1]}|tojson(indent=2) }}|{% set t %}[{{ 'in' }}]{% endset %}{{ t }}|"
+           "{% for m in messages if 'Hi' in m.content %}{{ m.content }}{% endfor %}|{{ 2 ** 10 }}")
+    ct = ChatTemplate(tiny_tok, src + "{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert ct.name == "gguf", ct.fallback_reason
+    out = ct.render(CONVERSATION[1:3], add_generation_prompt=False)
+    assert out.startswith('user, assistant|ab    |  7|   x|a+b|p, q|x1y|3|  ab  |{\n  "k": [\n    1\n  ]\n}|[in]|'
+                          'Hi there|1024')

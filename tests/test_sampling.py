@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from wren.engine.runtime.sampling import (GREEDY, Sampler, SamplingParams, apply_repetition_penalty, min_p_cut,
-                                  softmax, top_k_candidates, top_p_cut)
+from wren.engine.runtime.sampling import (GREEDY, NonFiniteLogitsError, Sampler, SamplingParams,
+                                          apply_repetition_penalty, min_p_cut, softmax, top_k_candidates, top_p_cut)
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])
 LOGITS = np.log(PROBS).astype(np.float32)
@@ -81,3 +81,18 @@ def test_wide_vocabulary_nucleus_matches_the_full_sort():
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValueError, match="invalid sampling settings"):
         Sampler(SamplingParams(**bad))
+
+
+@pytest.mark.parametrize("bad", [[0.1, np.nan, 2.0, 1.0], [0.1, np.inf, 2.0, 1.0], [-np.inf] * 4,
+                                 [np.nan] * 4])
+@pytest.mark.parametrize("params", [GREEDY, SamplingParams(seed=1)])
+def test_nonfinite_logits_raise_a_typed_error(bad, params):
+    with pytest.raises(NonFiniteLogitsError, match="non-finite logits"):
+        Sampler(params).sample(np.array(bad, dtype=np.float32))
+
+
+def test_minus_infinity_marks_a_forbidden_token():
+    """A constraint masks tokens with -inf: the others are still drawn."""
+    logits = np.array([-np.inf, 1.0, -np.inf, 0.5], dtype=np.float32)
+    assert Sampler(GREEDY).sample(logits) == 1
+    assert set(draws(SamplingParams(temperature=1.0, seed=3), logits, n=200)[[0, 2]]) == {0}

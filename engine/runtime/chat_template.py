@@ -1,13 +1,10 @@
 """Chat templates: the GGUF's own Jinja template (`tokenizer.chat_template`), rendered in a sandbox, with a built-in
 fallback when the model has none or it cannot be used.
 
-The template runs in jinja2's ImmutableSandboxedEnvironment, tightened further: attribute access to Python internals
-(``__class__``, ``__globals__``, ...) is refused by the sandbox; ranges, repetition (``*``), concatenation (``+``),
-``%``-formatting, ``**`` and filters/methods with huge numeric arguments are bounded; and a render stops after
-RENDER_STEPS steps (loop iterations, calls, operators, lookups, filters; more for long conversations) or once its
-output exceeds the output budget. Both are counts, not times: a busy machine renders what an idle one does. A
-template that fails to compile or to render a probe conversation is replaced by the fallback, and
-``fallback_reason`` says why.
+The template runs in a sandbox (template_sandbox): jinja2's ImmutableSandboxedEnvironment, which refuses Python's
+internals, with every construct bounded by a budget of steps and one of output size, both counts, not times.
+A template over a budget stops with ChatTemplateError (kind "budget"); one that fails to compile or to render a probe
+conversation is replaced by the fallback, and ``fallback_reason`` says why.
 
 The fallback format follows the turn markers the vocabulary has: ChatML (``<|im_start|>``/``<|im_end|>``) when
 present, else Gemma turns (``<start_of_turn>``/``<end_of_turn>``), else Llama 3 headers, else ChatML as plain text.
@@ -20,44 +17,24 @@ second BOS when both the template and the tokenizer add one.
 """
 from __future__ import annotations
 
-import contextvars
-import datetime as _dt
-import functools
-import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
-import jinja2.ext
-from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from wren.engine.runtime.template_sandbox import (CHARS_PER_STEP, MIN_OUTPUT, Budget, BudgetExceeded, budget,
+                                                  check_size, compile_template)
 
 __all__ = ["ChatTemplate", "ChatTemplateError", "RENDER_STEPS"]
 
 RENDER_STEPS = 100_000  # steps one render may take, or STEPS_PER_MESSAGE per message if more
 STEPS_PER_MESSAGE = 500  # real templates take about 10 per message
-MAX_INT_ARG = 1_000_000  # largest number a filter / method / repetition may be asked for
-MAX_RANGE = 100_000
-_MIN_OUTPUT = 1 << 20  # output budget: this, or 8x the size of the messages if larger
 
 # end-of-turn markers a chat model may end its reply with (all in llama.cpp's end-of-generation list)
 TURN_END_TEXTS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|eom_id|>",
                   "<|end_of_text|>", "<EOT>", "<end_of_utterance>", "<|return|>", "<|call|>")
 
-
-
-class _Budget:
-    """What is left to a render: steps (of `limit`), and characters of output."""
-    __slots__ = ("steps", "limit", "output")
-
-    def __init__(self, steps: int, output: int):
-        self.steps = self.limit = steps
-        self.output = output
-
-
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("wren_chat_budget", default=None)
 
 
 class ChatTemplateError(Exception):
@@ -68,138 +45,6 @@ class ChatTemplateError(Exception):
     def __init__(self, message: str, kind: str = "template"):
         super().__init__(message)
         self.kind = kind
-
-
-class _Abort(Exception):
-    """Raised inside a render when a budget runs out (converted to ChatTemplateError)."""
-
-
-def _step() -> None:
-    b = _budget.get()
-    if b is not None:
-        b.steps -= 1
-        if b.steps < 0:
-            raise _Abort(f"rendering took more than {b.limit} steps")
-
-
-def _check_size(n: int) -> None:
-    b = _budget.get()
-    limit = b.output if b is not None else _MIN_OUTPUT
-    if n > limit:
-        raise _Abort(f"template output would exceed {limit} characters")
-
-
-def _check_args(args: Iterable[Any]) -> None:
-    for a in args:
-        if isinstance(a, int) and not isinstance(a, bool) and abs(a) > MAX_INT_ARG:
-            raise SecurityError(f"numeric argument {a} is too large for a chat template")
-
-
-def _range(*args: int):
-    """range() that counts a step per item (nested loops cannot run away)."""
-    _check_args(args)
-    r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise SecurityError(f"range of {len(r)} items is too large for a chat template")
-    for i in r:
-        _step()
-        yield i
-
-
-def _counted(iterable):
-    """What every {% for %} iterates: its items, a step each."""
-    for item in iterable:
-        _step()
-        yield item
-
-
-def _count_loop_steps(ast: nodes.Template) -> nodes.Template:
-    """Wraps each loop's iterable in the environment's counted() (an attribute of the environment, which a template
-    cannot rebind), so that loops over anything, not only range(), take steps."""
-    for loop in ast.find_all(nodes.For):
-        loop.iter = nodes.Call(nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None,
-                               lineno=loop.iter.lineno)
-    return ast
-
-
-def _guard_filter(f):
-    @functools.wraps(f)  # keeps jinja's pass_context / pass_environment markers
-    def guarded(*args, **kwargs):
-        _step()
-        _check_args(args)
-        _check_args(kwargs.values())
-        return f(*args, **kwargs)
-    return guarded
-
-
-def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=None):
-    """Like transformers' chat-template tojson: no HTML escaping, Unicode kept."""
-    if indent is not None:
-        _check_args([indent])
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, separators=separators)
-
-
-def _raise_exception(message: str = "template error"):
-    raise TemplateError(str(message))
-
-
-def _strftime_now(fmt: str) -> str:
-    return _dt.datetime.now().strftime(str(fmt))
-
-
-_BIG_WIDTH = re.compile(r"\d{7,}")
-
-
-class _Env(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-    counted = staticmethod(_counted)
-
-    def call_binop(self, context, operator, left, right):
-        _step()
-        if operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large for a chat template")
-        elif operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                    _check_size(len(seq) * max(n, 0))
-        elif operator == "+":
-            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-                _check_size(len(left) + len(right))
-        elif operator == "%":
-            if isinstance(left, str) and _BIG_WIDTH.search(left):
-                raise SecurityError("format width too large for a chat template")
-        return super().call_binop(context, operator, left, right)
-
-    def getattr(self, obj, attribute):
-        _step()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj, argument):
-        _step()
-        return super().getitem(obj, argument)
-
-    def unsafe_undefined(self, obj, attribute):
-        # jinja's sandbox returns an Undefined that prints as ""; refusing outright makes the reason visible
-        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is unsafe")
-
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
-        _step()
-        _check_args(args)
-        _check_args(kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-def _make_env() -> _Env:
-    env = _Env(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-               extensions=[jinja2.ext.loopcontrols], autoescape=False)
-    env.filters = {name: _guard_filter(f) for name, f in env.filters.items()}
-    env.filters["tojson"] = _tojson
-    env.globals.pop("lipsum", None)  # generates text of any size; no chat template needs it
-    env.globals["range"] = _range
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    return env
 
 
 def _text_of(content: Any) -> str:
@@ -322,9 +167,8 @@ class ChatTemplate:
         return "chatml"
 
     def _adopt(self, source: str) -> None:
-        env = _make_env()
         try:
-            template = env.from_string(_count_loop_steps(env.parse(source)))
+            template = compile_template(source)
         except TemplateError as e:
             self.fallback_reason = f"the model's chat template does not compile: {e}"
             return
@@ -361,8 +205,9 @@ class ChatTemplate:
     def _render_jinja(self, template: jinja2.Template, messages: list[dict], add_generation_prompt: bool,
                       extra: Mapping[str, Any]) -> str:
         size = sum(len(_text_of(m.get("content"))) for m in messages)
-        limit = max(_MIN_OUTPUT, 8 * size)
-        token = _budget.set(_Budget(max(RENDER_STEPS, STEPS_PER_MESSAGE * len(messages)), limit))
+        limit = max(MIN_OUTPUT, 8 * size)
+        steps = max(RENDER_STEPS, STEPS_PER_MESSAGE * len(messages), 4 * limit // CHARS_PER_STEP)
+        token = budget.set(Budget(steps, limit))
         try:
             ctx = dict(extra)
             ctx.update(messages=messages, add_generation_prompt=bool(add_generation_prompt),
@@ -371,10 +216,10 @@ class ChatTemplate:
             out, n = [], 0
             for chunk in template.generate(**ctx):
                 n += len(chunk)
-                _check_size(n)
+                check_size(n)
                 out.append(chunk)
             return "".join(out)
-        except _Abort as e:
+        except BudgetExceeded as e:
             raise ChatTemplateError(f"chat template stopped: {e}", "budget") from None
         except SecurityError as e:
             raise ChatTemplateError(f"chat template blocked by the sandbox: {e}", "sandbox") from None
@@ -387,7 +232,7 @@ class ChatTemplate:
         except Exception as e:  # a template can raise anything the sandbox lets it reach (TypeError, KeyError, ...)
             raise ChatTemplateError(f"chat template failed: {type(e).__name__}: {e}") from None
         finally:
-            _budget.reset(token)
+            budget.reset(token)
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True, **extra: Any) -> str:
         """The prompt text for `messages` ([{'role': 'system'|'user'|'assistant', 'content': str}, ...]).

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from wren.engine.runtime import gguffile, native
+from wren.engine.runtime import gguffile, native, nonfinite
 from wren.engine._native import ffi, lib
 from wren.engine.runtime.formats import CONVERTS, FILE_BLOCKS, QK, Format
 from wren.engine.runtime.gguffile import GGUFError, GGUFFile
@@ -99,6 +99,7 @@ def convert_matrix(g: GGUFFile, name: str, policy: str, row0: int = 0, n_rows: i
         raise GGUFError(f"{g.path.name}: tensor '{name}' has type {t.type_name}, which is not supported")
     rb = _rows_bytes(t)
     raw = g.tensor_bytes(name)[row0 * rb:(row0 + n) * rb]
+    nonfinite.check_tensor(g.path.name, name, t.type_name, raw)
     fmt = runtime_format(t.type_name, policy, act_blocks)
     if FILE_BLOCKS.get(t.type_name) == fmt:
         plain = raw
@@ -123,6 +124,7 @@ def tensor_f32(g: GGUFFile, name: str, length: int) -> np.ndarray:
         raise GGUFError(f"{g.path.name}: tensor '{name}' has type {t.type_name}, which is not supported")
     out = np.empty(length, dtype=np.float32)
     raw = g.tensor_bytes(name)
+    nonfinite.check_tensor(g.path.name, name, t.type_name, raw)
     native.check(lib.wren_ggml_to_f32(GGML_IDS[t.type_name], ffi.from_buffer(raw), raw.nbytes, length,
                                       ffi.from_buffer("float[]", out), length), f"convert {name}")
     return out

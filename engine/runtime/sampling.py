@@ -49,6 +49,19 @@ class SamplingParams:
         return self
 
 
+class NonFiniteLogitsError(ValueError):
+    """The model's logits hold NaN or +infinity, or no finite value at all (-infinity alone may mark a token a
+    constraint forbids): its weights or activations overflowed, and no token can be drawn. Ends the generation."""
+
+
+def check_logits(logits: np.ndarray) -> None:
+    """Raise NonFiniteLogitsError unless the logits can be sampled: no NaN, no +inf, at least one finite value."""
+    if logits.size == 0 or not np.isfinite(logits.max()):  # max is NaN when any is NaN
+        bad = int(np.count_nonzero(~np.isfinite(logits)))
+        raise NonFiniteLogitsError(f"the model produced non-finite logits ({bad} of {logits.size} are NaN or "
+                                   "infinite): its weights or activations overflowed; the generation stopped")
+
+
 class LogitsProcessor(Protocol):
     """What Generator.stream asks before and after each draw (runtime/constrained.Constraint is one)."""
     finished: bool
@@ -135,8 +148,10 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
+        """A token id drawn from the logits; NonFiniteLogitsError when they cannot be sampled."""
         p = self.params
         logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+        check_logits(logits)
         if p.repeat_penalty != 1.0 and p.repeat_last_n > 0:
             logits = apply_repetition_penalty(logits, list(history)[-p.repeat_last_n:], p.repeat_penalty)
         if p.greedy or p.top_k == 1:

@@ -175,7 +175,7 @@ static void expand_q4(int fmt, const xrow *r, int64_t nb, xq4 *e) {
         const float dx = r->d[b];
         const int32_t sx = r->s[b];
         e[b].d = _mm256_set1_ps(dx);
-        e[b].s = fmt == WREN_Q4_0 ? _mm256_set1_epi32(8 * sx) : _mm256_castps_si256(_mm256_set1_ps(dx * (float)sx));
+        e[b].s = fmt == WREN_Q4_0 ? _mm256_set1_epi32((int32_t)(8u * (uint32_t)sx)) : _mm256_castps_si256(_mm256_set1_ps(dx * (float)sx));
     }
 }
 
@@ -318,7 +318,7 @@ AI void run(const int fmt, const int src, const uint8_t *w, int64_t n, int64_t k
     for (int j = 0; j < NR; j++) {
         for (int64_t b = 0; b < nb; b++) {
             if (fmt == WREN_Q4_0) {
-                xt[j][b] = 8 * r[j].s[b];
+                xt[j][b] = (int32_t)(8u * (uint32_t)r[j].s[b]);   /* wraps as the SIMD sums do, never UB */
             } else {
                 const float f = r[j].d[b] * (float)r[j].s[b];
                 memcpy(&xt[j][b], &f, sizeof f);

@@ -227,14 +227,18 @@ def read(path: str | os.PathLike) -> GGUFFile:
     path = Path(path)
     name = path.name
     # non-blocking: a FIFO (or a device) given as the model is refused, never waited on
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        st = os.fstat(f.fileno())
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise GGUFError(f"{name}: not a regular file (a model must be a GGUF file, not a pipe or a device)")
+            raise GGUFError(f"{name}: not a regular file (a model must be a GGUF file, not a directory, a pipe or "
+                            "a device)")
         size = st.st_size
         if size < 24:
             raise GGUFError(f"{name}: not a GGUF file ({size} bytes is too small for the header)")
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
     try:
         return _parse(path, mapped, size)
     except GGUFError:

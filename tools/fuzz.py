@@ -384,8 +384,13 @@ def m_drop_key(rng, s):
     del s.kv[rng.randrange(len(s.kv))]
 
 
+def _array(s: Seed, key: str):
+    kv = _find(s, key)
+    return kv if kv is not None and kv[1] == ARR and len(kv[2]) else None
+
+
 def m_vocab(rng, s):
-    tokens = _find(s, "tokenizer.ggml.tokens")
+    tokens = _array(s, "tokenizer.ggml.tokens")
     if tokens is None:
         return m_drop_key(rng, s)
     n = len(tokens[2])
@@ -395,11 +400,11 @@ def m_vocab(rng, s):
         tokens[2] = tokens[2][:k]
         if rng.random() < 0.5:
             for key in ("tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
-                kv = _find(s, key)
+                kv = _array(s, key)
                 if kv:
                     kv[2] = kv[2][:k]
     elif what == 1:
-        kv = _find(s, rng.choice(["tokenizer.ggml.token_type", "tokenizer.ggml.scores"])) or tokens
+        kv = _array(s, rng.choice(["tokenizer.ggml.token_type", "tokenizer.ggml.scores"])) or tokens
         kv[3] = rng.choice([U8, I8, I32, U64, F32, F64, STR, BOOL])
         kv[2] = [(str(v) if kv[3] == STR else (rng.choice(HUGE) if kv[3] in _INTS else rng.choice(FLOATS)))
                  for v in kv[2]]
@@ -432,7 +437,7 @@ def m_merges(rng, s):
 
 def m_token_id(rng, s):
     key = f"tokenizer.ggml.{rng.choice(TOKEN_KEYS)}"
-    tokens = _find(s, "tokenizer.ggml.tokens")
+    tokens = _array(s, "tokenizer.ggml.tokens")
     n = len(tokens[2]) if tokens else 100
     what = rng.randrange(4)
     if what == 0:

@@ -113,7 +113,7 @@ class Architecture:
                             f"(rows of {embd.shape[0]} values; a multiple of 32 is needed)")
         # counts are checked against the tensors present before anything is done per layer
         n_layers = self.int_key("block_count", limit=MAX_LAYERS)
-        present = {int(t.split(".")[1]) for t in g.tensors if t.startswith("blk.") and t.split(".")[1].isdigit()}
+        present = {int(t.split(".")[1]) for t in g.tensors if t.startswith("blk.") and t.split(".")[1].isdecimal()}
         if not all(i in present for i in range(min(n_layers, len(present) + 1))):
             raise GGUFError(f"{name}: metadata {self.name}.block_count = {n_layers}, but the file has tensors for "
                             f"{len(present)} layers")

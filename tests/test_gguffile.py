@@ -157,8 +157,8 @@ def test_a_file_that_is_not_regular_is_refused_without_blocking(tmp_path, kind):
 
 def test_a_hostile_key_is_cut_short_in_the_error(tmp_path):
     key = "k" * (1 << 20)
-    data = (b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + struct.pack("<Q", len(key)) + key.encode() + struct.pack("<IB", 0, 1)
-            + struct.pack("<Q", len(key)) + key.encode() + struct.pack("<IB", 0, 1))
+    entry = struct.pack("<Q", len(key)) + key.encode() + struct.pack("<IB", 0, 1)
+    data = b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + entry + entry
     path = tmp_path / "dup.gguf"
     path.write_bytes(data)
     with pytest.raises(GGUFError, match=r"duplicate metadata key 'k+\.\.\. \(1048576 characters\)'") as e:

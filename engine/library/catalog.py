@@ -166,7 +166,7 @@ class ModelInfo:
 
 
 WORKING_BYTES = 96 << 20  # interpreter and logits, with room to spare
-TOKEN_BYTES = 512  # per vocabulary entry: its text, id, score and type in the metadata and the tokenizer (~420 measured)
+TOKEN_BYTES = 512  # per vocabulary entry: text, id, score and type in the metadata and the tokenizer (~420 measured)
 
 
 def context_threads() -> int:

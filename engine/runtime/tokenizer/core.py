@@ -84,7 +84,8 @@ class Tokenizer:
                  add_space_prefix: bool | None = None, special_ids_by_kind: Mapping[str, int] | None = None,
                  model_name: str = ""):
         if model not in ("gpt2", "llama"):
-            raise TokenizerError(f"tokenizer model {short(repr(model))} is not supported (only 'gpt2' BPE and 'llama' SPM)")
+            raise TokenizerError(f"tokenizer model {short(repr(model))} is not supported "
+                                 "(only 'gpt2' BPE and 'llama' SPM)")
         self.model = model
         self._vocab = vocab = Vocab(tokens, token_types, scores)
         n = len(vocab)

@@ -61,7 +61,8 @@ def test_ram_estimate_uses_the_native_contexts_exact_size():
     for n_ctx, n_batch, threads in ((256, 256, 1), (1024, 256, 2), (4096, 512, 16)):
         assert info.context_bytes(n_ctx, n_batch, threads) == lib.wren_ctx_bytes(model.struct, n_ctx, n_batch, threads)
         assert info.ram_bytes(n_ctx, "int4", n_batch, threads) == \
-            info.weight_bytes["int4"] + info.context_bytes(n_ctx, n_batch, threads) + catalog.WORKING_BYTES
+            info.weight_bytes["int4"] + info.context_bytes(n_ctx, n_batch, threads) + catalog.WORKING_BYTES \
+            + catalog.TOKEN_BYTES * info.hparams.vocab
     assert model.stats.weight_bytes == info.weight_bytes["mixed"]
 
 

@@ -142,3 +142,25 @@ def test_hundreds_of_mutations_only_raise_the_loaders_error(small, tmp_path):
             assert str(e).startswith("mutant.gguf: ")
             outcomes["error"] += 1
     assert outcomes["error"] > 300 and outcomes["ok"] > 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_file_that_is_not_regular_is_refused_without_blocking(tmp_path, kind):
+    import os
+
+    path = {"fifo": tmp_path / "model.gguf", "device": "/dev/null", "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: an ordinary open() would wait for one forever
+    with pytest.raises(GGUFError, match="not a regular file"):
+        gguffile.read(path)
+
+
+def test_a_hostile_key_is_cut_short_in_the_error(tmp_path):
+    key = "k" * (1 << 20)
+    entry = struct.pack("<Q", len(key)) + key.encode() + struct.pack("<IB", 0, 1)
+    data = b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + entry + entry
+    path = tmp_path / "dup.gguf"
+    path.write_bytes(data)
+    with pytest.raises(GGUFError, match=r"duplicate metadata key 'k+\.\.\. \(1048576 characters\)'") as e:
+        gguffile.read(path)
+    assert len(str(e.value)) < 300

@@ -74,3 +74,33 @@ def test_hundreds_of_mutated_models_never_crash(tmp_path):
         except ALLOWED:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100
+
+
+@pytest.mark.parametrize("command", [["run", "--raw"], ["bench", "--engine", "wren", "-p", "8", "-n", "2"]])
+def test_run_and_bench_check_memory_first(tmp_path, monkeypatch, capsys, command):
+    """`wren run` and `wren bench` load through loader.open_generator, whose memory check refuses a model that
+    would not fit before anything is converted."""
+    from test_fuzz_regressions import F
+    from wren.engine import cli
+    from wren.engine.library import catalog
+
+    path = F.write_seed(tmp_path / "tiny.gguf", "llama", "Q4_0")
+    text = tmp_path / "in.txt"
+    text.write_text("Once upon a time")
+    monkeypatch.setattr(catalog, "available_memory", lambda: 1 << 20)
+    argv = [command[0], "-m", str(path), *command[1:]] + ([str(text)] if command[0] == "run" else [])
+    assert cli.main(argv) != 0
+    assert "needs about" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layers,why", [(65536, "out of range"), (2**24, "out of range"),
+                                        (4000, "but the file has tensors for 2 layers")])
+def test_a_huge_layer_count_is_refused_before_the_memory_check(tmp_path, layers, why):
+    """block_count is checked against the layers whose tensors the file has before anything is done per layer:
+    describe() (the memory check's estimate) already refuses it."""
+    from test_fuzz_regressions import F, hostile, set_key
+    from wren.engine.library import catalog
+
+    path = hostile(tmp_path, "llama", "Q4_0", set_key("llama.block_count", F.U32, layers))
+    with pytest.raises(GGUFError, match=f"block_count = {layers}.*{why}"):
+        catalog.describe(path)

@@ -158,11 +158,14 @@ class ModelInfo:
 
     def ram_bytes(self, n_ctx: int, policy: str = "mixed", n_batch: int = DEFAULT_BATCH,
                   n_threads: int | None = None) -> int:
-        """What loading needs: runtime weights, the native context for n_ctx tokens, and working memory."""
-        return self.weight_bytes[policy] + self.context_bytes(n_ctx, n_batch, n_threads) + WORKING_BYTES
+        """What loading needs: runtime weights, the native context for n_ctx tokens, the vocabulary (metadata and
+        tokenizer) and working memory."""
+        return (self.weight_bytes[policy] + self.context_bytes(n_ctx, n_batch, n_threads) + WORKING_BYTES
+                + TOKEN_BYTES * self.hparams.vocab)
 
 
-WORKING_BYTES = 96 << 20  # interpreter, tokenizer and logits, with room to spare
+WORKING_BYTES = 96 << 20  # interpreter and logits, with room to spare
+TOKEN_BYTES = 512  # per vocabulary entry: text, id, score and type in the metadata and the tokenizer (~420 measured)
 
 
 def context_threads() -> int:

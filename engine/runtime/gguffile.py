@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,23 @@ _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 
 _STRING, _ARRAY = 8, 9
 _TYPE_NAMES = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32", 6: "float32", 7: "bool",
                8: "string", 9: "array", 10: "uint64", 11: "int64", 12: "float64"}
+
+
+def short(text: str, limit: int = 80) -> str:
+    """A key, name or value for a message: a hostile million-character string is cut."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def describe_value(value: Any) -> str:
+    """What a metadata value is, for a message: its type and (cut short) contents."""
+    if value is None:
+        return "missing"
+    if isinstance(value, (list, np.ndarray)):
+        kind = "strings" if isinstance(value, list) else str(value.dtype)
+        return f"an array of {len(value)} {kind}"
+    if isinstance(value, str):
+        return f"the string {short(repr(value))}"
+    return f"{type(value).__name__} {short(repr(value))}"
 
 
 @dataclass
@@ -208,11 +226,19 @@ def read(path: str | os.PathLike) -> GGUFFile:
     """Open and validate a GGUF file; raises GGUFError (or OSError for an unreadable path)."""
     path = Path(path)
     name = path.name
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # non-blocking: a FIFO (or a device) given as the model is refused, never waited on
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise GGUFError(f"{name}: not a regular file (a model must be a GGUF file, not a directory, a pipe or "
+                            "a device)")
+        size = st.st_size
         if size < 24:
             raise GGUFError(f"{name}: not a GGUF file ({size} bytes is too small for the header)")
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
     try:
         return _parse(path, mapped, size)
     except GGUFError:
@@ -241,28 +267,28 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFFile:
     metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = c.string(f"metadata key {i}")
-        vtype = c.u32(f"type of '{key}'")
+        vtype = c.u32(f"type of '{short(key)}'")
         if key in metadata:
-            raise c.fail(f"duplicate metadata key '{key}'")
-        metadata[key] = c.value(vtype, f"'{key}'")
+            raise c.fail(f"duplicate metadata key '{short(key)}'")
+        metadata[key] = c.value(vtype, f"'{short(key)}'")
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1) or alignment > 1 << 20:
-        raise c.fail(f"general.alignment {alignment!r} is not a power of two")
+        raise c.fail(f"general.alignment is {describe_value(alignment)}, not a power of two")
 
     infos = []
     names = set()
     for i in range(n_tensors):
         tname = c.string(f"name of tensor {i}")
         if tname in names:
-            raise c.fail(f"duplicate tensor '{tname}'")
+            raise c.fail(f"duplicate tensor '{short(tname)}'")
         names.add(tname)
-        n_dims = c.u32(f"dimension count of '{tname}'")
+        n_dims = c.u32(f"dimension count of '{short(tname)}'")
         if not 1 <= n_dims <= MAX_DIMS:
-            raise c.fail(f"tensor '{tname}' has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
-        shape = tuple(c.u64(f"dimension {d} of '{tname}'") for d in range(n_dims))
-        type_id = c.u32(f"type of '{tname}'")
-        rel = c.u64(f"offset of '{tname}'")
+            raise c.fail(f"tensor '{short(tname)}' has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+        shape = tuple(c.u64(f"dimension {d} of '{short(tname)}'") for d in range(n_dims))
+        type_id = c.u32(f"type of '{short(tname)}'")
+        rel = c.u64(f"offset of '{short(tname)}'")
         infos.append((tname, shape, type_id, rel))
 
     data_offset = -(-c.pos // alignment) * alignment
@@ -270,31 +296,31 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFFile:
     spans = []
     for tname, shape, type_id, rel in infos:
         if type_id not in TYPE_BY_ID:
-            raise GGUFError(f"{path.name}: tensor '{tname}' has unknown type id {type_id}")
+            raise GGUFError(f"{path.name}: tensor '{short(tname)}' has unknown type id {type_id}")
         type_name, block, block_bytes = TYPE_BY_ID[type_id]
         n = 1
         for d in shape:
             if d <= 0 or d > 1 << 40:
-                raise GGUFError(f"{path.name}: tensor '{tname}' has dimension {d} in shape {list(shape)}")
+                raise GGUFError(f"{path.name}: tensor '{short(tname)}' has dimension {d} in shape {list(shape)}")
             n *= d
             if n > size * 256:  # more elements than any type could pack into this file
-                raise GGUFError(f"{path.name}: tensor '{tname}' shape {list(shape)} cannot fit in the file")
+                raise GGUFError(f"{path.name}: tensor '{short(tname)}' shape {list(shape)} cannot fit in the file")
         if shape[0] % block:
-            raise GGUFError(f"{path.name}: tensor '{tname}' ({type_name}) has rows of {shape[0]} values, "
+            raise GGUFError(f"{path.name}: tensor '{short(tname)}' ({type_name}) has rows of {shape[0]} values, "
                             f"not a multiple of its block size {block}")
         nbytes = n // block * block_bytes
         if rel % alignment:
-            raise GGUFError(f"{path.name}: tensor '{tname}' offset {rel} is not aligned to {alignment}")
+            raise GGUFError(f"{path.name}: tensor '{short(tname)}' offset {rel} is not aligned to {alignment}")
         start = data_offset + rel
         if start + nbytes > size:
-            raise GGUFError(f"{path.name}: truncated: tensor '{tname}' ends at byte {start + nbytes}, "
+            raise GGUFError(f"{path.name}: truncated: tensor '{short(tname)}' ends at byte {start + nbytes}, "
                             f"the file has {size}")
         tensors[tname] = TensorInfo(tname, shape, type_name, start, nbytes)
         spans.append((start, start + nbytes, tname))
     spans.sort()
     for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
         if s1 < e0:
-            raise GGUFError(f"{path.name}: tensors '{n0}' and '{n1}' overlap")
+            raise GGUFError(f"{path.name}: tensors '{short(n0)}' and '{short(n1)}' overlap")
     return GGUFFile(path, version, metadata, tensors, alignment, data_offset, size, buf)
 
 

@@ -229,6 +229,9 @@ class Model:
         out_name = self.arch.output_tensor()
         self.tied = out_name == "token_embd.weight"
         self.output = self.embeddings if self.tied else matrix(out_name)
+        if (self.output.n, self.output.k) != (hp.vocab, hp.dim):
+            raise GGUFError(f"{g.path.name}: tensor '{out_name}' is {self.output.k}x{self.output.n}, "
+                            f"expected {hp.dim}x{hp.vocab}")
         self.output_norm = vector("output_norm.weight", hp.dim)
 
         self.struct = ffi.new("wren_model *")

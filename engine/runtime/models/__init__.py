@@ -1,5 +1,5 @@
 """One small module per architecture, chosen by general.architecture."""
-from wren.engine.runtime.gguffile import GGUFError, GGUFFile
+from wren.engine.runtime.gguffile import GGUFError, GGUFFile, describe_value
 from wren.engine.runtime.models.base import Architecture, HParams
 from wren.engine.runtime.models.gemma3 import Gemma3
 from wren.engine.runtime.models.llama import Llama
@@ -14,8 +14,8 @@ ARCHITECTURES = {cls.name: cls for cls in (Llama, Qwen2, Qwen3, SmolLM3, Gemma3,
 
 def architecture_for(g: GGUFFile) -> Architecture:
     name = g.get("general.architecture")
-    if name not in ARCHITECTURES:
-        raise GGUFError(f"{g.path.name}: architecture {name!r} is not supported "
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise GGUFError(f"{g.path.name}: general.architecture is {describe_value(name)}, which is not supported "
                         f"(supported: {', '.join(ARCHITECTURES)})")
     arch = ARCHITECTURES[name](g)
     refuse_unsupported(arch)

@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wren.engine.runtime import gguffile
 from wren.engine.runtime.gguffile import GGUFError, GGUFFile
+
+MAX_LAYERS = 4096  # as the native model check
+MIN_CONTEXT = 128  # the shortest context the settings allow
 
 
 @dataclass
@@ -81,40 +85,65 @@ class Architecture:
         self.g = g
 
     def key(self, suffix: str, default=None, required: bool = False):
+        """A number of the architecture's metadata (a per-layer array gives its first value); anything else that
+        the file stores there (a string, an empty array, a non-finite float) raises GGUFError naming the key."""
         full = f"{self.name}.{suffix}"
         value = self.g.get(full, default)
-        if required and value is None:
-            raise GGUFError(f"{self.g.path.name}: metadata {full} is missing")
+        if value is None:
+            if required:
+                raise GGUFError(f"{self.g.path.name}: metadata {full} is missing")
+            return None
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.size and value.dtype.kind in "iuf":
+            value = value[0].item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise GGUFError(f"{self.g.path.name}: metadata {full} is {gguffile.describe_value(value)}, not a number")
         return value
 
-    def int_key(self, suffix: str, default=None) -> int:
+    def int_key(self, suffix: str, default=None, limit: int = 1 << 24, low: int = 1) -> int:
         value = self.key(suffix, default, required=default is None)
-        if isinstance(value, (list, tuple)) or hasattr(value, "shape"):  # per-layer arrays: take the first
-            value = value[0]
-        try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} is not a number") from None
-        if value <= 0 or value > 1 << 24:
-            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} = {value} is out of range")
+        if not isinstance(value, int):
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} = {value!r} is not an integer")
+        if not low <= value <= limit:
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} = {value} is out of range "
+                            f"({low} to {limit})")
         return value
 
     def hparams(self) -> HParams:
-        dim = self.int_key("embedding_length")
-        n_heads = self.int_key("attention.head_count")
-        n_kv = self.int_key("attention.head_count_kv", n_heads)
-        head_dim = self.int_key("attention.key_length", dim // n_heads if dim % n_heads == 0 else None)
-        embd = self.g.tensors.get("token_embd.weight")
+        g, name = self.g, self.g.path.name
+        embd = g.tensors.get("token_embd.weight")
         if embd is None or len(embd.shape) != 2:
-            raise GGUFError(f"{self.g.path.name}: token_embd.weight is missing or not a matrix")
+            raise GGUFError(f"{name}: token_embd.weight is missing or not a matrix")
+        dim = self.int_key("embedding_length", limit=1 << 16)
+        if dim != embd.shape[0] or dim % 32:
+            raise GGUFError(f"{name}: metadata {self.name}.embedding_length = {dim} does not match token_embd.weight "
+                            f"(rows of {embd.shape[0]} values; a multiple of 32 is needed)")
+        # counts are checked against the tensors present before anything is done per layer
+        n_layers = self.int_key("block_count", limit=MAX_LAYERS)
+        present = {int(t.split(".")[1]) for t in g.tensors if t.startswith("blk.") and t.split(".")[1].isdecimal()}
+        if not all(i in present for i in range(min(n_layers, len(present) + 1))):
+            raise GGUFError(f"{name}: metadata {self.name}.block_count = {n_layers}, but the file has tensors for "
+                            f"{len(present)} layers")
+        n_heads = self.int_key("attention.head_count", limit=dim)
+        n_kv = self.int_key("attention.head_count_kv", n_heads, limit=n_heads)
+        head_dim = self.int_key("attention.key_length", dim // n_heads if dim % n_heads == 0 else None, limit=1024)
+        ffn_dim = self.int_key("feed_forward_length", limit=1 << 20)
+        rope_dim = self.int_key("rope.dimension_count", head_dim, limit=head_dim)
+        tokens = g.get("tokenizer.ggml.tokens")
+        problem = ("head_count is not a multiple of head_count_kv" if n_heads % n_kv else
+                   "key_length is odd" if head_dim % 2 else "rope.dimension_count is odd" if rope_dim % 2 else
+                   "head_count x key_length is not a multiple of 32" if n_heads * head_dim % 32 else
+                   "feed_forward_length is not a multiple of 32" if ffn_dim % 32 else None)
+        if problem:
+            raise GGUFError(f"{name}: metadata {self.name}.{problem}")
+        if tokens is not None and (not isinstance(tokens, (list, np.ndarray)) or len(tokens) != embd.shape[1]):
+            raise GGUFError(f"{name}: the vocabulary (tokenizer.ggml.tokens) is {gguffile.describe_value(tokens)}; "
+                            f"token_embd.weight has {embd.shape[1]} tokens")
         return HParams(
-            arch=self.name, n_layers=self.int_key("block_count"), dim=dim, n_heads=n_heads, n_kv_heads=n_kv,
-            head_dim=head_dim, ffn_dim=self.int_key("feed_forward_length"), vocab=embd.shape[1],
-            context_length=self.int_key("context_length", 2048),
+            arch=self.name, n_layers=n_layers, dim=dim, n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim,
+            ffn_dim=ffn_dim, vocab=embd.shape[1], context_length=self.int_key("context_length", 2048, low=MIN_CONTEXT),
             norm_eps=float(self.key("attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_base=float(self.key("rope.freq_base", 10000.0)),
-            rope_dim=self.int_key("rope.dimension_count", head_dim), rope_neox=self.rope_neox, act=self.act,
-            **self.rope_scaling())
+            rope_base=float(self.key("rope.freq_base", 10000.0)), rope_dim=rope_dim, rope_neox=self.rope_neox,
+            act=self.act, **self.rope_scaling())
 
     def layer_tensors(self, i: int) -> dict[str, str | None]:
         """Field -> tensor name for layer i; None for an optional tensor the file does not have."""

@@ -7,6 +7,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
+from wren.engine.runtime.gguffile import describe_value, short
 from wren.engine.runtime.tokenizer import pretokenize, special
 from wren.engine.runtime.tokenizer.bpe import Bpe
 from wren.engine.runtime.tokenizer.spm import Spm
@@ -15,6 +18,7 @@ from wren.engine.runtime.tokenizer.vocab import (ATTR_BYTE, ATTR_CONTROL, ATTR_H
                                                  TokenizerError, Vocab)
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+MAX_ENTRIES = 1 << 22  # tokens or merges; the largest vocabularies have a quarter million
 # the ids a file may name for each kind of special token: (kind, key in tokenizer.ggml.<key>_token_id), first wins
 _KIND_KEYS = (("eot", "eot"), ("eom", "eom"), ("fim_pre", "fim_pre"), ("fim_suf", "fim_suf"), ("fim_mid", "fim_mid"),
               ("fim_pad", "fim_pad"), ("fim_rep", "fim_rep"), ("fim_sep", "fim_sep"), ("fim_pre", "prefix"),
@@ -28,6 +32,36 @@ def _meta(g: Any) -> Mapping[str, Any]:
     if isinstance(md, Mapping):
         return md
     raise TypeError("Tokenizer.from_gguf needs a GGUFFile (wren.engine.runtime.gguffile.read) or its metadata dict")
+
+
+def _typed(md: Mapping[str, Any], key: str, kind: type, what: str):
+    """An optional value of one type; a hostile file's other types raise TokenizerError naming the key."""
+    v = md.get(key)
+    if v is not None and not isinstance(v, kind):
+        raise TokenizerError(f"{key} is {describe_value(v)}, not {what}")
+    return v
+
+
+def _token_id(md: Mapping[str, Any], key: str) -> int | None:
+    v = _typed(md, key, int, "a token id")
+    if isinstance(v, bool):
+        raise TokenizerError(f"{key} is {describe_value(v)}, not a token id")
+    return v
+
+
+def _strings(md: Mapping[str, Any], key: str) -> list[str] | None:
+    v = _typed(md, key, list, "an array of strings")  # the reader gives string arrays as lists, numbers as ndarrays
+    if v is not None and not all(isinstance(s, str) for s in v):
+        raise TokenizerError(f"{key} is not an array of strings")
+    return v
+
+
+def _numbers(md: Mapping[str, Any], key: str, kinds: str) -> np.ndarray | None:
+    v = md.get(key)
+    if v is not None and not (isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in kinds):
+        raise TokenizerError(f"{key} is {describe_value(v)}, not an array of "
+                             f"{'integers' if kinds == 'iu' else 'numbers'}")
+    return v
 
 
 class Tokenizer:
@@ -50,7 +84,8 @@ class Tokenizer:
                  add_space_prefix: bool | None = None, special_ids_by_kind: Mapping[str, int] | None = None,
                  model_name: str = ""):
         if model not in ("gpt2", "llama"):
-            raise TokenizerError(f"tokenizer model '{model}' is not supported (only 'gpt2' BPE and 'llama' SPM)")
+            raise TokenizerError(f"tokenizer model {short(repr(model))} is not supported "
+                                 "(only 'gpt2' BPE and 'llama' SPM)")
         self.model = model
         self._vocab = vocab = Vocab(tokens, token_types, scores)
         n = len(vocab)
@@ -99,25 +134,32 @@ class Tokenizer:
     def from_gguf(cls, g: Any) -> "Tokenizer":
         """Build from a GGUFFile (wren.engine.runtime.gguffile.read) or its metadata dict."""
         md = _meta(g)
-        model = md.get("tokenizer.ggml.model")
+        model = _typed(md, "tokenizer.ggml.model", str, "a string")
         if model is None:
             raise TokenizerError("GGUF has no tokenizer.ggml.model")
-        tokens = md.get("tokenizer.ggml.tokens")
+        tokens = _strings(md, "tokenizer.ggml.tokens")
         if tokens is None:
             raise TokenizerError("GGUF has no tokenizer.ggml.tokens")
+        merges = _strings(md, "tokenizer.ggml.merges")
+        for key, n in (("tokens", len(tokens)), ("merges", len(merges or ()))):
+            if n > MAX_ENTRIES:
+                raise TokenizerError(f"tokenizer.ggml.{key} has {n} entries (at most {MAX_ENTRIES})")
         kinds = {}
         for kind, key in _KIND_KEYS:
-            v = md.get(f"tokenizer.ggml.{key}_token_id")
+            v = _token_id(md, f"tokenizer.ggml.{key}_token_id")
             if v is not None and kind not in kinds:
-                kinds[kind] = int(v)
-        opt = md.get
-        return cls(list(tokens), opt("tokenizer.ggml.token_type"), opt("tokenizer.ggml.scores"),
-                   opt("tokenizer.ggml.merges"), model=str(model), pre=opt("tokenizer.ggml.pre"),
-                   bos_id=opt("tokenizer.ggml.bos_token_id"), eos_id=opt("tokenizer.ggml.eos_token_id"),
-                   unk_id=opt("tokenizer.ggml.unknown_token_id"), add_bos=opt("tokenizer.ggml.add_bos_token"),
-                   add_eos=opt("tokenizer.ggml.add_eos_token"),
-                   add_space_prefix=opt("tokenizer.ggml.add_space_prefix"), special_ids_by_kind=kinds,
-                   model_name=str(opt("general.name") or ""))
+                kinds[kind] = v
+        name = md.get("general.name")
+        return cls(tokens, _numbers(md, "tokenizer.ggml.token_type", "iu"),
+                   _numbers(md, "tokenizer.ggml.scores", "iuf"), merges, model=model,
+                   pre=_typed(md, "tokenizer.ggml.pre", str, "a string"),
+                   bos_id=_token_id(md, "tokenizer.ggml.bos_token_id"),
+                   eos_id=_token_id(md, "tokenizer.ggml.eos_token_id"),
+                   unk_id=_token_id(md, "tokenizer.ggml.unknown_token_id"),
+                   add_bos=_typed(md, "tokenizer.ggml.add_bos_token", bool, "true or false"),
+                   add_eos=_typed(md, "tokenizer.ggml.add_eos_token", bool, "true or false"),
+                   add_space_prefix=_typed(md, "tokenizer.ggml.add_space_prefix", bool, "true or false"),
+                   special_ids_by_kind=kinds, model_name=name if isinstance(name, str) else "")
 
     # ------------------------------------------------------------------ properties
     @property

@@ -6,6 +6,8 @@ import logging
 import re
 import unicodedata
 
+from wren.engine.runtime.gguffile import short
+
 log = logging.getLogger(__name__)
 
 # regexes exactly as llama.cpp writes them
@@ -167,7 +169,7 @@ def named(pre: str | None) -> tuple[str, PreTokenizer, dict]:
         pre = "default"
     if pre not in _PRE_TYPES:
         log.warning("unknown pre-tokenizer '%s'; falling back to the GPT-2 regex (token ids may differ "
-                    "from the model's own tokenizer)", pre)
+                    "from the model's own tokenizer)", short(pre))
         regexes, flags = (_RE_GPT2,), {}
     else:
         regexes, flags = _PRE_TYPES[pre]

@@ -5,6 +5,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from wren.engine.runtime.gguffile import short
+
 
 class TokenizerError(ValueError):
     """The GGUF vocabulary cannot be turned into a tokenizer; the message says why."""
@@ -43,7 +45,7 @@ class Vocab:
             seen: dict[str, int] = {}
             for i, t in enumerate(tokens):
                 if t in seen:
-                    raise TokenizerError(f"duplicate token in vocabulary: {t!r} has ids {seen[t]} and {i}")
+                    raise TokenizerError(f"duplicate token in vocabulary: {short(repr(t))} has ids {seen[t]} and {i}")
                 seen[t] = i
         if scores is None:
             self.scores = [0.0] * n

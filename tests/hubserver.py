@@ -76,7 +76,8 @@ class HubServer:
     # ---- what it serves ----
 
     def requests(self, method: str | None = None, origin: str | None = None) -> list[Request]:
-        return [r for r in self.log if (method is None or r.method == method) and (origin is None or r.origin == origin)]
+        return [r for r in self.log
+                if (method is None or r.method == method) and (origin is None or r.origin == origin)]
 
     def _files(self) -> dict:
         return {hashlib.sha256(data).hexdigest(): data for files in self.repos.values() for data in files.values()}

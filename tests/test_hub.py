@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,26 +22,37 @@ FILE = "tiny-Q8_0.gguf"
 
 @pytest.fixture
 def library(tmp_path, monkeypatch):
-    """An empty library, and huggingface_hub kept off the user's token and cache."""
+    """An empty library."""
     monkeypatch.setenv("WREN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("WREN_MODELS_DIR", raising=False)
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return tmp_path / "data" / "models"
 
 
 @pytest.fixture
-def server(tiny, monkeypatch):
+def server(tiny, tmp_path, monkeypatch):
+    """The stand-in hub, and huggingface_hub pointed at it and kept off the user's token and files. huggingface_hub
+    reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when first imported: its constants are set as well."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _detect_agent
+
     data = tiny.read_bytes()
     with HubServer(repos={REPO: {FILE: data, "sub/dir/tiny-IQ4_XS.gguf": data + b"\0" * 64,
                                  "README.md": b"# tiny\n"}}) as s:
         monkeypatch.setenv("HF_ENDPOINT", s.endpoint)
+        monkeypatch.setattr(constants, "ENDPOINT", s.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            s.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        # the registry of coding agents that build_hf_headers asks the hub for: asked of no one
+        monkeypatch.setattr(_detect_agent, "_registry", _detect_agent._EMPTY_REGISTRY, raising=False)
         yield s
+    # the calls the hub module makes (and, from a fresh process, huggingface_hub's question about coding agents)
+    assert all(r.path.startswith(("/api/models", f"/{REPO}/", "/nobody/", "/cdn/", "/api/agent-harnesses"))
+               for r in s.log)
 
 
 def sha(data: bytes) -> str:
@@ -132,6 +144,15 @@ def test_offline_finds_a_fetched_file_and_refuses_a_new_one(library, server, mon
     assert len(server.log) == n  # offline means no request at all
 
 
+def test_a_copy_in_huggingface_hubs_cache_is_taken(library, server, tiny):
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(REPO, FILE)  # into huggingface_hub's own cache
+    n = len(server.requests("GET"))
+    path = hub.fetch(f"hf:{REPO}/{FILE}")
+    assert path.read_bytes() == tiny.read_bytes() and len(server.requests("GET")) == n
+
+
 def test_hf_token_is_sent_to_the_hub_only(library, server, monkeypatch):
     server.token = "hf_secret"
     with pytest.raises(hub.HubError, match="set HF_TOKEN"):
@@ -163,6 +184,16 @@ def test_quantization_from_the_file_name(name, quant):
     assert hub.quantization(name) == quant
 
 
+def test_a_hub_out_of_reach_is_a_clear_error(library, server, monkeypatch):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(hub.HubError, match=f"hf:{REPO}/{FILE}: cannot reach http://127.0.0.1:{port}"):
+        hub.fetch(f"hf:{REPO}/{FILE}")
+    assert kept(library) == []
+
+
 def test_specs():
     assert hub.parse_spec("hf:a/b/c.gguf") == ("a/b", "c.gguf", None)
     assert hub.parse_spec("hf:a/b@v1/d/c.gguf") == ("a/b", "d/c.gguf", "v1")
@@ -188,6 +219,7 @@ def test_the_command_line_end_to_end(library, server, tmp_path):
     found = wren("search", REPO)
     assert found.returncode == 0 and f"hf:{REPO}/{FILE}" in found.stdout and "Q8_0" in found.stdout
     assert [r["quantization"] for r in json.loads(wren("search", REPO, "--json").stdout)] == ["Q8_0", "IQ4_XS"]
+    assert [r["repo"] for r in json.loads(wren("search", "tiny", "--json").stdout)] == [REPO]
     offline = wren("fetch", f"hf:{REPO}/sub/dir/tiny-IQ4_XS.gguf", HF_HUB_OFFLINE="1")
     assert offline.returncode == 1 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
     assert wren("fetch", f"hf:{REPO}/{FILE}", HF_HUB_OFFLINE="1").returncode == 0

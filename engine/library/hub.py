@@ -1,8 +1,8 @@
 """Models from Hugging Face: `wren models fetch hf:OWNER/REPO/FILE.gguf[@REVISION]` and `wren models search`.
 
 huggingface_hub does the transfer (hf_hub_download: the LFS redirect to the CDN, a dropped connection resumed with a
-Range request) and honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE. The file is downloaded into a hidden staging
-folder of the models dir (so nothing half-written or unchecked is ever a `*.gguf` of the library), never past the
+Range request) and honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE. The file is downloaded into a staging folder
+inside the models dir (so nothing half-written or unchecked is ever a `*.gguf` of the library), never past the
 size the hub reports, checked against the sha256 the hub reports for LFS files (and the catalog's, where the catalog
 knows the file), validated as a model Wren can run, and only then moved into the library.
 """
@@ -80,10 +80,8 @@ def _endpoint() -> str | None:
 
 def _hub_error(e: Exception, what: str) -> HubError:
     """huggingface_hub's and its HTTP client's errors as one clear HubError."""
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
-    if isinstance(e, HubError):
-        return e
     if isinstance(e, errors.OfflineModeIsEnabled) or (_offline() and isinstance(e, errors.LocalEntryNotFoundError)):
         return HubError(f"{what}: HF_HUB_OFFLINE is set, so Hugging Face is not asked; unset it to go online")
     if isinstance(e, errors.GatedRepoError):
@@ -92,28 +90,29 @@ def _hub_error(e: Exception, what: str) -> HubError:
         return HubError(f"{what}: no such repo (or it is private: set HF_TOKEN)")
     if isinstance(e, errors.RevisionNotFoundError):
         return HubError(f"{what}: no such revision")
-    if isinstance(e, errors.EntryNotFoundError):
+    if isinstance(e, errors.RemoteEntryNotFoundError):
         return HubError(f"{what}: no such file in the repo")
     if isinstance(e, errors.HfHubHTTPError):
         return HubError(f"{what}: {str(e).splitlines()[0]}")
-    return HubError(f"{what}: {type(e).__name__}: {e}")
+    if isinstance(e, errors.LocalEntryNotFoundError) or _from_http_client(e):
+        return HubError(f"{what}: cannot reach {_endpoint() or constants.ENDPOINT} ({str(e).splitlines()[0]})")
+    return HubError(f"{what}: {e}")
 
 
-_HUB_FAILURES = (OSError, ValueError)  # with huggingface_hub.errors' and the HTTP client's, in _calling
+def _from_http_client(e: Exception) -> bool:
+    return (type(e).__module__ or "").split(".")[0] in ("httpx", "httpx2")
 
 
 def _calling(what: str, fn, *args, **kwargs):
-    """fn(*args, **kwargs), any failure of the hub or the network raised as a HubError."""
+    """fn(*args, **kwargs), a failure of the hub or of the way to it raised as a HubError."""
     try:
         return fn(*args, **kwargs)
     except HubError:
         raise
+    except (OSError, ValueError) as e:  # huggingface_hub's errors are these
+        raise _hub_error(e, what) from None
     except Exception as e:
-        from huggingface_hub import errors
-
-        module = type(e).__module__ or ""
-        if isinstance(e, (*_HUB_FAILURES, errors.HfHubHTTPError)) or module.split(".")[0] in ("httpx", "httpx2",
-                                                                                              "requests", "urllib3"):
+        if _from_http_client(e):
             raise _hub_error(e, what) from None
         raise
 

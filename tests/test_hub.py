@@ -18,6 +18,7 @@ pytest.importorskip("huggingface_hub")
 
 REPO = "wren-test/Tiny-GGUF"
 FILE = "tiny-Q8_0.gguf"
+JUNK = "wren-test/Junk-GGUF"
 
 
 @pytest.fixture
@@ -36,8 +37,8 @@ def server(tiny, tmp_path, monkeypatch):
     from huggingface_hub.utils import _detect_agent
 
     data = tiny.read_bytes()
-    with HubServer(repos={REPO: {FILE: data, "sub/dir/tiny-IQ4_XS.gguf": data + b"\0" * 64,
-                                 "README.md": b"# tiny\n"}}) as s:
+    with HubServer(repos={REPO: {FILE: data, "sub/dir/tiny-IQ4_XS.gguf": data + b"\0" * 64, "README.md": b"# tiny\n"},
+                          JUNK: {"junk-Q4_0.gguf": b"GGUF but not a model"}}) as s:
         monkeypatch.setenv("HF_ENDPOINT", s.endpoint)
         monkeypatch.setattr(constants, "ENDPOINT", s.endpoint)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
@@ -51,7 +52,7 @@ def server(tiny, tmp_path, monkeypatch):
         monkeypatch.setattr(_detect_agent, "_registry", _detect_agent._EMPTY_REGISTRY, raising=False)
         yield s
     # the calls the hub module makes (and, from a fresh process, huggingface_hub's question about coding agents)
-    assert all(r.path.startswith(("/api/models", f"/{REPO}/", "/nobody/", "/cdn/", "/api/agent-harnesses"))
+    assert all(r.path.startswith(("/api/models", "/wren-test/", "/nobody/", "/cdn/", "/api/agent-harnesses"))
                for r in s.log)
 
 
@@ -114,6 +115,12 @@ def test_a_wrong_hash_is_refused_and_nothing_is_left(library, server):
     with pytest.raises(hub.HubError, match="sha256 .* expected 0{64}; it was not kept"):
         hub.fetch(f"hf:{REPO}/{FILE}")
     assert kept(library) == [] and catalog.installed() == [m for m in catalog.installed() if m.source != "library"]
+
+
+def test_a_file_that_is_not_a_model_is_refused(library, server):
+    with pytest.raises(hub.HubError, match="junk-Q4_0.gguf was not kept"):
+        hub.fetch(f"hf:{JUNK}/junk-Q4_0.gguf")
+    assert kept(library) == []
 
 
 def test_the_catalogs_hash_is_checked_too(library, server, tiny, monkeypatch):

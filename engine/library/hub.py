@@ -209,7 +209,8 @@ def fetch(spec: str, progress: Progress | None = None) -> Path:
             return target
         raise HubError(f"{what}: HF_HUB_OFFLINE is set and {name} is not in the library ({target.parent}); unset "
                        "HF_HUB_OFFLINE to download it")
-    meta = _calling(what, get_hf_file_metadata, hf_hub_url(repo, file, revision=revision, endpoint=_endpoint()))
+    meta = _calling(what, get_hf_file_metadata, hf_hub_url(repo, file, revision=revision, endpoint=_endpoint()),
+                    endpoint=_endpoint())
     if meta.size is None:
         raise HubError(f"{what}: the hub reports no size for the file; not fetched")
     expected = {h for h in (meta.etag if meta.etag and _SHA256.fullmatch(meta.etag) else None,
@@ -224,9 +225,8 @@ def fetch(spec: str, progress: Progress | None = None) -> Path:
         if _sha256(target) == sha:
             return target
         raise HubError(f"the library already has another {name}; remove it first (wren models remove {name})")
-    d = catalog.models_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="wren-fetch-hf-", dir=d) as staging:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="wren-fetch-hf-", dir=target.parent) as staging:
         got = Path(_calling(what, hf_hub_download, repo, file, revision=revision, local_dir=staging,
                             endpoint=_endpoint(), tqdm_class=_progress_class(meta.size, progress, what)))
         size = got.stat().st_size
@@ -239,7 +239,6 @@ def fetch(spec: str, progress: Progress | None = None) -> Path:
             catalog.validate(got)
         except GGUFError as e:
             raise HubError(f"{what} was not kept: {e}") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, target)
     return target
 

@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce this server on the local network (mDNS _wren._tcp), for windows to find")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("models", help="list, fetch, import or remove models")
-    p.add_argument("action", choices=["list", "fetch", "import", "remove"])
-    p.add_argument("name", nargs="?", help="model name (fetch, remove) or GGUF file (import)")
-    p.add_argument("--json", action="store_true", help="list: print JSON")
+    p = sub.add_parser("models", help="list, fetch, import or remove models; search Hugging Face")
+    p.add_argument("action", choices=["list", "fetch", "import", "remove", "search"])
+    p.add_argument("name", nargs="?", help="model name or hf:OWNER/REPO/FILE.gguf[@REVISION] (fetch), model name "
+                   "(remove), GGUF file (import), words or OWNER/REPO (search)")
+    p.add_argument("--json", action="store_true", help="list, search: print JSON")
     p.set_defaults(func=cmd_models)
     return parser
 

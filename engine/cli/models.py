@@ -1,4 +1,4 @@
-"""`wren models`: the model library (list, fetch, import, remove)."""
+"""`wren models`: the model library (list, fetch, import, remove) and Hugging Face (fetch hf:..., search)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from wren.engine.cli.common import emit_json
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from wren.engine.library import catalog
+    from wren.engine.library import catalog, hub
 
     if args.action == "list":
         rows = []
@@ -35,10 +35,13 @@ def cmd_models(args: argparse.Namespace) -> int:
                 print(f"{'':32s} {r['path']}")
         return 0
     if not args.name:
-        raise ValueError(f"wren models {args.action} needs a {'file' if args.action == 'import' else 'model name'}")
+        raise ValueError(f"wren models {args.action} needs a "
+                         f"{ {'import': 'file', 'search': 'text or OWNER/REPO'}.get(args.action, 'model name')}")
     bar = catalog.copy_progress_bar() if sys.stderr.isatty() else None
+    if args.action == "search":
+        return _search(args.name, args.json)
     if args.action == "fetch":
-        path = catalog.fetch(args.name, progress=bar)
+        path = (hub.fetch if args.name.startswith(hub.PREFIX) else catalog.fetch)(args.name, progress=bar)
         print(f"{path}")
     elif args.action == "import":
         path = catalog.import_file(args.name, progress=bar)
@@ -46,4 +49,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "remove":
         path = catalog.remove(args.name)
         print(f"removed {path}")
+    return 0
+
+
+def _search(text: str, as_json: bool) -> int:
+    """GGUF files of OWNER/REPO (size, quantization), or GGUF repos matching the text, a line each."""
+    from dataclasses import asdict
+
+    from wren.engine.library import hub
+
+    found = hub.search(text)
+    if as_json:
+        emit_json([asdict(f) for f in found])
+        return 0
+    for f in found:
+        if isinstance(f, hub.HubFile):
+            size = f"{f.size / 2**20:9.1f} MiB" if f.size is not None else f"{'?':>13s}"
+            print(f"{f.quantization or '-':8s} {size}  hf:{f.repo}/{f.path}")
+        else:
+            print(f"{f.repo:60s} {f.downloads or 0:>10d} downloads")
+    if not found:
+        print(f"no GGUF {'file' if '/' in text else 'repo'} found for {text!r}", file=sys.stderr)
     return 0

@@ -99,6 +99,14 @@ class Architecture:
             raise GGUFError(f"{self.g.path.name}: metadata {full} is {gguffile.describe_value(value)}, not a number")
         return value
 
+    def text_key(self, suffix: str, default: str = "") -> str:
+        """A string of the architecture's metadata; anything else stored there raises GGUFError naming the key."""
+        value = self.g.get(f"{self.name}.{suffix}", default)
+        if not isinstance(value, str):
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.{suffix} is "
+                            f"{gguffile.describe_value(value)}, not a string")
+        return value
+
     def int_key(self, suffix: str, default=None, limit: int = 1 << 24, low: int = 1) -> int:
         value = self.key(suffix, default, required=default is None)
         if not isinstance(value, int):
@@ -166,7 +174,7 @@ class Architecture:
         if factor is None:
             factor = self.key("rope.scale_linear", 0.0)
         scale = 1.0
-        if str(self.key("rope.scaling.type", "linear")).lower() != "none" and float(factor) != 0.0:
+        if self.text_key("rope.scaling.type", "linear").lower() != "none" and float(factor) != 0.0:
             scale = float(np.float32(1.0) / np.float32(factor))
         return dict(rope_freq_scale=scale, rope_attn_factor=float(self.key("rope.scaling.attn_factor", 1.0)),
                     rope_orig_ctx=self.int_key("rope.scaling.original_context_length",

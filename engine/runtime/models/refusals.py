@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from wren.engine.runtime.gguffile import GGUFError
+from wren.engine.runtime.gguffile import GGUFError, describe_value, short
 
 
 def _number_not_in(*ok: float) -> Callable[[Any], bool]:
@@ -101,21 +101,21 @@ def refuse_unsupported(arch) -> None:
     """Raise GGUFError naming the first key or tensor of arch's file that changes the maths in a way Wren does not
     implement."""
     g, name = arch.g, arch.g.path.name
-    kind = g.get(f"{arch.name}.rope.scaling.type")
-    if str(kind).lower() == "longrope" and arch.name != "phi3":
-        raise GGUFError(f"{name}: metadata {arch.name}.rope.scaling.type = {kind!r} is not supported "
+    kind = arch.text_key("rope.scaling.type", "linear")
+    if kind.lower() == "longrope" and arch.name != "phi3":
+        raise GGUFError(f"{name}: metadata {arch.name}.rope.scaling.type = {short(repr(kind))} is not supported "
                         f"(LongRoPE is implemented for phi3 only)")
     for suffix, changes in REFUSED_KEYS.items():
         key = f"{arch.name}.{suffix}"
         value = g.get(key)
         if value is not None and changes(value):
-            raise GGUFError(f"{name}: metadata {key} = {value!r} is not supported (Wren does not implement it)")
+            raise GGUFError(f"{name}: metadata {key} is {describe_value(value)}, which Wren does not implement")
     key_len, value_len = g.get(f"{arch.name}.attention.key_length"), g.get(f"{arch.name}.attention.value_length")
     if key_len is not None and value_len is not None and key_len != value_len:
-        raise GGUFError(f"{name}: metadata {arch.name}.attention.value_length = {value_len} differs from "
-                        f"key_length = {key_len}, which Wren does not support")
+        raise GGUFError(f"{name}: metadata {arch.name}.attention.value_length is {describe_value(value_len)}, "
+                        f"unlike key_length ({describe_value(key_len)}), which Wren does not support")
     reads = arch.tensor_names()
     for tensor in sorted(g.tensors):
         if tensor not in reads:
             what = REFUSED_TENSORS.get(tensor, f"a tensor the {arch.name} architecture does not use")
-            raise GGUFError(f"{name}: tensor {tensor} ({what}) is not supported")
+            raise GGUFError(f"{name}: tensor {short(tensor)} ({what}) is not supported")

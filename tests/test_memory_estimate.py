@@ -1,5 +1,6 @@
 """The memory estimate that the memory check uses (catalog.ModelInfo.ram_bytes) is at least what loading a model
-and generating with it takes: the peak resident memory (ru_maxrss) of a fresh process, for each installed model."""
+and generating with it takes: the peak resident memory (VmHWM) of a fresh process, for each installed model. Not
+ru_maxrss: Linux keeps it across fork and exec, so a child of a large test process would report its parent's."""
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from conftest import model_or_skip
 pytestmark = pytest.mark.model
 
 PEAK = """
-import json, resource, sys
+import json, re, sys
 from wren.engine.library import catalog
 from wren.engine.runtime import loader, placement, topology
 from wren.engine.runtime.sampling import GREEDY, Sampler
@@ -24,7 +25,9 @@ estimate = info.ram_bytes(settings.context_length, settings.weight_policy, setti
 gen = loader.open_generator(sys.argv[1], settings)
 for _ in gen.stream(gen.tokenizer.encode("Hello there, how are you today? " * 20), 8, Sampler(GREEDY)):
     pass
-print(json.dumps({"estimate": estimate, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+with open("/proc/self/status") as f:
+    peak = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
+print(json.dumps({"estimate": estimate, "peak": peak}))
 """
 
 

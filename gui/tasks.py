@@ -78,7 +78,7 @@ class Task(QObject):
             waiting = self._latest is not None
             self._latest = (partial,)
         if not waiting:
-            self._wake.emit()
+            self._emit_wake()
 
     def _run_thread(self, fn: Callable[[Report], Any]) -> None:
         try:
@@ -87,7 +87,13 @@ class Task(QObject):
             outcome = self._failure(e)
         with self._lock:
             self._outcome = outcome
-        self._wake.emit()
+        self._emit_wake()
+
+    def _emit_wake(self) -> None:
+        try:
+            self._wake.emit()
+        except RuntimeError:  # the window closed while the thread worked: its result has no one to go to
+            pass
 
     async def _run_async(self, fn: Callable[[Report], Awaitable[Any]]) -> None:
         try:

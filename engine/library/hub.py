@@ -8,7 +8,6 @@ knows the file), validated as a model Wren can run, and only then moved into the
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from wren.engine.library import catalog
 from wren.engine.library.catalog import CatalogError, Progress
+from wren.engine.library.pypi import sha256_file
 from wren.engine.runtime.gguffile import GGUFError
 
 PREFIX = "hf:"
@@ -161,14 +161,6 @@ def search(text: str) -> list[HubFile] | list[HubRepo]:
 # ---- fetch ---------------------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _progress_class(cap: int, progress: Progress | None, name: str):
     """A tqdm stand-in for hf_hub_download: reports to `progress` and stops a transfer that goes past `cap` bytes."""
 
@@ -222,7 +214,7 @@ def fetch(spec: str, progress: Progress | None = None) -> Path:
         raise HubError(f"{what}: the hub's sha256 ({meta.etag}) is not the catalog's; not fetched")
     sha = expected.pop()
     if target.exists():
-        if _sha256(target) == sha:
+        if sha256_file(target) == sha:
             return target
         raise HubError(f"the library already has another {name}; remove it first (wren models remove {name})")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +224,7 @@ def fetch(spec: str, progress: Progress | None = None) -> Path:
         size = got.stat().st_size
         if size != meta.size:
             raise HubError(f"{what}: {size} bytes arrived, the hub reports {meta.size}; not kept")
-        digest = _sha256(got)
+        digest = sha256_file(got)
         if digest != sha:
             raise HubError(f"{what}: the downloaded file has sha256 {digest}, expected {sha}; it was not kept")
         try:

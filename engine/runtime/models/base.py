@@ -116,6 +116,17 @@ class Architecture:
                             f"({low} to {limit})")
         return value
 
+    def layer_count(self) -> int:
+        """block_count, checked against a sane limit and against the layers the file has tensors for, before
+        anything is done per layer."""
+        n_layers = self.int_key("block_count", limit=MAX_LAYERS)
+        present = {int(t.split(".")[1]) for t in self.g.tensors
+                   if t.startswith("blk.") and t.split(".")[1].isdecimal()}
+        if not all(i in present for i in range(min(n_layers, len(present) + 1))):
+            raise GGUFError(f"{self.g.path.name}: metadata {self.name}.block_count = {n_layers}, but the file has "
+                            f"tensors for {len(present)} layers")
+        return n_layers
+
     def hparams(self) -> HParams:
         g, name = self.g, self.g.path.name
         embd = g.tensors.get("token_embd.weight")
@@ -125,12 +136,7 @@ class Architecture:
         if dim != embd.shape[0] or dim % 32:
             raise GGUFError(f"{name}: metadata {self.name}.embedding_length = {dim} does not match token_embd.weight "
                             f"(rows of {embd.shape[0]} values; a multiple of 32 is needed)")
-        # counts are checked against the tensors present before anything is done per layer
-        n_layers = self.int_key("block_count", limit=MAX_LAYERS)
-        present = {int(t.split(".")[1]) for t in g.tensors if t.startswith("blk.") and t.split(".")[1].isdecimal()}
-        if not all(i in present for i in range(min(n_layers, len(present) + 1))):
-            raise GGUFError(f"{name}: metadata {self.name}.block_count = {n_layers}, but the file has tensors for "
-                            f"{len(present)} layers")
+        n_layers = self.layer_count()
         n_heads = self.int_key("attention.head_count", limit=dim)
         n_kv = self.int_key("attention.head_count_kv", n_heads, limit=n_heads)
         head_dim = self.int_key("attention.key_length", dim // n_heads if dim % n_heads == 0 else None, limit=1024)
@@ -192,7 +198,7 @@ class Architecture:
         """Every tensor this architecture reads, present in the file or not (fused sources included)."""
         names = {"token_embd.weight", "output_norm.weight", "output.weight"}
         names.update(n for n in (self.rope_freqs_tensor(), self.rope_freqs_long_tensor()) if n)
-        for i in range(self.int_key("block_count")):
+        for i in range(self.layer_count()):
             names.update(n for n in self.layer_tensors(i).values() if n)
         names.update(src for src, _, _ in self.split_fused().values())
         return names

@@ -54,6 +54,11 @@ def output_rows_halved(s):
     t[1] = [t[1][0], t[1][1] // 2]
 
 
+def key_lengths_as_arrays(s):  # seed 20261205 cases 113, 649, 5353: compared as arrays (ambiguous truth value)
+    F._set(s, "llama.attention.key_length", F.ARR, [16, 32], F.U32)
+    F._set(s, "llama.attention.value_length", F.ARR, [32, 16], F.U32)
+
+
 CASES = [
     # (arch, tensor type, change, error, what the message names)
     ("llama", "Q4_0", set_key("general.architecture", F.ARR, ["llama"], F.STR), GGUFError, "general.architecture"),
@@ -79,6 +84,7 @@ CASES = [
     ("phi3", "Q4_0", set_key("tokenizer.ggml.tokens", F.ARR, list(range(293)), F.U32), GGUFError,
      "tokenizer.ggml.tokens"),
     ("qwen2", "Q4_1", output_rows_halved, GGUFError, "output.weight"),
+    ("llama", "F16", key_lengths_as_arrays, GGUFError, "value_length"),
 ]
 
 

@@ -86,7 +86,7 @@ REFUSED_KEYS: dict[str, Callable[[Any], bool]] = {
     "embedding_scale": _number_not_in(0.0, 1.0),
     "residual_scale": _number_not_in(0.0, 1.0),
     "logit_scale": _number_not_in(0.0, 1.0),
-    "attention.causal": lambda v: v is not True and v != 1,
+    "attention.causal": lambda v: not (v is True or (isinstance(v, (int, float)) and v == 1)),
     "expert_count": _number_not_in(0.0),
 }
 
@@ -110,7 +110,7 @@ def refuse_unsupported(arch) -> None:
         value = g.get(key)
         if value is not None and changes(value):
             raise GGUFError(f"{name}: metadata {key} is {describe_value(value)}, which Wren does not implement")
-    key_len, value_len = g.get(f"{arch.name}.attention.key_length"), g.get(f"{arch.name}.attention.value_length")
+    key_len, value_len = arch.key("attention.key_length"), arch.key("attention.value_length")  # typed reads
     if key_len is not None and value_len is not None and key_len != value_len:
         raise GGUFError(f"{name}: metadata {arch.name}.attention.value_length is {describe_value(value_len)}, "
                         f"unlike key_length ({describe_value(key_len)}), which Wren does not support")
